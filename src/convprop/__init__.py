@@ -1,0 +1,28 @@
+"""convprop: classic convolutional neural networks with hand-derived backpropagation.
+
+A faithful, vectorised NumPy port of the CNN of the MATLAB DeepLearnToolbox.
+"""
+
+from .errors import ConvpropError
+from .evaluate import Evaluation, evaluate
+from .gradcheck import GradcheckReport, gradcheck
+from .layers import Conv, Input, Subsample
+from .network import Network
+from .train import History, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvpropError",
+    "Network",
+    "Input",
+    "Conv",
+    "Subsample",
+    "train",
+    "History",
+    "evaluate",
+    "Evaluation",
+    "gradcheck",
+    "GradcheckReport",
+    "__version__",
+]

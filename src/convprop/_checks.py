@@ -1,0 +1,110 @@
+"""Validation of user input: clear messages instead of errors from deep inside."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConvpropError
+
+
+def as_float_array(x, dtype: np.dtype, what: str) -> np.ndarray:
+    """``x`` as a finite real array of ``dtype`` (copied only when needed)."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged nested lists, odd objects
+        raise ConvpropError(f"{what} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ConvpropError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(dtype, copy=False)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ConvpropError(f"{what} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: str = "images") -> tuple[np.ndarray, bool]:
+    """Images as a (N, H, W, C) array of ``dtype``; also whether a single image was given.
+
+    Accepts (N, H, W) or (H, W) when C = 1, and (N, H, W, C) or (H, W, C) otherwise.
+    """
+    arr = as_float_array(x, dtype, what)
+    h, w, c = image_shape
+    batch_ndim = 3 if c == 1 else 4
+    single = arr.ndim == batch_ndim - 1
+    if single:
+        arr = arr[None]
+    expected = (h, w) if c == 1 else (h, w, c)
+    form = "(N, H, W)" if c == 1 else "(N, H, W, C)"
+    if arr.ndim != batch_ndim or arr.shape[1:] != expected:
+        raise ConvpropError(
+            f"{what} must have shape {form} = (N, {', '.join(map(str, expected))}) "
+            f"or be one image of shape {expected}; got {np.shape(x)}"
+        )
+    if arr.shape[0] == 0:
+        raise ConvpropError(f"{what} is empty (0 images)")
+    if c == 1:
+        arr = arr[..., None]
+    return arr, single
+
+
+def check_targets(y, n: int, n_outputs: int, dtype: np.dtype, what: str = "targets") -> np.ndarray:
+    """Targets as an (n, n_outputs) array of ``dtype``.
+
+    ``y`` is either integer class labels of shape (n,) in [0, n_outputs), or
+    target vectors (one-hot or any real values) of shape (n, n_outputs).
+    """
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise ConvpropError(f"{what} could not be read as an array: {exc}") from None
+    if arr.ndim == 1:
+        return one_hot(labels_array(arr, n, n_outputs, what), n_outputs, dtype)
+    if arr.ndim != 2 or arr.shape != (n, n_outputs):
+        raise ConvpropError(
+            f"{what} must be {n} integer labels (shape ({n},)) or target vectors of shape "
+            f"({n}, {n_outputs}); got shape {arr.shape}"
+        )
+    return as_float_array(arr, dtype, what)
+
+
+def labels_array(y, n: int, n_classes: int, what: str = "labels") -> np.ndarray:
+    """Integer class labels of shape (n,), each in [0, n_classes)."""
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ConvpropError(f"{what} must have shape ({n},) to match {n} images; got {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
+            raise ConvpropError(f"{what} must be integer class labels; got non-integer values")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise ConvpropError(f"{what} must be integer class labels; got dtype {arr.dtype}")
+    if n and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ConvpropError(
+            f"{what} must lie in [0, {n_classes - 1}] for {n_classes} outputs; "
+            f"got values from {arr.min()} to {arr.max()}"
+        )
+    return arr.astype(np.intp, copy=False)
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """(N,) labels → (N, n_classes) one-hot rows."""
+    out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+def check_dtype(dtype) -> np.dtype:
+    """float32 or float64, else an error."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ConvpropError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise ConvpropError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConvpropError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,41 @@
+"""The toolbox's initialisation (cnnsetup), drawn in the toolbox's order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .layers import Conv
+from .layout import ffw_from_dlt
+
+if TYPE_CHECKING:
+    from .network import Network
+
+
+def _uniform(rng: np.random.Generator, shape: tuple[int, int], bound: float) -> np.ndarray:
+    """(rand(shape) − 0.5)·2·bound, filled column-major like MATLAB's rand."""
+    return (rng.random(shape[0] * shape[1]).reshape(shape, order="F") - 0.5) * 2 * bound
+
+
+def toolbox_init(net: "Network", rng: np.random.Generator) -> None:
+    """Set every parameter as cnnsetup does.
+
+    k{i}{j} = (rand(k) − 0.5)·2·sqrt(6/(fan_in + fan_out)), fan_in = inputmaps·k²,
+    fan_out = outputmaps·k², drawn for j = 1..outputmaps, then i = 1..inputmaps;
+    b{j} = 0; ffW = (rand(onum, fvnum) − 0.5)·2·sqrt(6/(onum + fvnum)); ffb = 0.
+    Values are drawn in float64 and then cast to the network's dtype.
+    """
+    for layer in net.layers:
+        if isinstance(layer, Conv):
+            weight = layer.params["weight"]
+            bound = np.sqrt(6 / (layer.fan_in + layer.fan_out))
+            for j in range(weight.shape[0]):
+                for i in range(weight.shape[1]):
+                    weight[j, i] = _uniform(rng, layer.kernelsize, bound)[::-1, ::-1]
+            layer.params["bias"][...] = 0
+    out = net.output.params
+    n_out, n_feat = out["weight"].shape
+    ffw = _uniform(rng, (n_out, n_feat), np.sqrt(6 / (n_out + n_feat)))
+    out["weight"][...] = ffw_from_dlt(ffw, net.map_shape)
+    out["bias"][...] = 0

@@ -1,0 +1,225 @@
+"""The network: a list of layers, a sigmoid output, forward / backward / step."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from . import losses
+from ._checks import check_dtype, check_images, check_targets, positive_int
+from .errors import ConvpropError
+from .initialization import toolbox_init
+from .layers import Conv, Input, Layer, SigmoidOutput
+
+#: Largest number of images pushed through the network at once by
+#: :meth:`Network.predict_proba` (bounds the memory of the patch matrices).
+PREDICT_CHUNK = 1000
+
+
+class Network:
+    """A classic CNN: an input layer, convolution / subsampling layers, a sigmoid output.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        Starts with :class:`~convprop.layers.Input`; then any mix of
+        :class:`~convprop.layers.Conv` and :class:`~convprop.layers.Subsample`.
+        The last maps are flattened into the feature vector.
+    n_outputs : int
+        Number of sigmoid outputs (classes).
+    dtype : float64 (default) or float32
+        Type of parameters, activations and gradients.
+    seed : int, numpy Generator or None
+        Source of the toolbox's initialisation (kernels uniform in
+        ±sqrt(6/(fan_in + fan_out)), output weights likewise, biases 0).
+
+    Examples
+    --------
+    >>> from convprop import Network, Input, Conv, Subsample
+    >>> net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)],
+    ...               n_outputs=10, seed=0)
+    >>> net.spec
+    '28x28-6c5-s2-12c5-s2-10o'
+    >>> net.n_features
+    192
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        n_outputs: int,
+        *,
+        dtype: type | np.dtype | str = np.float64,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        layers = list(layers)
+        if not layers or not isinstance(layers[0], Input):
+            raise ConvpropError("the first layer must be Input(height, width[, channels])")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
+                raise ConvpropError(f"layer {i} must be Input, Conv or Subsample, got {layer!r}")
+            if i and isinstance(layer, Input):
+                raise ConvpropError(f"layer {i}: Input may only be the first layer")
+        # The network owns copies: one list of layers may build several networks.
+        layers = [copy.deepcopy(layer) for layer in layers]
+        self.dtype = check_dtype(dtype)
+        self.n_outputs = positive_int(n_outputs, "n_outputs")
+        self.layers = layers
+        shape = layers[0].shape
+        for i, layer in enumerate(layers):
+            shape = layer.build(shape, self.dtype, where=f"Layer {i}")
+        self.map_shape: tuple[int, int, int] = shape
+        self.output = SigmoidOutput(self.n_outputs)
+        self.output.build((int(np.prod(shape)),), self.dtype, where="output")
+        toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed)
+        #: After forward: the outputs (N, n_outputs) and every layer's maps (N, H, W, C).
+        self.o: np.ndarray | None = None
+        self.activations: list[np.ndarray] = []
+        #: After backward: the loss and the error o − y.
+        self.L: float | None = None
+        self.e: np.ndarray | None = None
+
+    # ------------------------------------------------------------ description
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the input."""
+        return self.layers[0].shape
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector fed to the output layer."""
+        return int(np.prod(self.map_shape))
+
+    @property
+    def spec(self) -> str:
+        """Compact description, e.g. ``28x28-6c5-s2-12c5-s2-10o``."""
+        return "-".join([layer.spec() for layer in self.layers] + [self.output.spec()])
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network([{inner}], n_outputs={self.n_outputs}, dtype={self.dtype.name})"
+
+    def named_layers(self) -> Iterator[tuple[str, Layer]]:
+        """(name, layer) for every layer with parameters: ``conv1``, ``conv3``, ``output``."""
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                yield f"{type(layer).__name__.lower()}{i}", layer
+        yield "output", self.output
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every parameter tensor by name (``conv1.weight``, …, ``output.bias``); live arrays."""
+        return {f"{name}.{p}": arr for name, layer in self.named_layers() for p, arr in layer.params.items()}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The gradients of the last :meth:`backward`, named as :meth:`parameters`."""
+        grads = {}
+        for name, layer in self.named_layers():
+            if not layer.grads:
+                raise ConvpropError("no gradients yet: call forward(x) then backward(y) first")
+            grads.update({f"{name}.{p}": g for p, g in layer.grads.items()})
+        return grads
+
+    def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
+        """A deep copy, optionally converted to another dtype."""
+        clone = copy.deepcopy(self)
+        if dtype is not None:
+            clone.dtype = check_dtype(dtype)
+            for layer in [*clone.layers, clone.output]:
+                layer.params = {k: v.astype(clone.dtype) for k, v in layer.params.items()}
+                layer.grads = {k: v.astype(clone.dtype) for k, v in layer.grads.items()}
+        return clone
+
+    # ------------------------------------------------------- forward/backward
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run the network on a batch of images.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, H, W) or (N, H, W, C)
+            Images (one image without the N axis is accepted too).
+
+        Returns
+        -------
+        o : ndarray, shape (N, n_outputs) (or (n_outputs,) for one image)
+            The sigmoid outputs, also kept as ``self.o`` for :meth:`backward`.
+        """
+        maps, single = check_images(x, self.image_shape, self.dtype)
+        o = self._forward(maps)
+        return o[0] if single else o
+
+    def _forward(self, maps: np.ndarray) -> np.ndarray:
+        """Forward pass on validated (N, H, W, C) maps of the network's dtype."""
+        self.activations = [maps]
+        for layer in self.layers[1:]:
+            maps = layer.forward(maps)
+            self.activations.append(maps)
+        self.o = self.output.forward(maps.reshape(maps.shape[0], -1))
+        return self.o
+
+    def backward(self, y: np.ndarray) -> float:
+        """Backpropagate the loss of the last :meth:`forward` against targets ``y``.
+
+        Parameters
+        ----------
+        y : array_like, shape (N,) integer labels or (N, n_outputs) targets
+
+        Returns
+        -------
+        L : float
+            The loss ½·Σ(o − y)²/N; the gradients are left in each layer's
+            ``grads`` (see :meth:`gradients`).
+        """
+        if self.o is None:
+            raise ConvpropError("backward(y) needs a forward(x) first")
+        return self._backward(check_targets(y, self.o.shape[0], self.n_outputs, self.dtype))
+
+    def _backward(self, targets: np.ndarray) -> float:
+        """Backward pass on validated (N, n_outputs) targets of the network's dtype."""
+        self.L, self.e = losses.half_squared_error(self.o, targets)
+        delta = self.output.backward(self.e).reshape(self.o.shape[0], *self.map_shape)
+        # The first layer that needs no input delta is the one right after Input.
+        for i in range(len(self.layers) - 1, 0, -1):
+            delta = self.layers[i].backward(delta, need_input_delta=i > 1)
+        return self.L
+
+    def step(self, alpha: float) -> None:
+        """Plain SGD: every parameter −= alpha · its gradient (the toolbox's cnnapplygrads)."""
+        for name, layer in self.named_layers():
+            for p, arr in layer.params.items():
+                arr -= alpha * layer.grads[p]
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The loss ½·Σ(o − y)²/N on a batch (no gradients are kept)."""
+        o = self.forward(x)
+        o = o[None] if o.ndim == 1 else o
+        targets = check_targets(y, o.shape[0], self.n_outputs, self.dtype)
+        return losses.half_squared_error(o, targets)[0]
+
+    # -------------------------------------------------------------- inference
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Output activations for images, computed in chunks.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, H, W[, C]) or one image (H, W[, C])
+
+        Returns
+        -------
+        ndarray, shape (N, n_outputs), or (n_outputs,) for one image
+        """
+        maps, single = check_images(x, self.image_shape, self.dtype)
+        out = np.empty((maps.shape[0], self.n_outputs), dtype=self.dtype)
+        for start in range(0, maps.shape[0], PREDICT_CHUNK):
+            out[start : start + PREDICT_CHUNK] = self._forward(maps[start : start + PREDICT_CHUNK])
+        return out[0] if single else out
+
+    def predict(self, x: np.ndarray) -> np.ndarray | int:
+        """Predicted class (argmax of the outputs) for images; an int for one image."""
+        proba = self.predict_proba(x)
+        pred = np.argmax(proba, axis=-1)
+        return int(pred) if proba.ndim == 1 else pred
