@@ -107,6 +107,8 @@ def test_download_refused_names_urls_and_variables(clean_env, tmp_path):
     with pytest.raises(ConvpropError) as info:
         load_dataset("mnist", "test", progress=False)
     text = str(info.value)
+    assert text.startswith("mnist test files not found locally (searched: ")
+    assert "and could not download mnist file t10k-images-idx3-ubyte.gz: tried " in text
     assert "http://127.0.0.1:9/t10k-images-idx3-ubyte.gz (unreachable" in text
     assert "CONVPROP_MIRRORS" in text and "CONVPROP_DATA" in text and "\n" not in text
     cache = Path(tmp_path / "home" / ".cache" / "convprop" / "mnist")
