@@ -8,6 +8,7 @@ pictures; the toolbox's ``reshape(train_x', 28, 28, N)`` gives their transposes.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -18,6 +19,7 @@ import scipy.io
 from scipy.io import matlab
 
 from ..errors import ConvpropError
+from ._matcheck import check_mat_bytes
 
 __all__ = ["read_mat", "load_mnist_mat", "mnist_mat_images"]
 
@@ -51,8 +53,8 @@ def read_mat(path: str | os.PathLike, **loadmat_kwargs) -> dict:
         raise ConvpropError(f"{name}: no such file" if not path.exists()
                             else f"{name}: not a regular file")
     try:
-        with open(path, "rb") as f:
-            major, _ = matlab.matfile_version(f)
+        buf = path.read_bytes()
+        major, _ = matlab.matfile_version(io.BytesIO(buf))
     except (matlab.MatReadError, ValueError, OSError, EOFError, struct.error, IndexError) as exc:
         raise ConvpropError(f"{name}: not a MATLAB .mat file ({exc})") from None
     if major == 2:
@@ -60,8 +62,11 @@ def read_mat(path: str | os.PathLike, **loadmat_kwargs) -> dict:
             f"{name}: MATLAB v7.3 (HDF5) .mat files are not supported: re-save it with"
             " save(file, ..., '-v7') in MATLAB or Octave"
         )
+    # scipy's compiled reader trusts the sizes in the file (a bad one can crash the interpreter):
+    # check the whole structure first, then decode the very bytes that were checked.
+    check_mat_bytes(buf, major, name)
     try:
-        data = scipy.io.loadmat(path, **loadmat_kwargs)
+        data = scipy.io.loadmat(io.BytesIO(buf), **loadmat_kwargs)
     except (ValueError, TypeError, OSError, EOFError, NotImplementedError, zlib.error,
             struct.error, IndexError, KeyError, AttributeError, UnicodeDecodeError,
             OverflowError, MemoryError) as exc:
