@@ -146,6 +146,11 @@ def test_state_dict_round_trip_continues_identically(tmp_path):
     assert restored.t == opt.t == 4
     with pytest.raises(ConvpropError, match="Adam"):
         Adam().load_state_dict(sd)
+    other = Network([Input(12, 12), Conv(2, 3), Subsample(2), Conv(4, 3)], n_outputs=N_OUT, seed=1)
+    other.forward(x)
+    other.backward(y)
+    with pytest.raises(ConvpropError, match="another network"):
+        restored.step(other)
 
 
 @pytest.mark.parametrize(

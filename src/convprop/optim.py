@@ -158,8 +158,15 @@ class Optimizer:
             state = {}
             for slot in self._slots:
                 buf = self.state[slot].get(name)
-                if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+                if buf is None:
                     buf = self.state[slot][name] = np.zeros_like(p)
+                elif buf.shape != p.shape:
+                    raise ConvpropError(
+                        f"{type(self).__name__} state {slot}[{name!r}] has shape {buf.shape}, but the "
+                        f"parameter has shape {p.shape}: is this optimiser for another network?"
+                    )
+                elif buf.dtype != p.dtype:
+                    buf = self.state[slot][name] = buf.astype(p.dtype)
                 state[slot] = buf
             self._update(p, grads[name], state, lr)
 
