@@ -43,7 +43,10 @@ from .train import train
 
 Struct = dict[str, Any]
 
-__all__ = ["cnnsetup", "cnnff", "cnnbp", "cnnapplygrads", "cnntrain", "cnntest", "cnnnumgradcheck"]
+__all__ = [
+    "cnnsetup", "cnnff", "cnnbp", "cnnapplygrads", "cnntrain", "cnntest", "cnnnumgradcheck",
+    "load_mat", "save_mat",
+]
 
 
 # ------------------------------------------------------------------ layouts
@@ -316,3 +319,7 @@ def cnnnumgradcheck(net: Struct, x: np.ndarray, y: np.ndarray) -> GradcheckRepor
     if not report.passed:
         raise ConvpropError(f"numerical gradient checking failed\n{report}")
     return report
+
+
+# .mat import/export lives in its own module; imported last because it uses this one.
+from .matfile import load_mat, save_mat  # noqa: E402
