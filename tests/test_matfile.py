@@ -267,3 +267,35 @@ def test_a_struct_built_and_saved_by_octave_loads(tmp_path):
     np.testing.assert_array_equal(net.rL, [0.4, 0.39])
     with pytest.raises(ConvpropError, match=r"HDF5 file .*'-v7'"):
         load_mat(tmp_path / "hdf5.mat")
+
+
+@needs_octave
+def test_octave_toolbox_cnnbp_gives_the_engines_gradients(tmp_path):
+    net = _net(seed=6)
+    save_mat(net, tmp_path / "cnn.mat")
+    rng = np.random.default_rng(7)
+    x = rng.random((28, 28, 4))
+    y = rng.random((10, 4))
+    scipy.io.savemat(tmp_path / "data.mat", {"x": x, "y": y})
+    _octave("load('cnn.mat'); load('data.mat'); net = cnnbp(cnnff(cnn, x), y);\n"
+            "L = net.L; dffW = net.dffW; dffb = net.dffb; dk2 = net.layers{4}.dk; db2 = net.layers{4}.db;\n"
+            "dk1 = net.layers{2}.dk; d3 = net.layers{3}.d; save('-v7', 'grads.mat', 'L', 'dffW', 'dffb', 'dk1', 'dk2', 'db2', 'd3');",
+            tmp_path)
+    g = scipy.io.loadmat(tmp_path / "grads.mat")
+    net.forward(layout.images_from_dlt(x))
+    L = net.backward(y.T)
+    assert abs(g["L"].item() - L) < 1e-12
+    out = net.output.grads
+    assert np.abs(g["dffW"] - layout.ffw_to_dlt(out["weight"], net.map_shape)).max() < 1e-12
+    assert np.abs(g["dffb"].ravel() - out["bias"]).max() < 1e-12
+    dk2 = layout.kernels_to_dlt(net.layers[3].grads["weight"])
+    for i in range(2):
+        for j in range(3):
+            assert np.abs(g["dk2"][0, i][0, j] - dk2[i, j]).max() < 1e-12
+    assert np.abs(np.ravel([b.item() for b in g["db2"].ravel()]) - net.layers[3].grads["bias"]).max() < 1e-12
+    dk1 = layout.kernels_to_dlt(net.layers[1].grads["weight"])
+    for j in range(2):
+        assert np.abs(g["dk1"][0, 0][0, j] - dk1[0, j]).max() < 1e-12
+    d3 = layout.maps_to_dlt(net.layers[2].d)  # the pooling layer's delta, full-convolution result
+    for j in range(2):
+        assert np.abs(g["d3"][0, j] - d3[j]).max() < 1e-12
