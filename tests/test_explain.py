@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convprop import Conv, ConvpropError, Input, Network, Subsample, layout
-from convprop.dlt import save_mat
+from convprop.dlt import load_mat, save_mat
 from convprop.explain import add_explain_command, explain, explanation, main, run_explain_command
 
 
@@ -118,3 +118,20 @@ def test_cli_hooks(tmp_path):
 def test_module_entry_reports_errors(tmp_path, capsys):
     assert main([str(tmp_path / "missing.mat")]) == 2
     assert "error: cannot read" in capsys.readouterr().err
+
+
+def test_defaults_explain_the_toolbox_example_network(capsys):
+    assert main(["--no-gradcheck", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("network 28x28-6c5-s2-12c5-s2-10o, one input")
+    assert re.search(r"3 c 12c5 +dk +6x12x5x5 ", text)
+
+
+def test_fixture_network_explained(shared):
+    import scipy.io
+
+    folder = shared / "fixtures" / "dlt"
+    net = load_mat(folder / "dlt_cnn_mnist6000_1epoch.mat")
+    expected = scipy.io.loadmat(folder / "dlt_cnn_mnist6000_1epoch_expected.mat")
+    ex = explanation(net, expected["test_x"][:, :, 3], 0, check=False)
+    np.testing.assert_allclose(ex.output, expected["o"][:, 3], rtol=0, atol=1e-12)
