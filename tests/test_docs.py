@@ -87,3 +87,15 @@ def test_strict_docs_build(tmp_path):
     page = (tmp_path / "site" / "derivation" / "index.html").read_text()
     assert 'class="arithmatex"' in page and "source/src/convprop/layers/conv.py/#L" in page
     assert (tmp_path / "site" / "api" / "index.html").read_text().count("doc-heading") > 20
+
+
+def test_hook_links_to_the_repository_when_repo_url_is_set():
+    from types import SimpleNamespace
+
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="derivation.md"))
+    text = "see [[code:src/convprop/losses.py::e = o - y]] here"
+    line = code_links.resolve("src/convprop/losses.py", "e = o - y")
+    hosted = code_links.on_page_markdown(text, page, {"repo_url": "https://example.org/x/convprop/", "extra": {}}, None)
+    assert hosted == f"see [`losses.py:L{line}`](https://example.org/x/convprop/blob/main/src/convprop/losses.py#L{line}) here"
+    local = code_links.on_page_markdown(text, page, {"repo_url": None, "extra": {}}, None)
+    assert local == f"see [`losses.py:L{line}`](source/src/convprop/losses.py.md#L{line}) here"

@@ -108,6 +108,7 @@ class Explanation:
         out += [r.line() for r in self.rows if r.phase == "backward"]
         if self.check is not None:
             out += ["", "gradient check: central differences against backprop, per parameter tensor",
+                    "(indices in convprop's layout: conv weight[j, i, u, v] = rot180(k{i}{j})[u, v])",
                     str(self.check)]
         return "\n".join(out)
 
