@@ -5,7 +5,7 @@ import atheris
 import _harness  # noqa: F401  (puts src/ on sys.path)
 import numpy  # noqa: F401  (not instrumented: only the reader is)
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["convprop", "gzip"]):
     import gzip  # the gzip path of the reader is part of the target
 
     from convprop.data import idx as _idx

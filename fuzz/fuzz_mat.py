@@ -1,4 +1,5 @@
-"""atheris target: :func:`convprop.data.read_mat` (MATLAB v4/v5/v7 .mat files)."""
+"""atheris target: the .mat readers, :func:`convprop.dlt.load_mat` (toolbox nets) and
+:func:`convprop.data.read_mat` (any variables), on the same bytes."""
 
 import atheris
 
@@ -6,14 +7,18 @@ import _harness  # noqa: F401  (puts src/ on sys.path)
 import numpy  # noqa: F401  (imported before instrumenting: only scipy.io.matlab and convprop are)
 import scipy.sparse  # noqa: F401
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["convprop", "scipy.io.matlab"]):
     import scipy.io.matlab  # noqa: F401  (instrument loadmat's Python layer too)
 
+    from convprop import matfile as _dltmat
     from convprop.data import matfile as _matfile
 
 
 def one_input(path: str) -> None:
-    _matfile.read_mat(path)
+    try:
+        _dltmat.load_mat(path)
+    finally:  # both readers on every input, whatever the first one did
+        _matfile.read_mat(path)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,17 @@ def mat_seeds() -> dict[str, bytes]:
     buf = io.BytesIO()
     scipy.io.savemat(buf, {"a": np.arange(4.0).reshape(2, 2), "t": "txt"}, format="4")
     out["v4"] = buf.getvalue()
+    try:  # a toolbox net as convprop.dlt.save_mat writes it (branch matlab)
+        import tempfile
+
+        from convprop import Conv, Input, Network, Subsample
+        from convprop.matfile import save_mat
+    except ImportError:
+        return out
+    net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=2, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_mat(net, Path(tmp) / "cnn.mat")
+        out["dlt_net"] = (Path(tmp) / "cnn.mat").read_bytes()
     return out
 
 

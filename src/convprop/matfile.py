@@ -19,6 +19,7 @@ module does not read; re-save such a file with ``-v7``.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -26,8 +27,10 @@ from typing import Any
 
 import numpy as np
 import scipy.io
+from scipy.io import matlab
 
 from . import layout
+from .data._matcheck import mat_problem
 from .errors import ConvpropError
 from .layers import Conv, Input, Subsample
 from .network import Network
@@ -99,19 +102,28 @@ def _matrix(value: Any, where: str, shape: tuple[int, ...] | None = None) -> np.
 
 
 def _read(path: Path) -> dict[str, Any]:
-    """scipy.io.loadmat with every failure turned into a one-line ConvpropError."""
+    """scipy.io.loadmat with every failure turned into a one-line ConvpropError.
+
+    The file is read once; its structure is checked (:mod:`convprop.data._matcheck`: scipy's
+    compiled reader trusts the sizes in the file, and a bad one can crash the interpreter), then
+    loadmat decodes the very bytes that were checked.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(520)
+        buf = path.read_bytes()
     except OSError as exc:
         raise ConvpropError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if head[512:520] == _HDF5_SIGNATURE or head[:8] == _HDF5_SIGNATURE:
+    if buf[512:520] == _HDF5_SIGNATURE or buf[:8] == _HDF5_SIGNATURE:
         raise ConvpropError(
             f"{path} is an HDF5 file (MATLAB -v7.3 or Octave -hdf5), which convprop does not read; "
             "re-save it in MATLAB or Octave with save(file, 'cnn', '-v7')"
         )
     try:
-        return scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
+        major, _ = matlab.matfile_version(io.BytesIO(buf))
+        problem = mat_problem(buf, major)
+        if problem:
+            raise ValueError(problem)
+        return scipy.io.loadmat(io.BytesIO(buf), squeeze_me=False, struct_as_record=True,
+                                chars_as_strings=True)
     except Exception as exc:  # scipy raises ValueError, TypeError, OSError, … on bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConvpropError(f"{path} is not a readable MATLAB .mat file (v4-v7): {reason}") from None

@@ -286,12 +286,24 @@ def _check_v4(buf: bytes) -> None:
         pos += 20 + need
 
 
-def check_mat_bytes(buf: bytes, major: int, name: str) -> None:
-    """Raise ConvpropError unless ``buf`` (a whole .mat file of version ``major``) is sound."""
+def mat_problem(buf: bytes, major: int) -> str | None:
+    """What is structurally wrong with ``buf`` (a whole v4 or v5 .mat file), or None.
+
+    ``major`` is :func:`scipy.io.matlab.matfile_version`'s first value (0: v4, 1: v5/v7).
+    Other versions (2: v7.3, HDF5) are not checked here: loadmat refuses them itself.
+    """
     try:
         if major == 0:
             _check_v4(buf)
-        else:
+        elif major == 1:
             _check_v5(buf)
     except _Bad as exc:
-        raise ConvpropError(f"{name}: corrupt or truncated .mat file ({exc})") from None
+        return str(exc)
+    return None
+
+
+def check_mat_bytes(buf: bytes, major: int, name: str) -> None:
+    """Raise ConvpropError unless ``buf`` (a whole .mat file of version ``major``) is sound."""
+    problem = mat_problem(buf, major)
+    if problem:
+        raise ConvpropError(f"{name}: corrupt or truncated .mat file ({problem})")
