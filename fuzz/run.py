@@ -60,7 +60,7 @@ def run_target(target: str, runs: int, rss_mb: int, timeout: int, work: Path,
     seconds = time.monotonic() - start
     text = log_path.read_text(errors="replace")
     stats = re.findall(r"cov: (\d+) ft: (\d+) corp: (\d+)/", text)
-    done = re.search(r"Done (\d+) runs in (\d+) second", text)
+    done = re.search(r"stat::number_of_executed_units: (\d+)", text)
     result = {
         "target": target,
         "runs": int(done.group(1)) if done else None,

@@ -91,3 +91,14 @@ def test_gzip_bomb_is_bounded(tmp_path):
         read_idx(p)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 200
+
+
+def test_empty_array_with_unindexable_shape():
+    """Found by fuzz/fuzz_idx.py: 0 values, but the other dimensions overflow NumPy's index
+    type; reshape raised a bare ValueError."""
+    data = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 0)
+    with bytes_file(data, ".idx") as path:
+        with pytest.raises(ConvpropError, match=r"impossible shape 4294967295×4294967295×0"):
+            read_idx(path)
+    with bytes_file(bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 2**32 - 1, 0), ".idx") as path:
+        assert read_idx(path).shape == (2**32 - 1, 0)  # this one NumPy can hold

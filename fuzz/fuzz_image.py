@@ -1,0 +1,25 @@
+"""atheris target: the image reader of ``convprop predict`` (Pillow: PNG, JPEG, BMP, GIF, TIFF …),
+asked for a grey 28×28 and an RGB 32×32 input."""
+
+import atheris
+
+import _harness  # noqa: F401  (puts src/ on sys.path)
+import numpy  # noqa: F401  (imported before instrumenting)
+
+with atheris.instrument_imports(include=["convprop", "PIL"]):
+    import PIL.Image  # noqa: F401
+
+    from convprop import cli as _cli
+
+
+def one_input(path: str) -> None:
+    from pathlib import Path
+
+    try:
+        _cli._read_image(Path(path), (28, 28, 1), False)
+    finally:
+        _cli._read_image(Path(path), (32, 32, 3), True)
+
+
+if __name__ == "__main__":
+    _harness.main(one_input, ".img")
