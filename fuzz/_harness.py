@@ -24,7 +24,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.append(str(ROOT / "src"))  # PYTHONPATH, when set, comes first
 
 
 def file_runner(one_input: Callable[[str], object], suffix: str) -> Callable[[bytes], None]:
