@@ -1,0 +1,84 @@
+"""The image reader of ``convprop predict``: hostile images end in a one-line ConvpropError."""
+
+from __future__ import annotations
+
+import io
+import resource
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from convprop.errors import ConvpropError
+from fuzzing import bytes_file, in_child, mutated
+
+cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not merged yet")
+pytest.importorskip("PIL")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
+import make_seeds  # noqa: E402
+
+SEEDS = list(make_seeds.image_seeds().values())
+
+
+def _png(width: int, height: int, idat: bytes) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def _read(data: bytes, shape=(28, 28, 1)):
+    with bytes_file(data, ".png") as path:
+        return cli._read_image(Path(path), shape, False)
+
+
+def test_valid_seeds_read():
+    for blob in SEEDS:
+        assert _read(blob).shape == (28, 28)
+        assert _read(blob, (32, 32, 3)).shape == (32, 32, 3)
+
+
+HOSTILE = [
+    (_png(5000, 5000, zlib.compress(bytes(1000))), r"PNG image of 5000x5000 pixels; predict reads images of 1 to"),
+    (_png(100_000, 100_000, zlib.compress(bytes(1000))), r"too many pixels to decode"),
+    (_png(4, 4, b"not zlib"), "corrupt or truncated image"),
+    (_png(28, 28, zlib.compress(bytes(20))), "corrupt or truncated image"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n", "not an image file convprop reads"),
+    (b"", "not an image file"),
+]
+
+
+@pytest.mark.parametrize("data, message", HOSTILE, ids=["5000x5000", "1e10 pixels", "bad zlib",
+                                                         "short data", "EPS", "empty"])
+def test_hostile_images(data, message):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ConvpropError, match=message) as info:
+        _read(data)
+    assert "\n" not in str(info.value)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100  # MiB
+
+
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@PROPS
+@given(data=mutated(SEEDS))
+def _mutated(data):
+    for shape in ((28, 28, 1), (8, 8, 3)):
+        try:
+            arr = _read(data, shape)
+        except ConvpropError as exc:
+            assert "\n" not in str(exc)
+            continue
+        assert arr.shape == shape[:2] + ((3,) if shape[2] == 3 else ())
+        assert np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1
+
+
+def test_mutated_images():
+    in_child(_mutated)  # Pillow's decoders are C: a crash fails this test, not the run
