@@ -26,7 +26,10 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 def sigmoid_backward(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
     """dL/dz = dL/da · a(1 − a), where a = σ(z)."""
-    return delta * (a * (1 - a))
+    d = 1 - a  # one temporary, then in place
+    d *= a
+    d *= delta
+    return d
 
 
 # ---------------------------------------------------------------- convolution
@@ -148,10 +151,20 @@ def mean_pool(a: np.ndarray, scale: int) -> np.ndarray:
     Returns
     -------
     ndarray, shape (N, H/scale, W/scale, C)
+
+    Only axes 1 and 2 are pooled, so the same function serves the engine's
+    internal (C, H, W, N) maps.
     """
     n, h, w, c = a.shape
     blocks = a.reshape(n, h // scale, scale, w // scale, scale, c)
-    return blocks.sum(axis=(2, 4)) * a.dtype.type(1.0 / (scale * scale))
+    # Sum of the scale² phases (strided slices), then one scaling: no pixel loops.
+    out = blocks[:, :, 0, :, 0, :].copy()
+    for u in range(scale):
+        for v in range(scale):
+            if u or v:
+                out += blocks[:, :, u, :, v, :]
+    out *= a.dtype.type(1.0 / (scale * scale))
+    return out
 
 
 def mean_pool_backward(delta: np.ndarray, scale: int) -> np.ndarray:
@@ -166,6 +179,78 @@ def mean_pool_backward(delta: np.ndarray, scale: int) -> np.ndarray:
     ndarray, shape (N, Hp·scale, Wp·scale, C)
     """
     n, hp, wp, c = delta.shape
-    spread = delta / delta.dtype.type(scale * scale)
-    expanded = np.broadcast_to(spread[:, :, None, :, None, :], (n, hp, scale, wp, scale, c))
-    return expanded.reshape(n, hp * scale, wp * scale, c)
+    out = np.empty((n, hp, scale, wp, scale, c), dtype=delta.dtype)
+    np.divide(delta[:, :, None, :, None, :], delta.dtype.type(scale * scale), out=out)
+    return out.reshape(n, hp * scale, wp * scale, c)
+
+
+# ------------------------------------------- the engine's internal layout: (C, H, W, N)
+#
+# Between layers the engine keeps maps "batch-last", shape (C, H, W, N). A
+# patch matrix then has one row per (input map, kernel row, kernel column)
+# and one column per (output row, output column, sample): a convolution over
+# the whole batch is ONE wide product  weight (C_out, C_in·kh·kw) @ cols,
+# whose result already is the (C_out, Ho, Wo, N) output, and every window
+# copy moves contiguous runs of Wo·N numbers. The functions above (NHWC)
+# stay the reference form of the same operations.
+
+
+def to_nhwc(a: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) maps → (N, H, W, C), a view."""
+    return a.transpose(3, 1, 2, 0)
+
+
+def from_nhwc(a: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) maps → contiguous (C, H, W, N)."""
+    return np.ascontiguousarray(a.transpose(3, 1, 2, 0))
+
+
+def im2col_cm(x: np.ndarray, kh: int, kw: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Patch matrix of batch-last maps, with a trailing row of ones for the bias.
+
+    cols[(i·kh + u)·kw + v, (r·Wo + c)·N + n] = x[i, r+u, c+v, n];  cols[−1, :] = 1
+
+    Parameters
+    ----------
+    x : ndarray, shape (C, H, W, N)
+    out : ndarray, shape (C·kh·kw + 1, Ho·Wo·N), optional
+        Reused buffer; its last row must already hold ones.
+
+    Returns
+    -------
+    ndarray, shape (C·kh·kw + 1, Ho·Wo·N)
+    """
+    c, h, w, n = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    if out is None:
+        out = np.empty((c * kh * kw + 1, ho * wo * n), dtype=x.dtype)
+        out[-1] = 1
+    patches = out[:-1].reshape(c, kh, kw, ho, wo, n)
+    for u in range(kh):  # kh·kw block copies, each of contiguous Wo·N runs
+        for v in range(kw):
+            patches[:, u, v] = x[:, u : u + ho, v : v + wo, :]
+    return out
+
+
+def col2im_cm(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
+    """Adjoint of :func:`im2col_cm` (without the ones row): scatter-add patches back onto maps.
+
+    dx[i, r+u, c+v, n] += dcols[(i·kh + u)·kw + v, (r·Wo + c)·N + n]
+
+    Parameters
+    ----------
+    dcols : ndarray, shape (C·kh·kw, Ho·Wo·N)
+    shape : (C, H, W, N) of the maps
+
+    Returns
+    -------
+    ndarray, shape (C, H, W, N)
+    """
+    c, h, w, n = shape
+    ho, wo = h - kh + 1, w - kw + 1
+    patches = dcols.reshape(c, kh, kw, ho, wo, n)
+    dx = np.zeros(shape, dtype=dcols.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            dx[:, u : u + ho, v : v + wo, :] += patches[:, u, v]
+    return dx

@@ -77,24 +77,55 @@ class Conv(Layer):
         return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
+    #   as one product over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place
     def forward(self, x: np.ndarray) -> np.ndarray:
-        z, self._cols = ops.correlate_valid(x, self.params["weight"])
-        z += self.params["bias"]
-        self._a = ops.sigmoid(z, out=z)
-        return self._a
+        c_in, h, w, n = x.shape
+        kh, kw = self.kernelsize
+        ho, wo = self.out_shape[:2]
+        cols = self._buffer("cols", (c_in * kh * kw + 1, ho * wo * n), x.dtype, ones_row=True)
+        ops.im2col_cm(x, kh, kw, out=cols)
+        # z (C_out, Ho·Wo·N) = (C_out, Ho, Wo, N), computed as zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS
+        # then gives every column the same summation order whatever N (chunking-invariant).
+        z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
+        np.matmul(cols.T, self._weight_matrix().T, out=z.T)
+        a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)
+        self._cache.update(cols=cols, a=a)
+        return a
 
     # d = δ·a(1−a);  dk = convn(flipall(a_prev), d, 'valid')/N;  db = Σd/N;
+    #   together:  [dW | db] = d · [cols; 1]ᵀ / N
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
+    #   as col2im(Wᵀ · d): every patch gives back its share
     def backward(self, delta, need_input_delta=True):
-        d = ops.sigmoid_backward(delta, self._a)
-        n = d.shape[0]
+        a, cols = self._cache["a"], self._cache["cols"]
+        d = ops.sigmoid_backward(delta, a)
+        self._d = d
+        n = d.shape[-1]
+        d2 = d.reshape(self.outputmaps, -1)
         weight = self.params["weight"]
-        self.d = d
-        self.grads = {
-            "weight": (ops.correlate_valid_weight_grad(self._cols, d) / n).reshape(weight.shape),
-            "bias": d.sum(axis=(0, 1, 2)) / n,
-        }
-        return ops.correlate_valid_input_grad(d, weight) if need_input_delta else None
+        grad = d2 @ cols.T
+        grad /= n
+        self.grads = {"weight": grad[:, :-1].reshape(weight.shape), "bias": grad[:, -1].copy()}
+        if not need_input_delta:
+            return None
+        dcols = weight.reshape(self.outputmaps, -1).T @ d2
+        c_in = weight.shape[1]
+        return ops.col2im_cm(dcols, (c_in, *self.in_shape[:2], n), *self.kernelsize)
+
+    def _weight_matrix(self) -> np.ndarray:
+        """[W | b], shape (C_out, C_in·kh·kw + 1): the bias rides on the ones row of the patches."""
+        weight, bias = self.params["weight"], self.params["bias"]
+        return np.concatenate([weight.reshape(self.outputmaps, -1), bias[:, None]], axis=1)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, ones_row: bool = False) -> np.ndarray:
+        """A work array kept between calls of the same shape (and its ones row set once)."""
+        buf = self._cache.get("buf_" + name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            if ones_row:
+                buf[-1] = 1
+            self._cache["buf_" + name] = buf
+        return buf
 
     def spec(self) -> str:
         kh, kw = self.kernelsize
