@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import expit
 
 # ---------------------------------------------------------------- activations
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) = 1 / (1 + exp(−z)), elementwise; the dtype of ``z`` is kept."""
-    return expit(z, out=out)
+    """σ(z) = 1 / (1 + exp(−z)), elementwise; the dtype of ``z`` is kept.
+
+    Computed literally, in place when ``out`` is ``z``: NumPy's vectorised exp
+    is several times faster than scipy.special.expit. For z < −88 (float32) or
+    −709 (float64), exp(−z) overflows to inf and σ correctly becomes 0.
+    """
+    out = np.negative(z, out=out)
+    with np.errstate(over="ignore", under="ignore"):
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 def sigmoid_backward(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
