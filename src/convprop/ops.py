@@ -13,7 +13,7 @@ linear part, or the derivative of the activation).
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 # ---------------------------------------------------------------- activations
 
@@ -213,35 +213,57 @@ def from_nhwc(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(3, 1, 2, 0))
 
 
-def im2col_cm(x: np.ndarray, kh: int, kw: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Patch matrix of batch-last maps, with a trailing row of ones for the bias.
-
-    cols[(i·kh + u)·kw + v, (r·Wo + c)·N + n] = x[i, r+u, c+v, n];  cols[−1, :] = 1
+def patches_cm(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """View of every kh×kw patch of batch-last maps, in patch-matrix order.
 
     Parameters
     ----------
-    x : ndarray, shape (C, H, W, N)
-    out : ndarray, shape (C·kh·kw + 1, Ho·Wo·N), optional
-        Reused buffer; its last row must already hold ones.
+    x : ndarray, shape (C, H, W, N), C-contiguous
 
     Returns
     -------
-    ndarray, shape (C·kh·kw + 1, Ho·Wo·N)
+    ndarray, shape (C, kh, kw, Ho, Wo, N)
+        ``view[i, u, v, r, c, n] = x[i, r+u, c+v, n]``; no data is copied.
     """
     c, h, w, n = x.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    if out is None:
-        out = np.empty((c * kh * kw + 1, ho * wo * n), dtype=x.dtype)
-        out[-1] = 1
-    patches = out[:-1].reshape(c, kh, kw, ho, wo, n)
-    for u in range(kh):  # kh·kw block copies, each of contiguous Wo·N runs
-        for v in range(kw):
-            patches[:, u, v] = x[:, u : u + ho, v : v + wo, :]
-    return out
+    s = x.strides
+    return as_strided(x, (c, kh, kw, h - kh + 1, w - kw + 1, n), (s[0], s[1], s[2], s[1], s[2], s[3]), writeable=False)
+
+
+def im2col_cm(patches: np.ndarray, r0: int, r1: int, out: np.ndarray) -> np.ndarray:
+    """Patch matrix of output rows r0 ≤ r < r1, with a trailing row of ones for the bias.
+
+    cols[(i·kh + u)·kw + v, ((r−r0)·Wo + c)·N + n] = x[i, r+u, c+v, n];  cols[−1, :] = 1
+
+    Parameters
+    ----------
+    patches : ndarray, shape (C, kh, kw, Ho, Wo, N), from :func:`patches_cm`
+    out : ndarray, shape (C·kh·kw + 1, ≥ (r1−r0)·Wo·N)
+        Work buffer whose last row already holds ones.
+
+    Returns
+    -------
+    ndarray, shape (C·kh·kw + 1, (r1−r0)·Wo·N), a view of ``out``
+    """
+    c, kh, kw, _, wo, n = patches.shape
+    cols = out[:, : (r1 - r0) * wo * n]
+    # One strided copy; its innermost runs are contiguous Wo·N numbers.
+    np.copyto(cols[:-1].reshape(c, kh, kw, r1 - r0, wo, n), patches[:, :, :, r0:r1])
+    return cols
+
+
+def row_blocks(rows: int, row_size: int, itemsize: int, target_bytes: int = 1 << 18) -> list[tuple[int, int]]:
+    """Split ``rows`` output rows into ranges whose patch matrices take about ``target_bytes``.
+
+    A block's patch matrix is built and consumed while it is still in the
+    CPU cache, instead of writing the whole batch's matrix to memory.
+    """
+    step = max(1, target_bytes // max(1, row_size * itemsize))
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
 
 
 def col2im_cm(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
-    """Adjoint of :func:`im2col_cm` (without the ones row): scatter-add patches back onto maps.
+    """Adjoint of :func:`im2col_cm` over all rows (without the ones row): scatter-add patches back onto maps.
 
     dx[i, r+u, c+v, n] += dcols[(i·kh + u)·kw + v, (r·Wo + c)·N + n]
 

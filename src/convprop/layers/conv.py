@@ -77,54 +77,66 @@ class Conv(Layer):
         return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
-    #   as one product over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place
+    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place,
+    #   done in blocks of output rows so that each block's cols stays in cache
     def forward(self, x: np.ndarray) -> np.ndarray:
-        c_in, h, w, n = x.shape
-        kh, kw = self.kernelsize
+        n = x.shape[-1]
         ho, wo = self.out_shape[:2]
-        cols = self._buffer("cols", (c_in * kh * kw + 1, ho * wo * n), x.dtype, ones_row=True)
-        ops.im2col_cm(x, kh, kw, out=cols)
-        # z (C_out, Ho·Wo·N) = (C_out, Ho, Wo, N), computed as zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS
-        # then gives every column the same summation order whatever N (chunking-invariant).
+        wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
-        np.matmul(cols.T, self._weight_matrix().T, out=z.T)
-        a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)
-        self._cache.update(cols=cols, a=a)
+        patches = ops.patches_cm(x, *self.kernelsize)
+        buf = self._buffer(wb.shape[1], wo * n, x.dtype)
+        for r0, r1 in ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize):
+            cols = ops.im2col_cm(patches, r0, r1, buf)
+            zb = z[:, r0 * wo * n : r1 * wo * n]
+            # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
+            # whatever N, so results do not depend on how a batch is chunked.
+            np.matmul(cols.T, wb.T, out=zb.T)
+            ops.sigmoid(zb, out=zb)
+        a = z.reshape(self.outputmaps, ho, wo, n)
+        self._cache.update(x=x, a=a)
         return a
 
     # d = δ·a(1−a);  dk = convn(flipall(a_prev), d, 'valid')/N;  db = Σd/N;
-    #   together:  [dW | db] = d · [cols; 1]ᵀ / N
+    #   together:  [dW | db] = d · [cols; 1]ᵀ / N  (cols rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
     #   as col2im(Wᵀ · d): every patch gives back its share
     def backward(self, delta, need_input_delta=True):
-        a, cols = self._cache["a"], self._cache["cols"]
+        x, a = self._cache["x"], self._cache["a"]
         d = ops.sigmoid_backward(delta, a)
         self._d = d
         n = d.shape[-1]
-        d2 = d.reshape(self.outputmaps, -1)
+        wo = self.out_shape[1]
         weight = self.params["weight"]
-        grad = d2 @ cols.T
+        d2 = d.reshape(self.outputmaps, -1)
+        k1 = weight[0].size + 1
+        grad = np.zeros((self.outputmaps, k1), dtype=d.dtype)
+        patches = ops.patches_cm(x, *self.kernelsize)
+        buf = self._buffer(k1, wo * n, d.dtype)
+        for r0, r1 in ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize):
+            cols = ops.im2col_cm(patches, r0, r1, buf)
+            grad += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
         grad /= n
         self.grads = {"weight": grad[:, :-1].reshape(weight.shape), "bias": grad[:, -1].copy()}
         if not need_input_delta:
             return None
         dcols = weight.reshape(self.outputmaps, -1).T @ d2
-        c_in = weight.shape[1]
-        return ops.col2im_cm(dcols, (c_in, *self.in_shape[:2], n), *self.kernelsize)
+        return ops.col2im_cm(dcols, x.shape, *self.kernelsize)
 
     def _weight_matrix(self) -> np.ndarray:
         """[W | b], shape (C_out, C_in·kh·kw + 1): the bias rides on the ones row of the patches."""
         weight, bias = self.params["weight"], self.params["bias"]
         return np.concatenate([weight.reshape(self.outputmaps, -1), bias[:, None]], axis=1)
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, ones_row: bool = False) -> np.ndarray:
-        """A work array kept between calls of the same shape (and its ones row set once)."""
-        buf = self._cache.get("buf_" + name)
+    def _buffer(self, k1: int, row_size: int, dtype: np.dtype) -> np.ndarray:
+        """The patch-matrix work buffer for one row block, kept between calls; ones row set once."""
+        rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
+        shape = (k1, rows * row_size)
+        buf = self._cache.get("cols")
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = np.empty(shape, dtype=dtype)
-            if ones_row:
-                buf[-1] = 1
-            self._cache["buf_" + name] = buf
+            buf[-1] = 1
+            self._cache["cols"] = buf
         return buf
 
     def spec(self) -> str:
