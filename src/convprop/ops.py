@@ -12,6 +12,8 @@ linear part, or the derivative of the activation).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
@@ -227,7 +229,12 @@ def patches_cm(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """
     c, h, w, n = x.shape
     s = x.strides
-    return as_strided(x, (c, kh, kw, h - kh + 1, w - kw + 1, n), (s[0], s[1], s[2], s[1], s[2], s[3]), writeable=False)
+    shape, strides = (c, kh, kw, h - kh + 1, w - kw + 1, n), (s[0], s[1], s[2], s[1], s[2], s[3])
+    if x.flags.c_contiguous:  # the cheap constructor (as_strided costs tens of µs a call)
+        view = np.ndarray(shape, x.dtype, buffer=x, strides=strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(x, shape, strides, writeable=False)
 
 
 def im2col_cm(patches: np.ndarray, r0: int, r1: int, out: np.ndarray) -> np.ndarray:
@@ -252,6 +259,7 @@ def im2col_cm(patches: np.ndarray, r0: int, r1: int, out: np.ndarray) -> np.ndar
     return cols
 
 
+@functools.lru_cache(maxsize=256)
 def row_blocks(rows: int, row_size: int, itemsize: int, target_bytes: int = 1 << 18) -> list[tuple[int, int]]:
     """Split ``rows`` output rows into ranges whose patch matrices take about ``target_bytes``.
 
@@ -259,7 +267,7 @@ def row_blocks(rows: int, row_size: int, itemsize: int, target_bytes: int = 1 <<
     CPU cache, instead of writing the whole batch's matrix to memory.
     """
     step = max(1, target_bytes // max(1, row_size * itemsize))
-    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+    return tuple((r, min(r + step, rows)) for r in range(0, rows, step))
 
 
 def col2im_cm(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:

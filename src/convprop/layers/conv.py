@@ -77,8 +77,8 @@ class Conv(Layer):
         return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
-    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place,
-    #   done in blocks of output rows so that each block's cols stays in cache
+    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
+    #   z is filled in blocks of output rows so that each block's cols stays in cache
     def forward(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[-1]
         ho, wo = self.out_shape[:2]
@@ -92,8 +92,7 @@ class Conv(Layer):
             # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
             # whatever N, so results do not depend on how a batch is chunked.
             np.matmul(cols.T, wb.T, out=zb.T)
-            ops.sigmoid(zb, out=zb)
-        a = z.reshape(self.outputmaps, ho, wo, n)
+        a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)  # contiguous: NumPy's SIMD loops
         self._cache.update(x=x, a=a)
         return a
 
