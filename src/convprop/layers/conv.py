@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import ops, parallel
 from .._checks import positive_int
 from ..errors import ConvpropError
 from .base import Layer
@@ -85,13 +85,17 @@ class Conv(Layer):
         wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
         patches = ops.patches_cm(x, *self.kernelsize)
-        buf = self._buffer(wb.shape[1], wo * n, x.dtype)
-        for r0, r1 in ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize):
-            cols = ops.im2col_cm(patches, r0, r1, buf)
-            zb = z[:, r0 * wo * n : r1 * wo * n]
-            # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
-            # whatever N, so results do not depend on how a batch is chunked.
-            np.matmul(cols.T, wb.T, out=zb.T)
+
+        def work(slot, blocks):
+            buf = self._buffer(wb.shape[1], wo * n, x.dtype, slot)
+            for r0, r1 in blocks:
+                cols = ops.im2col_cm(patches, r0, r1, buf)
+                zb = z[:, r0 * wo * n : r1 * wo * n]
+                # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
+                # whatever N, so results do not depend on how a batch is chunked.
+                np.matmul(cols.T, wb.T, out=zb.T)
+
+        parallel.map_blocks(work, ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize))
         a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)  # contiguous: NumPy's SIMD loops
         self._cache.update(x=x, a=a)
         return a
@@ -109,12 +113,20 @@ class Conv(Layer):
         weight = self.params["weight"]
         d2 = d.reshape(self.outputmaps, -1)
         k1 = weight[0].size + 1
-        grad = np.zeros((self.outputmaps, k1), dtype=d.dtype)
         patches = ops.patches_cm(x, *self.kernelsize)
-        buf = self._buffer(k1, wo * n, d.dtype)
-        for r0, r1 in ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize):
-            cols = ops.im2col_cm(patches, r0, r1, buf)
-            grad += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
+
+        def work(slot, blocks):
+            buf = self._buffer(k1, wo * n, d.dtype, slot)
+            part = np.zeros((self.outputmaps, k1), dtype=d.dtype)
+            for r0, r1 in blocks:
+                cols = ops.im2col_cm(patches, r0, r1, buf)
+                part += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
+            return part
+
+        parts = parallel.map_blocks(work, ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize))
+        grad = parts[0]
+        for part in parts[1:]:
+            grad += part
         grad /= n
         self.grads = {"weight": grad[:, :-1].reshape(weight.shape), "bias": grad[:, -1].copy()}
         if not need_input_delta:
@@ -127,15 +139,15 @@ class Conv(Layer):
         weight, bias = self.params["weight"], self.params["bias"]
         return np.concatenate([weight.reshape(self.outputmaps, -1), bias[:, None]], axis=1)
 
-    def _buffer(self, k1: int, row_size: int, dtype: np.dtype) -> np.ndarray:
-        """The patch-matrix work buffer for one row block, kept between calls; ones row set once."""
+    def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
+        """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
         rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
         shape = (k1, rows * row_size)
-        buf = self._cache.get("cols")
+        buf = self._cache.get(f"cols{slot}")
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = np.empty(shape, dtype=dtype)
             buf[-1] = 1
-            self._cache["cols"] = buf
+            self._cache[f"cols{slot}"] = buf
         return buf
 
     def spec(self) -> str:
