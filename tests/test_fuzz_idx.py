@@ -100,5 +100,10 @@ def test_empty_array_with_unindexable_shape():
     with bytes_file(data, ".idx") as path:
         with pytest.raises(ConvpropError, match=r"impossible shape 4294967295×4294967295×0"):
             read_idx(path)
+    # found by Hypothesis: the product fits an index, but not once multiplied by 8 bytes
+    data = bytes([0, 0, 0x0E, 4]) + struct.pack(">4I", 0, 84828, 374648, 36277479)
+    with bytes_file(data, ".idx") as path:
+        with pytest.raises(ConvpropError, match="impossible shape"):
+            read_idx(path)
     with bytes_file(bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 2**32 - 1, 0), ".idx") as path:
         assert read_idx(path).shape == (2**32 - 1, 0)  # this one NumPy can hold

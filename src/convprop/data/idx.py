@@ -88,9 +88,11 @@ def _parse(stream: BinaryIO, name: str, raw_size: int | None) -> np.ndarray:
     dtype = IDX_DTYPES[code]
     expected = dtype.itemsize * int(np.prod(shape, dtype=object))
     shape_text = "×".join(map(str, shape))
-    # An empty array may still have dimensions whose product NumPy cannot index (found by
-    # fuzz/fuzz_idx.py: 0×(2**32 − 1)×… made reshape raise a bare ValueError).
-    if 0 in shape and int(np.prod([d for d in shape if d], dtype=object)) > np.iinfo(np.intp).max:
+    # An empty array may still have dimensions whose product (in bytes) NumPy cannot index
+    # (0×(2**32 − 1)×… found by fuzz/fuzz_idx.py, 0×84828×374648×36277479 float64 by the
+    # Hypothesis tests: reshape raised a bare ValueError).
+    nonzero = int(np.prod([d for d in shape if d], dtype=object))
+    if 0 in shape and nonzero * dtype.itemsize > np.iinfo(np.intp).max:
         raise ConvpropError(f"{name}: IDX header declares an impossible shape {shape_text}")
     if raw_size is not None:
         # Uncompressed: the file size tells the payload size before anything is allocated.
