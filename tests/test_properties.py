@@ -222,3 +222,46 @@ def test_evaluate_on_any_labels(y):
         assert "\n" not in str(exc)
         return
     assert 0 <= result.error <= 1 and result.predicted.shape == (6,)
+
+
+# ------------------------------------------------------------ the toolbox façade
+
+def _dlt_struct():
+    return {"layers": [{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 3},
+                       {"type": "s", "scale": 2}]}
+
+
+DLT_X = np.random.default_rng(1).random((8, 8, 6))  # H×W×N
+DLT_Y = np.eye(3)[:, np.arange(6) % 3]               # K×N
+
+
+@pytest.mark.parametrize("x, y, opts, message", [
+    (DLT_X[..., :5], DLT_Y, None, r"y must be K×N with N = 5"),
+    (DLT_X[None], DLT_Y, None, r"x must be H×W×N \(toolbox layout\)"),
+    (np.where(DLT_X > 0.5, np.nan, DLT_X), DLT_Y, None, "NaN or infinite"),
+    (DLT_X.astype(complex), DLT_Y, None, "must hold real numbers"),
+    (DLT_X, DLT_Y, {"alpha": 1, "batchsize": 0, "numepochs": 1}, "batch"),
+    (DLT_X, DLT_Y, {"alpha": -1, "batchsize": 2, "numepochs": 1}, "alpha"),
+    (DLT_X, DLT_Y, {"alpha": 1, "batchsize": 2, "numepochs": 0.5}, "numepochs|epochs"),
+])
+def test_toolbox_facade_bad_input(x, y, opts, message):
+    from convprop import dlt
+
+    with pytest.raises(ConvpropError, match=message):
+        cnn = dlt.cnnsetup(_dlt_struct(), x, y, seed=0)
+        dlt.cnntrain(cnn, x, y, opts or {"alpha": 1, "batchsize": 2, "numepochs": 1})
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 2.5}], r"\['kernelsize'\] must be an integer"),
+    ([{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 3}, {"type": "s", "scale": 4}],
+     "size must be integer"),
+    ([{"type": "i"}, {"type": "q"}], "has type 'q'"),
+    ([{"type": "c"}], r"must be \{'type': 'i'\}"),
+    ([{"type": "i"}, {"type": "c", "kernelsize": 3}], "needs 'outputmaps'"),
+])
+def test_toolbox_facade_bad_layers(layers, message):
+    from convprop import dlt
+
+    with pytest.raises(ConvpropError, match=message):
+        dlt.cnnsetup({"layers": layers}, DLT_X, DLT_Y, seed=0)
