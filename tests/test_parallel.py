@@ -30,3 +30,34 @@ def test_bad_thread_count(monkeypatch, value):
     net = Network([Input(8, 8), Conv(2, 3)], n_outputs=2, seed=0)
     with pytest.raises(ConvpropError, match="CONVPROP_THREADS must be a positive integer"):
         net.forward(np.zeros((2, 8, 8)))
+
+
+def test_forked_child_does_not_hang_on_the_parents_pool(monkeypatch):
+    """multiprocessing's fork start method copies the thread pool but not its threads: before
+    the fix a child's first convolution waited forever."""
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv("CONVPROP_THREADS", "2")
+    net = Network([Input(12, 12), Conv(3, 5), Subsample(2)], n_outputs=4, seed=0)
+    x = np.random.default_rng(0).random((32, 12, 12))
+    expected = net.forward(x)  # the parent's pool now exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = np.array_equal(net.forward(x), expected)
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 20
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the convolution")
+        time.sleep(0.02)
+    assert os.read(read, 1) == b"1"
+    os.close(read)

@@ -20,6 +20,10 @@ from .errors import ConvpropError
 
 T = TypeVar("T")
 _pools: dict[int, ThreadPoolExecutor] = {}
+# A forked child (multiprocessing's default start method on Linux) inherits the pools but not
+# their threads: work submitted there would wait forever. The child starts with no pools.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def n_threads() -> int:
