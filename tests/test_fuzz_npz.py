@@ -141,3 +141,48 @@ def test_not_a_zip_and_missing(tmp_path):
         read_npz(tmp_path / "none.npz")
     with pytest.raises(ConvpropError, match="is a directory"):
         read_npz(tmp_path)
+
+
+# ------------------------------------------------------------- single .npy files (explain --input)
+
+from convprop._npz import read_npy  # noqa: E402
+
+
+@FAST
+@given(arr=hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)))
+def test_npy_round_trip(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    with bytes_file(buf.getvalue(), ".npy") as path:
+        back = read_npy(path)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    np.testing.assert_array_equal(back, arr)
+
+
+@pytest.mark.parametrize("data, message", [
+    (_npy_header((10**6, 10**6)) + bytes(64), r"header declares 8000000000000 bytes of data, the file holds 64"),
+    (_npy_header((1,), descr="|O") + bytes(8), "refusing to load pickled"),
+    (b"\x80\x04\x95", "not a .npy array"),
+])
+def test_npy_hostile(data, message):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with bytes_file(data, ".npy") as path:
+        with pytest.raises(ConvpropError, match=message):
+            read_npy(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 50
+
+
+def test_explain_input_files_are_checked(tmp_path):
+    """``convprop.explain --input`` reads .npy and .mat through the checked readers."""
+    from convprop.explain import _load_images
+
+    p = tmp_path / "x.npy"
+    p.write_bytes(_npy_header((10**6, 28, 28)) + bytes(64))
+    with pytest.raises(ConvpropError, match="header declares"):
+        _load_images(p, None)
+    q = tmp_path / "x.mat"  # the segfaulting file of tests/test_fuzz_mat.py
+    from test_fuzz_mat import SEGFAULT_1
+
+    q.write_bytes(SEGFAULT_1)
+    with pytest.raises(ConvpropError, match="corrupt or truncated .mat file"):
+        _load_images(q, None)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ConvpropError
 
-__all__ = ["read_npz"]
+__all__ = ["read_npz", "read_npy"]
 
 #: Members accepted in one archive (a convprop file holds a dozen).
 MAX_MEMBERS = 10_000
@@ -146,3 +146,36 @@ def read_npz(path: str | os.PathLike, names=None) -> dict[str, np.ndarray]:
         # RuntimeError: encrypted member; NotImplementedError: unknown compression or zip version.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConvpropError(f"{where}: cannot read it as a .npz file ({message})") from None
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """One ``.npy`` array, its header checked against the file size before allocating.
+
+    Raises
+    ------
+    ConvpropError
+        Missing or unreadable file, not a plain numeric .npy array (object arrays are refused),
+        or a header that declares more or fewer bytes than the file holds.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            shape, fortran, dtype, offset = _header(f, where)
+            count = int(np.prod(shape, dtype=object))
+            if count * dtype.itemsize != size - offset:
+                raise ConvpropError(f"{where}: header declares {count * dtype.itemsize} bytes of data, "
+                                    f"the file holds {size - offset}")
+            data = f.read(count * dtype.itemsize)
+    except ConvpropError:
+        raise
+    except FileNotFoundError:
+        raise ConvpropError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ConvpropError(f"{where} is a directory, not a .npy file") from None
+    except OSError as exc:
+        raise ConvpropError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) != count * dtype.itemsize:
+        raise ConvpropError(f"{where}: truncated data")
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C").copy()

@@ -255,18 +255,14 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
 def _load_images(path: Path, var: str | None) -> np.ndarray:
     """Images as (N, H, W) from .npy (N×H×W or H×W) or .mat (toolbox H×W×N)."""
     if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ConvpropError(f"cannot read {path}: {exc}") from None
+        from ._npz import read_npy
+
+        arr = read_npy(path)  # header checked against the file size; no pickles
         return arr[None] if arr.ndim == 2 else arr
     if path.suffix == ".mat":
-        import scipy.io
+        from .data import read_mat
 
-        try:
-            contents = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-        except Exception as exc:
-            raise ConvpropError(f"{path} is not a readable .mat file: {str(exc).splitlines()[0]}") from None
+        contents = read_mat(path)  # structure checked before scipy.io.loadmat sees it
         if var is None:
             arrays = [k for k, v in contents.items() if isinstance(v, np.ndarray) and v.ndim == 3 and v.dtype.kind in "fiu"]
             var = next((k for k in ("test_x", "x") if k in contents), arrays[0] if len(arrays) == 1 else None)
