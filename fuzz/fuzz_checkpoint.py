@@ -1,10 +1,19 @@
 """atheris target: :func:`convprop.io.load_model` and :func:`convprop.io.load_checkpoint`
-(``.npz`` archives of plain arrays + JSON metadata) on the same bytes."""
+(``.npz`` archives of plain arrays + JSON metadata) on the same bytes.
+
+Two kinds of input: a whole file (any bytes), or, when the input starts with ``J``, JSON
+metadata that is packed into a valid archive beside a real checkpoint's arrays, so that the
+fuzzer also explores the metadata checks behind the zip layer (random bytes rarely survive a
+zip's CRCs).
+"""
+
+import io
+import os
 
 import atheris
 
 import _harness  # noqa: F401  (puts src/ on sys.path)
-import numpy  # noqa: F401  (imported before instrumenting)
+import numpy as np
 
 with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
     import json  # noqa: F401
@@ -12,8 +21,29 @@ with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
 
     from convprop import io as _io
 
+_ARRAYS: dict = {}
+
+
+def _arrays() -> dict:
+    """The arrays (all but ``meta``) of a real checkpoint of a tiny net."""
+    if not _ARRAYS:
+        import make_seeds
+
+        blob = make_seeds.checkpoint_seeds()["checkpoint"]
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            _ARRAYS.update({k: npz[k] for k in npz.files if k != "meta"})
+    return _ARRAYS
+
 
 def one_input(path: str) -> None:
+    with open(path, "rb") as f:
+        head = f.read(1)
+        if head == b"J":
+            meta = np.frombuffer(f.read(), dtype=np.uint8)
+            packed = path + ".npz"
+            with open(packed, "wb") as out:
+                np.savez(out, meta=meta, **_arrays())
+            os.replace(packed, path)
     try:
         _io.load_model(path)
     finally:  # both loaders on every input

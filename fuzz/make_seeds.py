@@ -100,6 +100,9 @@ def checkpoint_seeds() -> dict[str, bytes]:
             p = Path(tmp) / "ckpt.npz"
             cio.save_checkpoint(p, net, state)
             out["checkpoint"] = p.read_bytes()
+            # Metadata alone: fuzz_checkpoint.py packs inputs starting with "J" into an archive.
+            with np.load(p, allow_pickle=False) as npz:
+                out["meta_json"] = b"J" + npz["meta"].tobytes()
     return out
 
 

@@ -20,7 +20,7 @@ cio = pytest.importorskip("convprop.io", reason="convprop.io (branch cli) not me
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import make_seeds  # noqa: E402
 
-SEEDS = make_seeds.checkpoint_seeds()
+SEEDS = {k: v for k, v in make_seeds.checkpoint_seeds().items() if not v.startswith(b"J")}
 
 
 def _check(data: bytes) -> None:
