@@ -93,6 +93,15 @@ def test_gzip_bomb_is_bounded(tmp_path):
     assert grown_mib < 200
 
 
+def test_gzip_declaring_more_than_deflate_can_hold(tmp_path):
+    """Refused from the header and the file size alone: nothing is decompressed."""
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 60000, 2800, 2800)  # 470 GB
+    p = tmp_path / "big.idx.gz"
+    p.write_bytes(gzip.compress(header + bytes(100_000), mtime=0))
+    with pytest.raises(ConvpropError, match=r"= 470400000000 bytes, more than a \d+-byte gzip file can hold"):
+        read_idx(p)
+
+
 def test_empty_array_with_unindexable_shape():
     """Found by fuzz/fuzz_idx.py: 0 values, but the other dimensions overflow NumPy's index
     type; reshape raised a bare ValueError."""

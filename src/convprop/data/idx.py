@@ -62,7 +62,11 @@ def _read_exact(stream: BinaryIO, n: int, known: bool) -> bytearray:
     return buf
 
 
-def _parse(stream: BinaryIO, name: str, raw_size: int | None) -> np.ndarray:
+#: deflate never expands data by more than about 1032:1.
+_MAX_GZIP_RATIO = 1032
+
+
+def _parse(stream: BinaryIO, name: str, raw_size: int | None, gz_size: int | None = None) -> np.ndarray:
     head = stream.read(4)
     if len(head) < 4:
         raise ConvpropError(f"{name}: not an IDX file: only {len(head)} byte(s), a header needs 4")
@@ -103,6 +107,12 @@ def _parse(stream: BinaryIO, name: str, raw_size: int | None) -> np.ndarray:
                 f"{name}: {problem} IDX payload: header declares {shape_text} {dtype.name}"
                 f" values = {expected} bytes, file holds {payload}"
             )
+    if gz_size is not None and expected > _MAX_GZIP_RATIO * gz_size + 1024:
+        # Compressed: what a gzip file of this size can possibly hold bounds the payload.
+        raise ConvpropError(
+            f"{name}: truncated IDX payload: header declares {shape_text} {dtype.name} values"
+            f" = {expected} bytes, more than a {gz_size}-byte gzip file can hold"
+        )
     data = _read_exact(stream, expected, known=raw_size is not None)
     if len(data) < expected:
         raise ConvpropError(
@@ -146,7 +156,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             if not compressed:
                 return _parse(f, name, os.fstat(f.fileno()).st_size)
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                return _parse(gz, name, None)
+                return _parse(gz, name, None, os.fstat(f.fileno()).st_size)
     except FileNotFoundError:
         raise ConvpropError(f"{name}: no such file") from None
     except IsADirectoryError:
