@@ -82,3 +82,25 @@ def _mutated(data):
 
 def test_mutated_images():
     in_child(_mutated)  # Pillow's decoders are C: a crash fails this test, not the run
+
+
+# Found by fuzz/fuzz_image.py: a 1×16,777,216 TIFF (within the pixel limit) made the LANCZOS
+# resize build a 28×16,777,216 intermediate (and 32×… RGB): over 1 GB. Now shrunk first.
+def _tall_tiff_bounded():
+    import base64
+
+    data = base64.b64decode(
+        "SUkqAAgAAAAIAAABBAABAAAAAQAAAAEBBAABAAAAAAAAAQMBAwABAAAAAQAAAAYBAwABAAAAAQAAABEBBAABAAAAbgAAABYB"
+        "BAABAAAACAAAABcBBAABAAAACAAAABwBAwABAAAAAQAAAAAAAAAAgIAAAIAAAA==")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for shape in ((28, 28, 1), (32, 32, 3)):
+        try:
+            _read(data, shape)
+        except ConvpropError:
+            pass
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown < 600, f"{grown:.0f} MiB"
+
+
+def test_tall_image_memory_bounded():
+    in_child(_tall_tiff_bounded)
