@@ -68,6 +68,13 @@ def test_train_prints_progress_and_summary_table(tmp_path, data_dir, capsys):
     assert not (tmp_path / "plots").exists()
 
 
+def test_float32_run(tmp_path, data_dir):
+    argv = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--dtype", "float32", "--no-plots", *TINY]
+    assert main(argv) == 0
+    net, _ = load_model(tmp_path / "model.npz")
+    assert net.dtype == np.float32 and net.parameters()["conv1.weight"].dtype == np.float32
+
+
 def test_resume_through_the_cli_is_bit_identical(tmp_path, data_dir, run3):
     assert main(["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--no-plots", *TINY]) == 0
     assert main(["train", "--resume", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "3",
@@ -122,7 +129,8 @@ def test_divergence_is_a_one_line_error_keeping_the_checkpoint(tmp_path, data_di
 
 
 def test_test_command_and_its_plots(run3, data_dir, capsys):
-    assert main(["test", str(run3), "--data-dir", str(data_dir), "--plots", str(run3 / "t")]) == 0
+    # without --data-dir, the directory the model was trained from is used
+    assert main(["test", str(run3), "--plots", str(run3 / "t")]) == 0
     out = capsys.readouterr().out
     summary = json.loads((run3 / "summary.json").read_text())
     assert f"test error: {100 * summary['test_error'][-1]:.2f} %" in out

@@ -61,6 +61,14 @@ def _model_file(path: str) -> Path:
     return p
 
 
+def _data_dir(args, extra: dict) -> str | None:
+    """--data-dir, else the directory the model was trained from (if it still exists), else None."""
+    if args.data_dir:
+        return str(Path(args.data_dir).resolve())
+    hint = extra.get("data_dir")
+    return hint if isinstance(hint, str) and Path(hint).is_dir() else None
+
+
 def _class_names(extra: dict, n: int) -> list[str]:
     names = extra.get("class_names")
     if isinstance(names, list) and len(names) == n:
@@ -109,7 +117,9 @@ def cmd_train(args) -> int:
         net = None
     epochs = args.epochs if args.epochs is not None else 1
     dtype = np.dtype(config["dtype"])
-    data_dir = args.data_dir
+    data_dir = _data_dir(args, extra)
+    if data_dir is not None:
+        extra["data_dir"] = data_dir  # a hint for test / plot / resume
     _, x_train, y_train = _load(config["dataset"], "train", data_dir, dtype, args.quiet)
     test_images, x_test, y_test = _load(config["dataset"], "test", data_dir, dtype, args.quiet)
     if net is None:
@@ -208,7 +218,8 @@ def cmd_test(args) -> int:
     path = _model_file(args.model)
     net, extra = load_model(path)
     dataset = args.dataset or extra.get("dataset", "mnist")
-    images, x, y = _load(dataset, "test", args.data_dir, net.dtype, args.quiet)
+    data_dir = _data_dir(args, extra) if dataset == extra.get("dataset") else args.data_dir
+    images, x, y = _load(dataset, "test", data_dir, net.dtype, args.quiet)
     result = evaluate(net, x, y)
     if args.plots:
         from . import plots
@@ -231,7 +242,8 @@ def cmd_plot(args) -> int:
         path = path.with_name("checkpoint.npz")
     net, state, extra = load_checkpoint(path)
     dataset = args.dataset or extra.get("dataset", "mnist")
-    images, x, y = _load(dataset, "test", args.data_dir, net.dtype, args.quiet)
+    data_dir = _data_dir(args, extra) if dataset == extra.get("dataset") else args.data_dir
+    images, x, y = _load(dataset, "test", data_dir, net.dtype, args.quiet)
     out = Path(args.out) if args.out else path.parent / "plots"
     bs = state.config.get("batch_size")
     per_epoch = len(state.L) // state.epoch if state.epoch and not state.batch else None

@@ -259,9 +259,12 @@ def _diverged_msg(what: str, value, epoch: int, b: int, n_batches: int, saved: P
 def _progress_bar(enabled: bool, n: int, epoch: int, epochs: int, done: int):
     if not enabled:
         return None
+    import sys
+
     from tqdm.auto import tqdm
 
     return tqdm(
+        mininterval=0.2 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s
         total=n,
         initial=done,
         desc=f"epoch {epoch + 1}/{epochs}",
