@@ -117,6 +117,9 @@ def test_missing_and_garbage_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ConvpropError, match="junk.npz"):
         load_model(tmp_path / "junk.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ConvpropError, match="single .npy array"):
+        load_model(tmp_path / "single.npy")
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))
     with pytest.raises(ConvpropError, match="no metadata"):
         load_model(tmp_path / "plain.npz")

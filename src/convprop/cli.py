@@ -47,7 +47,9 @@ def _say(args, *text) -> None:
 def _load(dataset: str, split: str, data_dir: str | None, dtype, quiet: bool):
     from .data import images_to_float, load_dataset
 
-    images, labels = load_dataset(dataset, split=split, path=data_dir, progress=not quiet)
+    # An explicit directory is read as it is; only the default look-up may download.
+    images, labels = load_dataset(dataset, split=split, path=data_dir, download=data_dir is None,
+                                  progress=not quiet)
     return images, images_to_float(images, dtype), np.asarray(labels)
 
 
@@ -348,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dataset", choices=DATASETS, default=default_dataset,
                        help="dataset (default: mnist, or the one the model was trained on)")
         q.add_argument("--data-dir", metavar="DIR",
-                       help="directory with the four IDX .gz files (default: the data package's look-up)")
+                       help="directory with the four IDX .gz files, read as it is (default: the data "
+                            "package's look-up, which may download to the cache)")
         q.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
     t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")

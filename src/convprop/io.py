@@ -167,8 +167,13 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     where = str(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
+        with loaded as npz:
             arrays = {name: npz[name] for name in npz.files}
+    except ConvpropError:
+        raise
     except FileNotFoundError:
         raise ConvpropError(f"{where}: no such file") from None
     except IsADirectoryError:
@@ -179,7 +184,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise ConvpropError(f"{where}: not a convprop .npz file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ConvpropError(f"{where}: cannot read it as a .npz file ({exc})") from None
-    if not isinstance(arrays, dict) or "meta" not in arrays:
+    if "meta" not in arrays:
         raise ConvpropError(f"{where}: not a convprop file (no metadata)")
     raw = arrays.pop("meta")
     if raw.dtype != np.uint8 or raw.ndim != 1:
