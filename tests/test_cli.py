@@ -152,6 +152,9 @@ def test_predict_png_jpeg_and_idx(run3, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[1].startswith(f"{tmp_path / 'imgs-idx3-ubyte'}[0]: {expected} ")
     one_line_error(capsys, 2, ["predict", str(run3), str(tmp_path / "nope.png")], "nope.png: no such file")
+    write_idx(tmp_path / "labels-idx1-ubyte", np.arange(5))
+    one_line_error(capsys, 2, ["predict", str(run3), str(tmp_path / "labels-idx1-ubyte")],
+                   "shape (5,), not images of 28x28")
     (tmp_path / "bad.png").write_text("not an image")
     one_line_error(capsys, 2, ["predict", str(run3), str(tmp_path / "bad.png")], "bad.png", "not an image")
 

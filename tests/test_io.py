@@ -69,6 +69,14 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
     assert same_params(load_model(path)[0], small_net(seed=1))
 
 
+def test_a_pickle_file_is_refused(tmp_path):
+    import pickle
+
+    (tmp_path / "model.npz").write_bytes(pickle.dumps({"weights": [1, 2]}))
+    with pytest.raises(ConvpropError, match="not a .npz file"):
+        load_model(tmp_path / "model.npz")
+
+
 def test_pickled_object_array_is_refused(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, meta=np.array([{"format": "convprop"}], dtype=object))
@@ -115,7 +123,7 @@ def test_missing_and_garbage_files(tmp_path):
     with pytest.raises(ConvpropError, match="no such file"):
         load_model(tmp_path / "nothing.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ConvpropError, match="junk.npz"):
+    with pytest.raises(ConvpropError, match="junk.npz: not a .npz file"):
         load_model(tmp_path / "junk.npz")
     np.save(tmp_path / "single.npy", np.zeros(3))
     with pytest.raises(ConvpropError, match="single .npy array"):

@@ -292,7 +292,8 @@ def cmd_predict(args) -> int:
             if arr.ndim == (2 if c == 1 else 3):
                 arr = arr[None]
             if arr.shape[1:] != ((h, w) if c == 1 else (h, w, c)):
-                raise ConvpropError(f"{f}: IDX images of shape {arr.shape[1:]}; the model takes {h}x{w}x{c}")
+                raise ConvpropError(f"{f}: holds an array of shape {arr.shape}, not images of {h}x{w}"
+                                    + (f"x{c}" if c != 1 else "") + " as the model takes")
             x = arr.astype(np.float64) / 255.0
             rows += [(f"{f}[{i}]", x[i]) for i in range(len(x))]
         else:

@@ -167,6 +167,12 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     where = str(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
+        if magic[:4] != b"PK\x03\x04":
+            raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
