@@ -131,6 +131,8 @@ def cmd_train(args) -> int:
                       seed=config["seed"])
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
+    if not args.resume and checkpoint.exists():
+        _say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
     _say(args, f"convprop train: {config['dataset']} ({len(x_train)} train / {len(x_test)} test images), "
                f"network {net.spec}, {dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}, "
                f"seed {config['seed']}, {epochs} epoch(s)"

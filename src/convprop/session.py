@@ -176,7 +176,9 @@ def fit(
     n_batches = -(-n // batch_size)
     if state.batch > n_batches:
         raise ConvpropError(f"checkpoint batch {state.batch} is past the {n_batches} batches of an epoch")
-    saved: Path | None = checkpoint if checkpoint is not None and checkpoint.exists() else None
+    # The last good checkpoint of this run: the one resumed from, until the next one is written.
+    resumed = state.epoch > 0 or state.batch > 0
+    saved: Path | None = checkpoint if resumed and checkpoint is not None and checkpoint.exists() else None
     rng = rng_from_state(state.rng_state)
     flag = _SigintFlag()
     consistent = True  # parameters and history agree with (state.epoch, state.batch)
