@@ -83,7 +83,7 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
         ``History.rL``: rL[0] is the first loss, then one value per batch.
     path : path-like
     batches_per_epoch : int, optional
-        Draws a dotted line at each epoch boundary.
+        Adds an epoch axis on top (and a dotted line at each boundary, up to 20 epochs).
     """
     rL = np.asarray(rL, dtype=np.float64)
     if rL.ndim != 1 or rL.size == 0:
@@ -92,8 +92,12 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
     ax = fig.add_subplot()
     ax.plot(np.arange(rL.size), rL, color="tab:blue", lw=1.5, label="rL (0.99·rL + 0.01·L)")
     if batches_per_epoch:
-        for e in range(batches_per_epoch, rL.size, batches_per_epoch):
-            ax.axvline(e, color="0.6", ls=":", lw=1)
+        bpe = float(batches_per_epoch)
+        if (rL.size - 1) / bpe <= 20:  # a dotted line at each epoch boundary, when they are few
+            for e in range(batches_per_epoch, rL.size, batches_per_epoch):
+                ax.axvline(e, color="0.6", ls=":", lw=1)
+        top = ax.secondary_xaxis("top", functions=(lambda b: b / bpe, lambda e: e * bpe))
+        top.set_xlabel("epoch")
     ax.set_xlabel("batch")
     ax.set_ylabel("smoothed loss ½·Σ(o − y)²/N")
     ax.set_title(f"{title}: {rL[0]:.4f} → {rL[-1]:.4f} over {rL.size - 1} batches")
