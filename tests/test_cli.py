@@ -101,6 +101,7 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, data_dir, run3, monke
     err = one_line_error(capsys, 130, argv, "interrupted at epoch 2, batch 2",
                          f"resume with: convprop train --resume {tmp_path / 'checkpoint.npz'} --epochs 3")
     monkeypatch.undo()
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 1  # written each epoch
     assert main(["train", "--resume", str(tmp_path / "checkpoint.npz"), "--data-dir", str(data_dir),
                  "--epochs", "3", "--quiet", "--no-plots"]) == 0
     a, sa, _ = load_checkpoint(tmp_path / "checkpoint.npz")

@@ -142,6 +142,7 @@ def cmd_train(args) -> int:
     first_new = state.epoch
 
     def report(epoch, st):
+        _write_summary(out / "summary.json", config, net, st)
         if not args.quiet:
             from tqdm.auto import tqdm
 
@@ -152,13 +153,7 @@ def cmd_train(args) -> int:
                 state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test, extra=extra,
                 progress=not args.quiet, on_epoch_end=report)
     save_model(out / "model.npz", net, extra)
-    summary = {
-        "dataset": config["dataset"], "network": net.spec, "dtype": dtype.name,
-        "batch_size": config["batch_size"], "alpha": config["alpha"], "seed": config["seed"],
-        "epochs": state.epoch, "test_error": state.test_error, "epoch_seconds": state.epoch_seconds,
-        "final_rL": state.rL[-1],
-    }
-    _atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write_summary(out / "summary.json", config, net, state)
     if not args.no_plots:
         paths = _all_plots(net, state, extra, test_images, x_test, y_test, out / "plots",
                            batches_per_epoch=-(-len(x_train) // config["batch_size"]))
@@ -169,6 +164,17 @@ def cmd_train(args) -> int:
     print(f"test error after {state.epoch} epoch(s): {100 * err:.2f} % ({wrong}/{len(y_test)} wrong); "
           f"model: {out / 'model.npz'}")
     return 0
+
+
+def _write_summary(path: Path, config: dict, net, state) -> None:
+    """summary.json: the run's settings, test error and seconds per epoch (rewritten each epoch)."""
+    summary = {
+        "dataset": config["dataset"], "network": net.spec, "dtype": net.dtype.name,
+        "batch_size": config["batch_size"], "alpha": config["alpha"], "seed": config["seed"],
+        "epochs": state.epoch, "test_error": state.test_error, "epoch_seconds": state.epoch_seconds,
+        "final_rL": state.rL[-1],
+    }
+    _atomic_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 def _norm(key: str, value):
