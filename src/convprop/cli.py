@@ -136,8 +136,8 @@ def cmd_train(args) -> int:
     _say(args, f"convprop train: {config['dataset']} ({len(x_train)} train / {len(x_test)} test images), "
                f"network {net.spec}, {dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}, "
                f"seed {config['seed']}, {epochs} epoch(s)"
-               + (f", resuming after epoch {state.epoch}" + (f" batch {state.batch}" if state.batch else "")
-                  if args.resume else "")
+               + ((f", resuming epoch {state.epoch + 1} after batch {state.batch}" if state.batch
+                   else f", resuming after epoch {state.epoch}") if args.resume else "")
                + f" -> {out}/")
     first_new = state.epoch
 
