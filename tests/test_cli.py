@@ -98,8 +98,8 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, data_dir, run3, monke
 
     monkeypatch.setattr(Network, "step", step_and_ctrl_c)
     argv = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "3", *TINY]
-    err = one_line_error(capsys, 130, argv, "interrupted at epoch 2, batch 2",
-                         f"resume with: convprop train --resume {tmp_path / 'checkpoint.npz'} --epochs 3")
+    one_line_error(capsys, 130, argv, "interrupted at epoch 2, batch 2",
+                   f"resume with: convprop train --resume {tmp_path / 'checkpoint.npz'} --epochs 3")
     monkeypatch.undo()
     assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 1  # written each epoch
     assert main(["train", "--resume", str(tmp_path / "checkpoint.npz"), "--data-dir", str(data_dir),
