@@ -10,6 +10,7 @@ The file format (``format`` = ``"convprop"``, ``version`` = 1) is a NumPy
   of the parameter arrays) and ``extra`` (free JSON: dataset, class names …);
   a checkpoint adds ``training``: ``epoch`` (epochs completed), ``batch``
   (batches completed in the current epoch; 0 at an epoch boundary),
+  ``epoch_elapsed`` (seconds already spent in that epoch),
   ``config`` (batch size, alpha, seed …) and ``rng`` (the permutation
   generator's ``bit_generator.state``, taken at the start of the current
   epoch, before its permutation was drawn);
