@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from ._npz import read_npz
 from .errors import ConvpropError
-from .layers import Input
+from .layers import Conv, Input, Subsample
 from .network import Network
 from .spec import format_layers, parse_layers
 
@@ -82,6 +83,20 @@ class TrainingState:
 # ---------------------------------------------------------------- writing
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (power loss, not only a killed process); best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
@@ -94,6 +109,7 @@ def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Pat
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -170,27 +186,19 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-        if magic == b"\x93NUMPY":
-            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
-        if magic[:4] != b"PK\x03\x04":
-            raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
-        with loaded as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ConvpropError:
-        raise
     except FileNotFoundError:
         raise ConvpropError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise ConvpropError(f"{where} is a directory, not a .npz file") from None
-    except ValueError as exc:  # object arrays need pickle: refused
-        if "pickle" in str(exc).lower():
-            raise ConvpropError(f"{where}: refusing to load pickled (object) arrays; not a convprop file") from None
-        raise ConvpropError(f"{where}: not a convprop .npz file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConvpropError(f"{where}: cannot read it as a .npz file ({exc})") from None
+    except OSError as exc:
+        raise ConvpropError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if magic == b"\x93NUMPY":
+        raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
+    if magic[:4] != b"PK\x03\x04":
+        raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
+    # Every member is checked (plain numeric .npy, sizes consistent with the archive) before
+    # anything is allocated; object arrays (pickles) are refused. See convprop._npz.
+    arrays = read_npz(path, names=lambda key: key == "meta" or key.startswith(("param/", "history/")))
     if "meta" not in arrays:
         raise ConvpropError(f"{where}: not a convprop file (no metadata)")
     raw = arrays.pop("meta")
@@ -198,8 +206,9 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise ConvpropError(f"{where}: metadata must be a 1-D uint8 array")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvpropError(f"{where}: metadata is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConvpropError(f"{where}: metadata is not valid JSON ({message})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConvpropError(f"{where}: not a convprop file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
@@ -214,6 +223,27 @@ def _get(meta: dict, key: str, kind: type | tuple, where: str) -> Any:
     return value
 
 
+def _parameter_count(shape: list, layers: list, n_outputs: int) -> int | None:
+    """Number of parameters of the network described, by arithmetic alone (no allocation);
+    None when the layers do not fit the input (building the network then says why)."""
+    if n_outputs < 1:
+        return None
+    h, w, c = shape
+    total = 0
+    for layer in layers:
+        if isinstance(layer, Conv):
+            kh, kw = layer.kernelsize
+            if kh > h or kw > w:
+                return None
+            total += layer.outputmaps * (c * kh * kw + 1)
+            h, w, c = h - kh + 1, w - kw + 1, layer.outputmaps
+        elif isinstance(layer, Subsample):
+            if h % layer.scale or w % layer.scale:
+                return None
+            h, w = h // layer.scale, w // layer.scale
+    return total + n_outputs * (h * w * c + 1)
+
+
 def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
     spec = _get(meta, "layers", str, where)
     try:
@@ -226,8 +256,17 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
     dtype = _get(meta, "dtype", str, where)
     if dtype not in ("float32", "float64"):
         raise ConvpropError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
+    n_outputs = _get(meta, "n_outputs", int, where)
+    # Check the size the metadata describes against the arrays the file holds *before* building
+    # (a forged 10⁶×10⁶ input_shape would otherwise allocate terabytes); small mismatches are
+    # named parameter by parameter below.
+    expected = _parameter_count(shape, layers, n_outputs)
+    held = sum(a.size for k, a in arrays.items() if k.startswith("param/"))
+    if expected is not None and expected > max(held, 1 << 20):
+        raise ConvpropError(f"{where}: the metadata describes a network of {expected} parameters, "
+                            f"the file holds {held}")
     try:
-        net = Network([Input(*shape), *layers], _get(meta, "n_outputs", int, where), dtype=dtype, seed=0)
+        net = Network([Input(*shape), *layers], n_outputs, dtype=dtype, seed=0)
     except ConvpropError as exc:
         raise ConvpropError(f"{where}: {exc}") from None
     params = net.parameters()
@@ -278,7 +317,7 @@ def rng_from_state(state: dict, where: str = "rng state") -> np.random.Generator
     rng = np.random.Generator(getattr(np.random, name)())
     try:
         rng.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:  # Overflow: a 2**200 state
         raise ConvpropError(f"{where}: invalid {name} state ({exc})") from None
     return rng
 
