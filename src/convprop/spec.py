@@ -25,7 +25,10 @@ _OUTPUT = re.compile(r"(\d+)o")
 
 
 def _positive(text: str, what: str, token: str, spec: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # more digits than Python converts (found by fuzz/fuzz_checkpoint.py)
+        raise ConvpropError(f"layer spec {spec!r:.60}: {what} in {token!r:.40} is not a usable number") from None
     if value <= 0:
         raise ConvpropError(f"layer spec {spec!r}: {what} in {token!r} must be positive")
     return value
