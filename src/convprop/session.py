@@ -205,7 +205,8 @@ def fit(
                                 epoch + 1, b + 1, "loss", saved,
                             )
                         consistent = False
-                        net.step(alpha)
+                        with np.errstate(over="ignore", invalid="ignore"):  # the guard below reports
+                            net.step(alpha)
                         if not state.rL:  # rL as cnntrain keeps it: first loss, then smoothed
                             state.rL.append(loss)
                         state.rL.append(0.99 * state.rL[-1] + 0.01 * loss)
