@@ -65,6 +65,8 @@ def in_child(fn, *args) -> None:
 
     import pytest
 
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork (POSIX)")
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

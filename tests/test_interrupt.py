@@ -20,6 +20,8 @@ import pytest
 
 from convprop import Conv, Input, Network, Subsample
 
+if not hasattr(os, "fork"):
+    pytest.skip("the kill tests fork trainers (POSIX only)", allow_module_level=True)
 session = pytest.importorskip("convprop.session", reason="convprop.session (branch cli) not merged yet")
 from convprop.io import load_checkpoint  # noqa: E402
 

@@ -39,6 +39,8 @@ def test_forked_child_does_not_hang_on_the_parents_pool(monkeypatch):
     import signal
     import time
 
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork (POSIX)")
     monkeypatch.setenv("CONVPROP_THREADS", "2")
     net = Network([Input(12, 12), Conv(3, 5), Subsample(2)], n_outputs=4, seed=0)
     x = np.random.default_rng(0).random((32, 12, 12))
