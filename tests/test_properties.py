@@ -265,3 +265,15 @@ def test_toolbox_facade_bad_layers(layers, message):
 
     with pytest.raises(ConvpropError, match=message):
         dlt.cnnsetup({"layers": layers}, DLT_X, DLT_Y, seed=0)
+
+
+def test_huge_float_label_is_named_not_wrapped():
+    """Found by a long Hypothesis run: 1e20 is an 'integer' float, and casting it to int64
+    first gave a RuntimeWarning and a message about -9223372036854775808."""
+    import warnings
+
+    y = np.array([0, 1, 2, 1e20, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConvpropError, match=r"must lie in \[0, 3\] for 4 outputs; got values from 0 to 1e\+20"):
+            evaluate(NET, GOOD_X, y)

@@ -75,13 +75,13 @@ def labels_array(y, n: int, n_classes: int, what: str = "labels") -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
             raise ConvpropError(f"{what} must be integer class labels; got non-integer values")
-        arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iu":
         raise ConvpropError(f"{what} must be integer class labels; got dtype {arr.dtype}")
+    # The range is checked before any cast: 1e20 as a label would wrap in int64.
     if n and (arr.min() < 0 or arr.max() >= n_classes):
         raise ConvpropError(
             f"{what} must lie in [0, {n_classes - 1}] for {n_classes} outputs; "
-            f"got values from {arr.min()} to {arr.max()}"
+            f"got values from {arr.min():g} to {arr.max():g}"
         )
     return arr.astype(np.intp, copy=False)
 
