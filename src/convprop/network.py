@@ -12,10 +12,11 @@ from ._checks import check_dtype, check_images, check_targets, positive_int
 from .errors import ConvpropError
 from .initialization import toolbox_init
 from .layers import Conv, Input, Layer, SigmoidOutput
+from .ops import from_nhwc, to_nhwc
 
 #: Largest number of images pushed through the network at once by
 #: :meth:`Network.predict_proba` (bounds the memory of the patch matrices).
-PREDICT_CHUNK = 1000
+PREDICT_CHUNK = 500
 
 
 class Network:
@@ -74,12 +75,14 @@ class Network:
         self.output = SigmoidOutput(self.n_outputs)
         self.output.build((int(np.prod(shape)),), self.dtype, where="output")
         toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed)
-        #: After forward: the outputs (N, n_outputs) and every layer's maps (N, H, W, C).
+        #: After forward: the outputs (N, n_outputs); see also :attr:`activations`.
         self.o: np.ndarray | None = None
-        self.activations: list[np.ndarray] = []
+        self._maps: list[np.ndarray] = []  # every layer's maps, internal (C, H, W, N) layout
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
+        #: The toolbox's smoothed loss ``rL`` (1-D) when loaded from a .mat file, else None.
+        self.rL: np.ndarray | None = None
 
     # ------------------------------------------------------------ description
 
@@ -132,6 +135,11 @@ class Network:
                 layer.grads = {k: v.astype(clone.dtype) for k, v in layer.grads.items()}
         return clone
 
+    @property
+    def activations(self) -> list[np.ndarray]:
+        """After forward: every layer's maps as (N, H, W, C) arrays (views of the engine's own)."""
+        return [to_nhwc(a) for a in self._maps]
+
     # ------------------------------------------------------- forward/backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -152,12 +160,20 @@ class Network:
         return o[0] if single else o
 
     def _forward(self, maps: np.ndarray) -> np.ndarray:
-        """Forward pass on validated (N, H, W, C) maps of the network's dtype."""
-        self.activations = [maps]
+        """Forward pass on validated (N, H, W, C) maps of the network's dtype.
+
+        Inside, maps travel batch-last, (C, H, W, N); the feature vector is
+        flattened (H, W, C) per sample, as the output weights expect.
+        """
+        maps = from_nhwc(maps)
+        self._maps = [maps]
         for layer in self.layers[1:]:
             maps = layer.forward(maps)
-            self.activations.append(maps)
-        self.o = self.output.forward(maps.reshape(maps.shape[0], -1))
+            self._maps.append(maps)
+        # fvᵀ (F, N), contiguous, so that fv = fvᵀᵀ meets the output weights as colsᵀ meets
+        # the kernels in Conv (each sample's outputs then do not depend on the batch size).
+        fv = np.ascontiguousarray(maps.transpose(1, 2, 0, 3)).reshape(-1, maps.shape[-1]).T
+        self.o = self.output.forward(fv)
         return self.o
 
     def backward(self, y: np.ndarray) -> float:
@@ -180,7 +196,7 @@ class Network:
     def _backward(self, targets: np.ndarray) -> float:
         """Backward pass on validated (N, n_outputs) targets of the network's dtype."""
         self.L, self.e = losses.half_squared_error(self.o, targets)
-        delta = self.output.backward(self.e).reshape(self.o.shape[0], *self.map_shape)
+        delta = from_nhwc(self.output.backward(self.e).reshape(self.o.shape[0], *self.map_shape))
         # The first layer that needs no input delta is the one right after Input.
         for i in range(len(self.layers) - 1, 0, -1):
             delta = self.layers[i].backward(delta, need_input_delta=i > 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
+
 
 class Layer:
     """A layer of a :class:`~convprop.network.Network`.
@@ -13,10 +15,16 @@ class Layer:
     gradients (``grads``, same names and shapes). ``forward`` keeps what
     ``backward`` needs.
 
-    Conventions: maps are ``(N, H, W, C)`` arrays. ``backward`` receives the
-    per-sample delta dℓₙ/dy of the layer's output (the toolbox's ``d``) and
-    returns the per-sample delta of its input; parameter gradients are means
-    over the batch, as the toolbox's ``dk``, ``db``, ``dffW``, ``dffb``.
+    Conventions: between layers, maps travel in the engine's internal
+    batch-last layout ``(C, H, W, N)`` (see :mod:`convprop.ops`), so that a
+    convolution over a whole batch is one wide matrix product; shapes given
+    to :meth:`build` and kept in ``in_shape`` / ``out_shape`` are ``(H, W, C)``.
+    ``backward`` receives the per-sample delta dℓₙ/dy of the layer's output
+    (the toolbox's ``d``) in the same layout and returns the per-sample delta
+    of its input; parameter gradients are means over the batch, as the
+    toolbox's ``dk``, ``db``, ``dffW``, ``dffb``. What a layer keeps between
+    forward and backward (and reusable work buffers) lives in ``_cache``,
+    which copies of the layer do not carry.
     """
 
     #: Single-letter code of the toolbox ('i', 'c', 's'), or '' for none.
@@ -27,6 +35,19 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.in_shape: tuple[int, ...] = ()
         self.out_shape: tuple[int, ...] = ()
+        self._d: np.ndarray | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        # Copies (deepcopy, Network.copy) carry parameters, not work buffers.
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    @property
+    def d(self) -> np.ndarray | None:
+        """The delta of this layer's output from the last backward, as (N, H, W, C) maps (a view)."""
+        return None if self._d is None else ops.to_nhwc(self._d)
 
     def build(self, in_shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, ...]:
         """Fix the input shape (H, W, C), allocate parameters, return the output shape.

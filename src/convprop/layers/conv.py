@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import ops, parallel
 from .._checks import positive_int
 from ..errors import ConvpropError
 from .base import Layer
@@ -77,24 +77,78 @@ class Conv(Layer):
         return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
+    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
+    #   z is filled in blocks of output rows so that each block's cols stays in cache
     def forward(self, x: np.ndarray) -> np.ndarray:
-        z, self._cols = ops.correlate_valid(x, self.params["weight"])
-        z += self.params["bias"]
-        self._a = ops.sigmoid(z, out=z)
-        return self._a
+        n = x.shape[-1]
+        ho, wo = self.out_shape[:2]
+        wb = self._weight_matrix()
+        z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
+        patches = ops.patches_cm(x, *self.kernelsize)
+
+        def work(slot, blocks):
+            buf = self._buffer(wb.shape[1], wo * n, x.dtype, slot)
+            for r0, r1 in blocks:
+                cols = ops.im2col_cm(patches, r0, r1, buf)
+                zb = z[:, r0 * wo * n : r1 * wo * n]
+                # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
+                # whatever N, so results do not depend on how a batch is chunked.
+                np.matmul(cols.T, wb.T, out=zb.T)
+
+        parallel.map_blocks(work, ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize))
+        a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)  # contiguous: NumPy's SIMD loops
+        self._cache.update(x=x, a=a)
+        return a
 
     # d = δ·a(1−a);  dk = convn(flipall(a_prev), d, 'valid')/N;  db = Σd/N;
+    #   together:  [dW | db] = d · [cols; 1]ᵀ / N  (cols rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
+    #   as col2im(Wᵀ · d): every patch gives back its share
     def backward(self, delta, need_input_delta=True):
-        d = ops.sigmoid_backward(delta, self._a)
-        n = d.shape[0]
+        x, a = self._cache["x"], self._cache["a"]
+        d = ops.sigmoid_backward(delta, a)
+        self._d = d
+        n = d.shape[-1]
+        wo = self.out_shape[1]
         weight = self.params["weight"]
-        self.d = d
-        self.grads = {
-            "weight": (ops.correlate_valid_weight_grad(self._cols, d) / n).reshape(weight.shape),
-            "bias": d.sum(axis=(0, 1, 2)) / n,
-        }
-        return ops.correlate_valid_input_grad(d, weight) if need_input_delta else None
+        d2 = d.reshape(self.outputmaps, -1)
+        k1 = weight[0].size + 1
+        patches = ops.patches_cm(x, *self.kernelsize)
+
+        def work(slot, blocks):
+            buf = self._buffer(k1, wo * n, d.dtype, slot)
+            part = np.zeros((self.outputmaps, k1), dtype=d.dtype)
+            for r0, r1 in blocks:
+                cols = ops.im2col_cm(patches, r0, r1, buf)
+                part += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
+            return part
+
+        parts = parallel.map_blocks(work, ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize))
+        grad = parts[0]
+        for part in parts[1:]:
+            grad += part
+        grad /= n
+        self.grads = {"weight": grad[:, :-1].reshape(weight.shape), "bias": grad[:, -1].copy()}
+        if not need_input_delta:
+            return None
+        dcols = weight.reshape(self.outputmaps, -1).T @ d2
+        return ops.col2im_cm(dcols, x.shape, *self.kernelsize)
+
+    def _weight_matrix(self) -> np.ndarray:
+        """[W | b], shape (C_out, C_in·kh·kw + 1): the bias rides on the ones row of the patches."""
+        weight, bias = self.params["weight"], self.params["bias"]
+        return np.concatenate([weight.reshape(self.outputmaps, -1), bias[:, None]], axis=1)
+
+    def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
+        """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
+        rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
+        shape = (k1, rows * row_size)
+        buf = self._cache.get(f"cols{slot}")
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            buf[-1] = 1
+            self._cache[f"cols{slot}"] = buf
+        return buf
 
     def spec(self) -> str:
         kh, kw = self.kernelsize

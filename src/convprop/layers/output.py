@@ -42,13 +42,18 @@ class SigmoidOutput(Layer):
     # od = δ·o(1−o);  dffW = od·fvᵀ/N;  dffb = mean(od);  fvd = ffWᵀ·od
     def backward(self, delta, need_input_delta=True):
         od = ops.sigmoid_backward(delta, self._o)
-        self.d = od
+        self._d = od
         n = od.shape[0]
         self.grads = {
             "weight": (od.T @ self._fv) / n,
             "bias": od.sum(axis=0) / n,
         }
         return od @ self.params["weight"] if need_input_delta else None
+
+    @property
+    def d(self) -> np.ndarray | None:
+        """The output delta od of the last backward, shape (N, n_outputs)."""
+        return self._d
 
     def spec(self) -> str:
         return f"{self.n_outputs}o"

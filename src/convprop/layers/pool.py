@@ -40,11 +40,11 @@ class Subsample(Layer):
 
     # a{j} = mean of each scale×scale block of a_prev{j}
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return ops.mean_pool(x, self.scale)
+        return ops.mean_pool(x, self.scale)  # pools axes 1, 2 of (C, H, W, N)
 
     # δ_prev{j} = expand(δ{j}, [scale scale]) / scale²
     def backward(self, delta, need_input_delta=True):
-        self.d = delta
+        self._d = delta
         return ops.mean_pool_backward(delta, self.scale) if need_input_delta else None
 
     def spec(self) -> str:

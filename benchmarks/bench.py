@@ -1,0 +1,298 @@
+"""convprop vs PyTorch (CPU) on the DeepLearnToolbox example network, in one process.
+
+The work: 28x28-6c5-s2-12c5-s2-10o (sigmoids everywhere, mean pooling), batch 50,
+one training epoch (forward + backward + SGD step per batch) and inference over
+10,000 images. Both libraries start from the same weights and see the same batch
+order; repetitions alternate convprop / PyTorch so that machine load hits both.
+
+Usage (from the project root)::
+
+    PYTHONPATH=$PWD/src python3 benchmarks/bench.py                  # full epoch, 5 reps
+    PYTHONPATH=$PWD/src python3 benchmarks/bench.py --train-images 6000 --reps 3   # quick
+
+Prints medians, min-max and the ratio convprop/PyTorch for float32 and float64,
+peak memory (measured in child processes), FLOPs per epoch and convprop's GFLOP/s
+against a measured sgemm/dgemm peak; writes everything to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+# BLAS thread counts must be fixed before NumPy / PyTorch load their libraries.
+_THREADS = "1"
+for i, arg in enumerate(sys.argv):
+    if arg == "--threads" and i + 1 < len(sys.argv):
+        _THREADS = sys.argv[i + 1]
+    elif arg.startswith("--threads="):
+        _THREADS = arg.split("=", 1)[1]
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = _THREADS
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import convprop  # noqa: E402
+from convprop import Conv, Input, Network, Subsample, train  # noqa: E402
+
+LAYERS = [Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)]
+BATCH = 50
+TEST_IMAGES = 10_000
+
+
+# ------------------------------------------------------------------ the work
+
+
+def flops_per_image(train_step: bool) -> int:
+    """Multiply-add FLOPs (2 per MAC) of the conv and dense products for one image.
+
+    Training counts forward, weight gradient and input gradient (none for the
+    first conv layer, whose input is the image). Elementwise work (sigmoids,
+    pooling, SGD updates) is left out: it is O(activations), not O(MACs).
+    """
+    conv1 = 2 * 24 * 24 * (1 * 5 * 5) * 6
+    conv2 = 2 * 8 * 8 * (6 * 5 * 5) * 12
+    dense = 2 * 192 * 10
+    if not train_step:
+        return conv1 + conv2 + dense
+    return 2 * conv1 + 3 * conv2 + 3 * dense
+
+
+class TorchNet(torch.nn.Module):
+    """The same network in torch.nn, NCHW, with convprop's weights copied in."""
+
+    def __init__(self, net: Network, dtype: torch.dtype):
+        super().__init__()
+        p = net.parameters()
+        t = lambda a: torch.nn.Parameter(torch.tensor(np.ascontiguousarray(a), dtype=dtype))  # noqa: E731
+        self.w1, self.b1 = t(p["conv1.weight"]), t(p["conv1.bias"])
+        self.w3, self.b3 = t(p["conv3.weight"]), t(p["conv3.bias"])
+        h, w, c = net.map_shape
+        # convprop flattens (H, W, C); torch flattens (C, H, W): permute the columns once.
+        ffw = p["output.weight"].reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(p["output.weight"].shape[0], -1)
+        self.wo, self.bo = t(ffw), t(p["output.bias"])
+
+    def forward(self, x):
+        a = torch.sigmoid(torch.nn.functional.conv2d(x, self.w1, self.b1))
+        a = torch.nn.functional.avg_pool2d(a, 2)
+        a = torch.sigmoid(torch.nn.functional.conv2d(a, self.w3, self.b3))
+        a = torch.nn.functional.avg_pool2d(a, 2)
+        return torch.sigmoid(torch.nn.functional.linear(a.flatten(1), self.wo, self.bo))
+
+
+def torch_epoch(model, x, y, order, alpha):
+    opt = torch.optim.SGD(model.parameters(), lr=alpha)
+    for start in range(0, len(order), BATCH):
+        idx = order[start : start + BATCH]
+        opt.zero_grad(set_to_none=False)
+        o = model(x[idx])
+        loss = 0.5 * ((o - y[idx]) ** 2).sum() / len(idx)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def torch_predict(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def gemm_peak(dtype, n=1536, reps=5) -> float:
+    """Best GFLOP/s of an n×n×n matrix product with NumPy's BLAS (same thread count)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n)).astype(dtype), rng.random((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype=dtype)
+    np.matmul(a, b, out=c)
+    best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": float(np.median(times)), "min": float(min(times)), "max": float(max(times)), "all": times}
+
+
+def data(n_train: int, seed: int = 0):
+    """MNIST-sized synthetic data (speed does not depend on pixel values)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_train, 28, 28))
+    labels = rng.integers(0, 10, n_train)
+    xt = rng.random((TEST_IMAGES, 28, 28))
+    order = rng.permutation(n_train)
+    return x, labels, xt, order
+
+
+def run_pair(dtype_name: str, n_train: int, reps: int, alpha: float = 1.0) -> dict:
+    dtype = np.dtype(dtype_name)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    x, labels, xt, order = data(n_train)
+    x, xt = x.astype(dtype), xt.astype(dtype)
+    net0 = Network(LAYERS, n_outputs=10, dtype=dtype, seed=0)
+    x_t = torch.tensor(x[:, None])  # NCHW, converted once outside the timings
+    xt_t = torch.tensor(xt[:, None])
+    y_t = torch.nn.functional.one_hot(torch.tensor(labels), 10).to(tdtype)
+    order_t = torch.tensor(order)
+    res = {"train": {"convprop": [], "torch": []}, "infer": {"convprop": [], "torch": []}}
+    for _ in range(reps):
+        net = net0.copy()
+        model = TorchNet(net0, tdtype)
+        res["train"]["convprop"].append(_timed(lambda: train(net, x, labels, epochs=1, batch_size=BATCH, alpha=alpha, order=order)))
+        res["train"]["torch"].append(_timed(lambda: torch_epoch(model, x_t, y_t, order_t, alpha)))
+        res["infer"]["convprop"].append(_timed(lambda: net.predict_proba(xt)))
+        res["infer"]["torch"].append(_timed(lambda: torch_predict(model, xt_t)))
+    # Same numbers: after identical training both give the same outputs.
+    diff = float(np.max(np.abs(net.predict_proba(xt[:500]) - torch_predict(model, xt_t[:500]).numpy())))
+    out = {"max_abs_output_diff_after_training": diff}
+    for kind in ("train", "infer"):
+        c, t = summary(res[kind]["convprop"]), summary(res[kind]["torch"])
+        ratios = [a / b for a, b in zip(res[kind]["convprop"], res[kind]["torch"])]
+        out[kind] = {"convprop": c, "torch": t, "ratio_median": c["median"] / t["median"],
+                     "ratio_per_rep": ratios}
+    return out
+
+
+def memory_child(lib: str, dtype_name: str, n_train: int) -> None:
+    """Peak RSS growth of one training epoch + inference, above the RSS after set-up."""
+    import resource
+
+    dtype = np.dtype(dtype_name)
+    x, labels, xt, order = data(n_train)
+    x, xt = x.astype(dtype), xt.astype(dtype)
+    net = Network(LAYERS, n_outputs=10, dtype=dtype, seed=0)
+    if lib == "torch":
+        tdtype = torch.float32 if dtype == np.float32 else torch.float64
+        model = TorchNet(net, tdtype)
+        x_t, xt_t = torch.tensor(x[:, None]), torch.tensor(xt[:, None])
+        y_t = torch.nn.functional.one_hot(torch.tensor(labels), 10).to(tdtype)
+        order_t = torch.tensor(order)
+    base = _rss_now_kib()
+    _reset_peak_rss()
+    if lib == "torch":
+        torch_epoch(model, x_t, y_t, order_t, 1.0)
+        torch_predict(model, xt_t)
+    else:
+        train(net, x, labels, epochs=1, batch_size=BATCH, order=order)
+        net.predict_proba(xt)
+    peak = _status_kib("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    print(json.dumps({"peak_rss_mib": peak / 1024, "peak_above_setup_mib": max(peak - base, 0) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def _rss_now_kib() -> int:
+    return _status_kib("VmRSS:")
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def memory(dtype_name: str, n_train: int, threads: str) -> dict:
+    out = {}
+    for lib in ("convprop", "torch"):
+        cmd = [sys.executable, __file__, "--memory-child", lib, "--dtype", dtype_name,
+               "--train-images", str(n_train), "--threads", threads]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[lib] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--train-images", type=int, default=60_000)
+    ap.add_argument("--threads", default="1", help="BLAS / torch threads (default 1)")
+    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
+    ap.add_argument("--memory-child", choices=["convprop", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    ap.add_argument("--no-memory", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(int(args.threads))
+    if args.memory_child:
+        memory_child(args.memory_child, args.dtype, args.train_images)
+        return
+
+    scale = 60_000 / args.train_images  # timings are reported per full 60,000-image epoch
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "numpy": np.__version__, "torch": torch.__version__,
+                    "convprop_threads": os.environ.get("CONVPROP_THREADS", "1"), "blas_threads": args.threads,
+                    "loadavg_start": os.getloadavg()},
+        "work": {"network": "28x28-6c5-s2-12c5-s2-10o", "batch": BATCH, "train_images_timed": args.train_images,
+                 "epoch_images": 60_000, "test_images": TEST_IMAGES, "reps": args.reps,
+                 "train_flops_per_epoch": 60_000 * flops_per_image(True),
+                 "infer_flops": TEST_IMAGES * flops_per_image(False)},
+        "gemm_peak_gflops": {},
+        "results": {},
+    }
+    print(f"convprop {convprop.__file__}\nload {os.getloadavg()}, threads {args.threads}")
+    for dt in args.dtypes.split(","):
+        report["gemm_peak_gflops"][dt] = peak = gemm_peak(np.dtype(dt))
+        r = run_pair(dt, args.train_images, args.reps)
+        for kind, flops in (("train", report["work"]["train_flops_per_epoch"]), ("infer", report["work"]["infer_flops"])):
+            if kind == "train":
+                for lib in ("convprop", "torch"):
+                    r[kind][lib]["per_epoch_median"] = r[kind][lib]["median"] * scale
+            secs = r[kind]["convprop"]["median"] * (scale if kind == "train" else 1)
+            r[kind]["convprop_gflops"] = flops / secs / 1e9
+            r[kind]["flop_bound_factor"] = secs / (flops / (peak * 1e9))
+        if not args.no_memory:
+            r["memory"] = memory(dt, min(args.train_images, 12_000), args.threads)
+        report["results"][dt] = r
+    report["machine"]["loadavg_end"] = os.getloadavg()
+
+    print(f"\nFLOPs: training epoch {report['work']['train_flops_per_epoch'] / 1e9:.1f} G, "
+          f"inference {report['work']['infer_flops'] / 1e9:.2f} G")
+    hdr = f"{'dtype':8} {'work':6} {'convprop s':>18} {'torch s':>18} {'ratio':>6} {'GFLOP/s':>8} {'peak':>6} {'xbound':>7}"
+    print(hdr)
+    for dt, r in report["results"].items():
+        for kind in ("train", "infer"):
+            c, t = r[kind]["convprop"], r[kind]["torch"]
+            f = scale if kind == "train" else 1
+            print(f"{dt:8} {kind:6} {c['median'] * f:8.2f} ({c['min'] * f:.2f}-{c['max'] * f:.2f}) "
+                  f"{t['median'] * f:8.2f} ({t['min'] * f:.2f}-{t['max'] * f:.2f}) {r[kind]['ratio_median']:6.2f} "
+                  f"{r[kind]['convprop_gflops']:8.1f} {report['gemm_peak_gflops'][dt]:6.1f} {r[kind]['flop_bound_factor']:7.1f}")
+        if "memory" in r:
+            m = r["memory"]
+            print(f"{dt:8} peak memory above set-up: convprop {m['convprop']['peak_above_setup_mib']:.1f} MiB, "
+                  f"torch {m['torch']['peak_above_setup_mib']:.1f} MiB")
+        print(f"{dt:8} max |convprop - torch| outputs after training: {r['max_abs_output_diff_after_training']:.2e}")
+    print(f"load at end {os.getloadavg()}")
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

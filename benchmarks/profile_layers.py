@@ -1,0 +1,81 @@
+"""Where the time of a training epoch goes, per layer and per step.
+
+Two views of the same run of the DLT example network (batch 50):
+
+1. a per-layer table: every layer's forward and backward wrapped in a timer
+   (plus the SGD step), as share of the epoch;
+2. optionally (``--pyinstrument``) a pyinstrument call tree of the same work.
+
+Usage (from the project root)::
+
+    PYTHONPATH=$PWD/src python3 benchmarks/profile_layers.py --dtype float32 --images 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import numpy as np  # noqa: E402
+
+from convprop import Conv, Input, Network, Subsample, train  # noqa: E402
+
+
+def wrap(totals: dict, name: str, fn):
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        totals[name] += time.perf_counter() - t0
+        return out
+
+    return timed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--images", type=int, default=6000)
+    ap.add_argument("--pyinstrument", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.random((args.images, 28, 28)).astype(args.dtype)
+    labels = rng.integers(0, 10, args.images)
+    net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
+                  dtype=args.dtype, seed=0)
+    train(net, x[:500], labels[:500], epochs=1, batch_size=50, seed=0)  # warm-up
+
+    totals: dict[str, float] = defaultdict(float)
+    for i, layer in enumerate([*net.layers[1:], net.output], start=1):
+        name = f"{i if layer is not net.output else 'out'} {layer.spec()}"
+        layer.forward = wrap(totals, f"{name} forward", layer.forward)
+        layer.backward = wrap(totals, f"{name} backward", layer.backward)
+    net.step = wrap(totals, "SGD step", net.step)
+    if args.pyinstrument:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    t0 = time.perf_counter()
+    train(net, x, labels, epochs=1, batch_size=50, seed=0)
+    total = time.perf_counter() - t0
+    if args.pyinstrument:
+        profiler.stop()
+    print(f"{args.dtype}, {args.images} images, batch 50: {total:.3f} s "
+          f"({total * 60000 / args.images:.2f} s per 60,000-image epoch), load {os.getloadavg()[0]:.2f}")
+    print(f"{'part':<24} {'seconds':>8} {'share':>6}")
+    for name, secs in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"{name:<24} {secs:8.3f} {secs / total:6.1%}")
+    rest = total - sum(totals.values())
+    print(f"{'rest (loop, loss, checks)':<24} {rest:8.3f} {rest / total:6.1%}")
+    if args.pyinstrument:
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()
