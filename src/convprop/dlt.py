@@ -43,7 +43,10 @@ from .train import train
 
 Struct = dict[str, Any]
 
-__all__ = ["cnnsetup", "cnnff", "cnnbp", "cnnapplygrads", "cnntrain", "cnntest", "cnnnumgradcheck"]
+__all__ = [
+    "cnnsetup", "cnnff", "cnnbp", "cnnapplygrads", "cnntrain", "cnntest", "cnnnumgradcheck",
+    "load_mat", "save_mat",
+]
 
 
 # ------------------------------------------------------------------ layouts
@@ -224,7 +227,21 @@ def cnnsetup(net: Struct, x: np.ndarray, y: np.ndarray, seed: int | np.random.Ge
 
 
 def cnnff(net: Struct, x: np.ndarray) -> Struct:
-    """Forward pass: fills each layer's ``a``, then ``fv`` (F×N) and ``o`` (K×N)."""
+    """Forward pass, as the toolbox's cnnff.
+
+    Parameters
+    ----------
+    net : dict
+        A struct from :func:`cnnsetup` or :func:`cnntrain`.
+    x : array, shape (H, W, N)
+        Images in the toolbox layout.
+
+    Returns
+    -------
+    dict
+        A new struct with each layer's ``a`` (a list of H×W×N maps), ``fv``
+        (F×N) and ``o`` (K×N).
+    """
     images = _images(x)
     engine = _network(net, images, _dtype_of(images))
     engine.forward(images)
@@ -234,7 +251,23 @@ def cnnff(net: Struct, x: np.ndarray) -> Struct:
 
 
 def cnnbp(net: Struct, y: np.ndarray) -> Struct:
-    """Backward pass after :func:`cnnff`: fills ``e``, ``L``, ``od``, ``fvd``, ``d``, ``dk``, ``db``, ``dffW``, ``dffb``."""
+    """Backward pass after :func:`cnnff`, as the toolbox's cnnbp.
+
+    Parameters
+    ----------
+    net : dict
+        The struct returned by :func:`cnnff`.
+    y : array, shape (K, N)
+        Targets in the toolbox layout.
+
+    Returns
+    -------
+    dict
+        A new struct with ``e`` (K×N), ``L``, ``od`` (K×N), ``fvd`` (F×N),
+        each layer's ``d`` (list of maps), each 'c' layer's ``dk[i][j]``
+        (kh×kw) and ``db[j]``, ``dffW`` (K×F) and ``dffb`` (K×1). The
+        equations are derived in ``docs/derivation.md``.
+    """
     if "o" not in net or not net["layers"][0].get("a"):
         raise ConvpropError("cnnbp needs the state of cnnff: call net = cnnff(net, x) first")
     images = layout.images_from_dlt(net["layers"][0]["a"][0])
@@ -247,7 +280,20 @@ def cnnbp(net: Struct, y: np.ndarray) -> Struct:
 
 
 def cnnapplygrads(net: Struct, opts: Struct) -> Struct:
-    """SGD step: every k, b, ffW, ffb −= opts['alpha'] · its gradient."""
+    """SGD step, as cnnapplygrads: every k, b, ffW, ffb −= opts['alpha'] · its gradient.
+
+    Parameters
+    ----------
+    net : dict
+        The struct returned by :func:`cnnbp`.
+    opts : dict
+        ``{"alpha": learning rate}``.
+
+    Returns
+    -------
+    dict
+        A new struct with the updated parameters.
+    """
     if "dffW" not in net:
         raise ConvpropError("cnnapplygrads needs gradients: call cnnff and cnnbp first")
     dtype = _dtype_of(net["ffW"])
@@ -261,12 +307,27 @@ def cnnapplygrads(net: Struct, opts: Struct) -> Struct:
 def cnntrain(
     net: Struct, x: np.ndarray, y: np.ndarray, opts: Struct, seed: int | np.random.Generator | None = None
 ) -> Struct:
-    """Train as the toolbox's cnntrain: ``opts`` has ``alpha``, ``batchsize``, ``numepochs``.
+    """Train as the toolbox's cnntrain.
 
     N must be a multiple of the batch size (the toolbox's "numbatches not
-    integer" error). Each epoch draws a fresh permutation from ``seed``. The
-    returned struct holds the trained parameters, the last batch's state and
-    ``rL`` (1 + number of batches entries).
+    integer" error). Each epoch draws a fresh permutation from ``seed``.
+
+    Parameters
+    ----------
+    net : dict
+        A struct from :func:`cnnsetup` (or a trained one, to go on training).
+    x : array, shape (H, W, N)
+    y : array, shape (K, N)
+    opts : dict
+        ``alpha``, ``batchsize``, ``numepochs``.
+    seed : int, Generator or None
+        Source of the per-epoch permutations.
+
+    Returns
+    -------
+    dict
+        The trained parameters, the last batch's state and ``rL``, shape
+        (1 + number of batches,).
     """
     images = _images(x)
     targets = _targets(y, images.shape[0])
@@ -294,6 +355,13 @@ def cnntrain(
 def cnntest(net: Struct, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Error rate and wrong samples, as the toolbox's cnntest.
 
+    Parameters
+    ----------
+    net : dict
+    x : array, shape (H, W, N)
+    y : array, shape (K, N)
+        One-hot (or any) targets; the true class is the argmax of each column.
+
     Returns
     -------
     er : float
@@ -307,12 +375,30 @@ def cnntest(net: Struct, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarra
 
 
 def cnnnumgradcheck(net: Struct, x: np.ndarray, y: np.ndarray) -> GradcheckReport:
-    """Central differences (ε = 1e-4) on every parameter; raises when any entry is off by > 1e-8.
+    """Central differences (ε = 1e-4) on every parameter, as cnnnumgradcheck.
 
-    Returns the per-tensor report when the check passes.
+    Parameters
+    ----------
+    net : dict
+    x : array, shape (H, W, N)
+    y : array, shape (K, N)
+
+    Returns
+    -------
+    GradcheckReport
+        The per-tensor report, when every entry is within 1e-8.
+
+    Raises
+    ------
+    ConvpropError
+        When any entry differs from backprop by more than 1e-8.
     """
     images = _images(x)
     report = gradcheck(_network(net, images), images, _targets(y, images.shape[0]))
     if not report.passed:
         raise ConvpropError(f"numerical gradient checking failed\n{report}")
     return report
+
+
+# .mat import/export lives in its own module; imported last because it uses this one.
+from .matfile import load_mat, save_mat  # noqa: E402

@@ -81,6 +81,8 @@ class Network:
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
+        #: The toolbox's smoothed loss ``rL`` (1-D) when loaded from a .mat file, else None.
+        self.rL: np.ndarray | None = None
 
     # ------------------------------------------------------------ description
 

@@ -11,6 +11,7 @@ import numpy as np
 from ._checks import check_images, check_targets, positive_int
 from .errors import ConvpropError
 from .network import Network
+from .optim import Optimizer
 
 
 @dataclass
@@ -78,6 +79,7 @@ def train(
     order: np.ndarray | None = None,
     drop_last: bool = False,
     callback: BatchCallback | None = None,
+    optimizer: Optimizer | None = None,
 ) -> History:
     """Train ``net`` in place with plain mini-batch SGD, as cnntrain does.
 
@@ -101,6 +103,10 @@ def train(
         Skip a last partial batch instead of training on it.
     callback : callable, optional
         ``callback(epoch, batch, n_batches, L, rL)`` after every batch.
+    optimizer : convprop.optim.Optimizer, optional
+        Updates the parameters after every batch (``optimizer.step(net)``) and
+        counts epochs for its learning-rate schedule; ``alpha`` is then unused.
+        None (default): the toolbox's plain SGD, ``net.step(alpha)``.
 
     Returns
     -------
@@ -127,12 +133,17 @@ def train(
             idx = orders[epoch, start : start + batch_size]
             net._forward(maps[idx])
             loss = net._backward(targets[idx])
-            net.step(alpha)
+            if optimizer is None:
+                net.step(alpha)
+            else:
+                optimizer.step(net)
             if not history.rL:
                 history.rL.append(loss)
             history.rL.append(0.99 * history.rL[-1] + 0.01 * loss)
             history.L.append(loss)
             if callback is not None:
                 callback(epoch, b, n_batches, loss, history.rL[-1])
+        if optimizer is not None:
+            optimizer.end_epoch()
         history.epoch_seconds.append(time.perf_counter() - start_time)
     return history

@@ -1,0 +1,194 @@
+"""Reading and writing IDX files (the format of MNIST and Fashion-MNIST), raw or gzip-compressed.
+
+An IDX file is a 4-byte magic number ``0x00 0x00 <dtype code> <ndim>``, then ``ndim`` big-endian
+uint32 dimensions, then the array's values, big-endian, row-major. Every byte is checked:
+the reader never trusts the header's sizes before comparing them with what the file holds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ..errors import ConvpropError
+from ._atomic import atomic_write
+
+__all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
+
+#: IDX type code → big-endian NumPy dtype.
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
+def _codes_text() -> str:
+    return ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+
+
+def _read_exact(stream: BinaryIO, n: int, known: bool) -> bytearray:
+    """Read up to ``n`` bytes into a writable buffer.
+
+    ``known``: the file size already proved that ``n`` bytes are there, so the buffer is
+    allocated at once; otherwise it grows chunk by chunk, only with data that really exists.
+    """
+    if known:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = stream.readinto(view[got:])
+            if not k:
+                return buf[:got]
+            got += k
+        return buf
+    buf = bytearray()
+    while len(buf) < n:
+        block = stream.read(min(_CHUNK, n - len(buf)))
+        if not block:
+            break
+        buf += block
+    return buf
+
+
+def _parse(stream: BinaryIO, name: str, raw_size: int | None) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise ConvpropError(f"{name}: not an IDX file: only {len(head)} byte(s), a header needs 4")
+    if head[0] != 0 or head[1] != 0:
+        raise ConvpropError(
+            f"{name}: not an IDX file: magic number starts with 0x{head[0]:02X} 0x{head[1]:02X},"
+            " expected 0x00 0x00"
+        )
+    code, ndim = head[2], head[3]
+    if code not in IDX_DTYPES:
+        raise ConvpropError(
+            f"{name}: unknown IDX data type code 0x{code:02X} (valid: {_codes_text()})"
+        )
+    if ndim == 0:
+        raise ConvpropError(f"{name}: IDX header declares 0 dimensions")
+    dims_bytes = stream.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise ConvpropError(
+            f"{name}: truncated IDX header: {ndim} dimensions need {4 * ndim} bytes,"
+            f" found {len(dims_bytes)}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
+    dtype = IDX_DTYPES[code]
+    expected = dtype.itemsize * int(np.prod(shape, dtype=object))
+    shape_text = "×".join(map(str, shape))
+    if raw_size is not None:
+        # Uncompressed: the file size tells the payload size before anything is allocated.
+        payload = raw_size - 4 - 4 * ndim
+        if payload != expected:
+            problem = "truncated" if payload < expected else "oversized"
+            raise ConvpropError(
+                f"{name}: {problem} IDX payload: header declares {shape_text} {dtype.name}"
+                f" values = {expected} bytes, file holds {payload}"
+            )
+    data = _read_exact(stream, expected, known=raw_size is not None)
+    if len(data) < expected:
+        raise ConvpropError(
+            f"{name}: truncated IDX payload: header declares {shape_text} values"
+            f" = {expected} bytes, file holds {len(data)}"
+        )
+    if stream.read(1):
+        raise ConvpropError(
+            f"{name}: oversized IDX payload: more than the {expected} bytes the header"
+            f" declares ({shape_text})"
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)  # writable: data is a bytearray
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file, raw or gzip-compressed (detected by its magic bytes, not its name).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    ndarray
+        The array with the header's shape, in native byte order (uint8, int8, int16, int32,
+        float32 or float64).
+
+    Raises
+    ------
+    ConvpropError
+        One line naming the file and the problem: missing file, bad magic number, unknown type
+        code, truncated header, truncated or oversized payload, corrupt gzip stream.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            compressed = f.read(2) == _GZIP_MAGIC
+            f.seek(0)
+            if not compressed:
+                return _parse(f, name, os.fstat(f.fileno()).st_size)
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                return _parse(gz, name, None)
+    except FileNotFoundError:
+        raise ConvpropError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ConvpropError(f"{name}: is a directory, not an IDX file") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ConvpropError(f"{name}: corrupt gzip data ({exc})") from None
+    except EOFError:
+        raise ConvpropError(f"{name}: truncated gzip file (compressed stream ends early)") from None
+    except OSError as exc:
+        raise ConvpropError(f"{name}: cannot read: {exc.strerror or exc}") from None
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file, atomically (temporary file, then rename).
+
+    A name ending in ``.gz`` gives a gzip-compressed file (reproducible: no time stamp).
+
+    Parameters
+    ----------
+    path : str or path-like
+    array : ndarray of uint8, int8, int16, int32, float32 or float64, 1 to 255 dimensions,
+        each below 2**32.
+
+    Raises
+    ------
+    ConvpropError
+        For a dtype IDX cannot hold (nothing is cast silently) or an impossible shape.
+    """
+    array = np.asarray(array)
+    key = (array.dtype.kind, array.dtype.itemsize)
+    if key not in _CODES or array.dtype.kind == "b":
+        raise ConvpropError(
+            f"write_idx: IDX cannot hold dtype {array.dtype}"
+            " (use uint8, int8, int16, int32, float32 or float64)"
+        )
+    if not 1 <= array.ndim <= 255:
+        raise ConvpropError(f"write_idx: IDX needs 1 to 255 dimensions, array has {array.ndim}")
+    if any(d >= 2**32 for d in array.shape):
+        raise ConvpropError(f"write_idx: dimension too large for IDX: {array.shape}")
+    code = _CODES[key]
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
+    path = Path(path)
+    with atomic_write(path) as f:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            f.write(header)
+            f.write(body)

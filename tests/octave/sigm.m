@@ -1,0 +1,3 @@
+function X = sigm(P)
+    X = 1./(1+exp(-P));
+end
