@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .layers import Conv
+from .layers import Conv, Dense
 from .layout import ffw_from_dlt
 
 if TYPE_CHECKING:
@@ -25,17 +25,28 @@ def toolbox_init(net: "Network", rng: np.random.Generator) -> None:
     fan_out = outputmaps·k², drawn for j = 1..outputmaps, then i = 1..inputmaps;
     b{j} = 0; ffW = (rand(onum, fvnum) − 0.5)·2·sqrt(6/(onum + fvnum)); ffb = 0.
     Values are drawn in float64 and then cast to the network's dtype.
+
+    Beyond the toolbox, the same scheme: a "correlation" Conv keeps the drawn
+    kernel unflipped (its :attr:`~convprop.layers.Conv.kernels` are the drawn
+    values in either mode); a Dense layer's weight (units, fan_in) is drawn
+    like ffW, uniform in ±sqrt(6/(fan_in + units)), in layer order; an output
+    on a Dense layer's vector takes ffW without the toolbox's column permutation.
     """
     for layer in net.layers:
         if isinstance(layer, Conv):
             weight = layer.params["weight"]
             bound = np.sqrt(6 / (layer.fan_in + layer.fan_out))
+            flip = slice(None, None, -1 if layer.mode == "convolution" else 1)
             for j in range(weight.shape[0]):
                 for i in range(weight.shape[1]):
-                    weight[j, i] = _uniform(rng, layer.kernelsize, bound)[::-1, ::-1]
+                    weight[j, i] = _uniform(rng, layer.kernelsize, bound)[flip, flip]
+            layer.params["bias"][...] = 0
+        elif isinstance(layer, Dense):
+            weight = layer.params["weight"]
+            weight[...] = _uniform(rng, weight.shape, np.sqrt(6 / (layer.fan_in + layer.fan_out)))
             layer.params["bias"][...] = 0
     out = net.output.params
     n_out, n_feat = out["weight"].shape
     ffw = _uniform(rng, (n_out, n_feat), np.sqrt(6 / (n_out + n_feat)))
-    out["weight"][...] = ffw_from_dlt(ffw, net.map_shape)
+    out["weight"][...] = ffw_from_dlt(ffw, net.map_shape) if len(net.map_shape) == 3 else ffw
     out["bias"][...] = 0
