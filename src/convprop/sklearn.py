@@ -28,21 +28,41 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"convprop.sklearn needs scikit-learn >= 1.6: pip install 'convprop[sklearn]' ({exc})") from exc
 
 from .errors import ConvpropError
-from .layers import Conv, Input, Layer, Subsample
-from .network import Network
+from . import activations
+from .layers import Conv, Dense, Input, Layer, MaxPool, Subsample
+from .network import OUTPUTS, Network
 from .optim import SGD, Adam, AdamW, Optimizer
 from .train import train
 
-_TOKEN = re.compile(r"^(?:(?P<maps>\d+)c(?P<kh>\d+)(?:x(?P<kw>\d+))?|s(?P<scale>\d+))$")
+_ACT = r"(?P<act>[rti]|l(?P<slope>\d*\.\d+|\d+)?)?"
+_TOKEN = re.compile(
+    r"^(?:(?P<maps>\d+)(?P<c>cc?)(?P<kh>\d+)(?:x(?P<kw>\d+))?" + _ACT + r"(?:p(?P<pad>\d+|s))?(?:/(?P<stride>\d+))?"
+    r"|s(?P<scale>\d+)"
+    r"|m(?P<mscale>\d+)(?P<crop>c)?"
+    r"|(?P<units>\d+)f" + _ACT.replace("act", "dact").replace("slope", "dslope") + r")$"
+)
 
 
 def parse_layers(spec: str) -> list[Layer]:
-    """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"``.
+    """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.
 
-    Tokens, separated by ``-``: ``<maps>c<kernel>`` (or ``<maps>c<kh>x<kw>``)
-    is :class:`~convprop.layers.Conv`, ``s<scale>`` is
-    :class:`~convprop.layers.Subsample`. The empty string means no hidden
-    layer (the output layer sits on the pixels).
+    Tokens, separated by ``-`` (the empty string means no hidden layer: the
+    output layer sits on the pixels)::
+
+        conv   := <maps> c <kh> [x <kw>] [act] [p <n> | ps] [/ <stride>]   Conv
+                  (cc instead of c: mode="correlation")
+        pool   := s <scale>            Subsample (the toolbox's mean pooling)
+                | m <scale> [c]        MaxPool (c: crop=True)
+        dense  := <units> f [act]      Dense
+        act    := (none) sigmoid | r relu | t tanh | i identity
+                | l leaky ReLU, slope 0.01 | l<slope>, e.g. l0.2
+
+    ``p<n>`` pads n zeros on every side, ``ps`` is padding "same". Examples:
+    ``6c5`` is the toolbox's ``Conv(6, 5)``; ``6c5rps`` is
+    ``Conv(6, 5, "relu", padding="same")``; ``8c3x2t/2`` is
+    ``Conv(8, (3, 2), "tanh", stride=2)``; ``m2`` is ``MaxPool(2)``;
+    ``120fr`` is ``Dense(120, "relu")``. Every layer's ``spec()`` gives its
+    token back.
     """
     if not isinstance(spec, str):
         raise ConvpropError(f"layers must be a spec string such as '6c5-s2-12c5-s2', got {spec!r}")
@@ -51,14 +71,31 @@ def parse_layers(spec: str) -> list[Layer]:
         m = _TOKEN.match(token)
         if m is None:
             raise ConvpropError(
-                f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5) or s<scale> (e.g. s2)"
+                f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5, 6c5rps/2), s<scale> (e.g. s2), "
+                "m<scale> (e.g. m2) or <units>f (e.g. 120fr)"
             )
         if m["scale"] is not None:
             layers.append(Subsample(int(m["scale"])))
+        elif m["mscale"] is not None:
+            layers.append(MaxPool(int(m["mscale"]), crop=bool(m["crop"])))
+        elif m["units"] is not None:
+            layers.append(Dense(int(m["units"]), _activation(m["dact"], m["dslope"])))
         else:
             kh = int(m["kh"])
-            layers.append(Conv(int(m["maps"]), (kh, int(m["kw"])) if m["kw"] else kh))
+            pad = m["pad"]
+            layers.append(Conv(
+                int(m["maps"]),
+                (kh, int(m["kw"])) if m["kw"] else kh,
+                _activation(m["act"], m["slope"]),
+                padding="valid" if pad is None else "same" if pad == "s" else int(pad),
+                stride=int(m["stride"] or 1),
+                mode="correlation" if m["c"] == "cc" else "convolution",
+            ))
     return layers
+
+
+def _activation(code: str | None, slope: str | None) -> activations.Activation:
+    return activations.from_code((code or "")[:1], slope)
 
 
 def _hidden_layers(layers: str | Sequence[Layer]) -> list[Layer]:
@@ -100,7 +137,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     ----------
     layers : str or list of Layer, default "6c5-s2-12c5-s2"
         Hidden layers: a spec (``<maps>c<kernel>``, ``s<scale>``, joined by
-        ``-``; ``""`` for none) or a list of ``Conv`` / ``Subsample`` objects.
+        ``-``; ``""`` for none; see :func:`parse_layers` for ReLU, padding,
+        stride, max pooling and dense layers, e.g. ``"6c5rps-m2-16c5r-m2-120fr"``)
+        or a list of layer objects (``Conv``, ``Subsample``, ``MaxPool``, ``Dense``).
+    output : {"sigmoid", "softmax"}, default "sigmoid"
+        The toolbox's sigmoid outputs on ½·Σ(o − y)², or softmax outputs on
+        the cross-entropy.
     image_shape : (H, W) or (H, W, C), optional
         Shape of each image when X is flat. None: taken from X when it is
         (n, H, W[, C]); for flat X, a square H = W = √n_features when that is
@@ -152,17 +194,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    :meth:`predict_proba` divides the network's sigmoid outputs by their sum
-    so that each row sums to 1. The outputs are trained one against the rest
-    on a squared error, so these are scores normalised to a distribution,
-    not calibrated probabilities. :meth:`predict` is the class of the largest
-    output, the same as the argmax of :meth:`predict_proba`.
+    With the default sigmoid output, :meth:`predict_proba` divides the
+    network's outputs by their sum so that each row sums to 1. The outputs
+    are trained one against the rest on a squared error, so these are scores
+    normalised to a distribution, not calibrated probabilities (with
+    ``output="softmax"`` they are the softmax outputs, trained on the
+    cross-entropy). :meth:`predict` is the class of the largest output, the
+    same as the argmax of :meth:`predict_proba`.
     """
 
     def __init__(
         self,
         layers: str | Sequence[Layer] = "6c5-s2-12c5-s2",
         *,
+        output: str = "sigmoid",
         image_shape: tuple[int, ...] | None = None,
         epochs: int = 1,
         batch_size: int = 50,
@@ -177,6 +222,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         verbose: bool = False,
     ) -> None:
         self.layers = layers
+        self.output = output
         self.image_shape = image_shape
         self.epochs = epochs
         self.batch_size = batch_size
@@ -288,12 +334,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             n_outputs=classes.shape[0],
             dtype=dtype,
             seed=int(init_seed),
+            output=self._output(),
         )
         self.optimizer_ = self._make_optimizer()
         self._shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self.t_ = 0
+
+    def _output(self) -> str:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        return self.output
 
     def _make_optimizer(self) -> Optimizer:
         if isinstance(self.optimizer, Optimizer):
@@ -339,13 +391,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return self.network_.predict_proba(self._images(X))
 
     def predict_proba(self, X) -> np.ndarray:
-        """The sigmoid outputs normalised to sum to 1 per row (not calibrated probabilities).
+        """The sigmoid outputs normalised to sum to 1 per row (not calibrated probabilities);
+        with ``output="softmax"``, the softmax outputs themselves.
 
         Returns
         -------
         ndarray, shape (n_samples, n_classes), of the network's dtype
         """
         o = self._outputs(X)
+        if self.network_.output_kind == "softmax":
+            return o
         total = o.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             proba = np.where(total > 0, o / total, 1.0 / o.shape[1])
