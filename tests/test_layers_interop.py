@@ -144,3 +144,15 @@ def test_explain_runs_on_a_network_with_new_layers():
                   output="softmax", seed=0)
     text = explain(net, np.random.default_rng(0).random((6, 6)), 1)
     assert "gradient check passed" in text
+
+
+def test_layers_page_cites_existing_tests():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cited = set(re.findall(r"`(test_\w+)`", (root / "docs" / "layers.md").read_text()))
+    defined = set()
+    for path in (root / "tests").glob("test_layers_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)\(", path.read_text(), flags=re.M))
+    assert cited and cited <= defined, cited - defined
