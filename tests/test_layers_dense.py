@@ -130,3 +130,20 @@ def test_float32_network_with_new_layers_trains_close_to_float64():
     for k, g in n64.gradients().items():
         assert n32.gradients()[k].dtype == np.float32
         np.testing.assert_allclose(n32.gradients()[k], g, rtol=1e-4, atol=1e-5 * np.abs(g).max())
+
+
+def test_he_initialisation_bounds_and_default():
+    layers = [Input(12, 12), Conv(8, 5, "relu"), MaxPool(2), Dense(50, "relu")]
+    toolbox = Network(layers, 10, seed=0)
+    he = Network(layers, 10, seed=0, init="he")
+    for name in ["conv1", "dense3"]:
+        layer = dict(he.named_layers())[name]
+        w = layer.params["weight"]
+        bound = np.sqrt(6 / layer.fan_in)
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+        # the same draws, scaled: He's bound over the toolbox's
+        ratio = bound / np.sqrt(6 / (layer.fan_in + layer.fan_out))
+        np.testing.assert_allclose(w, dict(toolbox.named_layers())[name].params["weight"] * ratio, rtol=1e-12)
+    np.testing.assert_array_equal(he.output.params["weight"], toolbox.output.params["weight"])
+    with pytest.raises(ConvpropError, match="init must be one of toolbox, he"):
+        Network(layers, 10, init="xavier")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._checks import check_dtype, check_images, check_targets, positive_int
 from .errors import ConvpropError
-from .initialization import toolbox_init
+from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
 from .ops import from_nhwc, to_nhwc
 
@@ -35,14 +35,17 @@ class Network:
         into the feature vector.
     n_outputs : int
         Number of outputs (classes).
-    output : {"sigmoid", "softmax"}, default "sigmoid"
-        "sigmoid": the toolbox's sigmoid units on the loss ½·Σ(o − y)²/N;
-        "softmax": softmax outputs on the cross-entropy −Σ y·log o / N.
     dtype : float64 (default) or float32
         Type of parameters, activations and gradients.
     seed : int, numpy Generator or None
         Source of the toolbox's initialisation (kernels uniform in
         ±sqrt(6/(fan_in + fan_out)), output weights likewise, biases 0).
+    output : {"sigmoid", "softmax"}, default "sigmoid"
+        "sigmoid": the toolbox's sigmoid units on the loss ½·Σ(o − y)²/N;
+        "softmax": softmax outputs on the cross-entropy −Σ y·log o / N.
+    init : {"toolbox", "he"}, default "toolbox"
+        "toolbox": every weight uniform in ±sqrt(6/(fan_in + fan_out)), biases 0;
+        "he": hidden Conv and Dense weights uniform in ±sqrt(6/fan_in) (for ReLU).
 
     Examples
     --------
@@ -63,12 +66,15 @@ class Network:
         dtype: type | np.dtype | str = np.float64,
         seed: int | np.random.Generator | None = None,
         output: str = "sigmoid",
+        init: str = "toolbox",
     ) -> None:
         layers = list(layers)
         if not layers or not isinstance(layers[0], Input):
             raise ConvpropError("the first layer must be Input(height, width[, channels])")
         if output not in OUTPUTS:
             raise ConvpropError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        if init not in INITS:
+            raise ConvpropError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
                 raise ConvpropError(f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}")
@@ -91,7 +97,7 @@ class Network:
         self.map_shape: tuple[int, ...] = shape
         self.output = OUTPUTS[output](self.n_outputs)
         self.output.build((int(np.prod(shape)),), self.dtype, where="output")
-        toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed)
+        toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed, init)
         #: After forward: the outputs (N, n_outputs); see also :attr:`activations`.
         self.o: np.ndarray | None = None
         self._maps: list[np.ndarray] = []  # every layer's maps, internal (C, H, W, N) layout
