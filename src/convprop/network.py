@@ -10,7 +10,7 @@ import numpy as np
 from ._checks import check_dtype, check_images, check_targets, positive_int
 from .errors import ConvpropError
 from .initialization import INITS, toolbox_init
-from .layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
+from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
 from .ops import from_nhwc, to_nhwc
 
 #: Output layers by the name given to :class:`Network`'s ``output``.
@@ -77,7 +77,9 @@ class Network:
             raise ConvpropError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
-                raise ConvpropError(f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}")
+                raise ConvpropError(
+                    f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}"
+                )
             if i and isinstance(layer, Input):
                 raise ConvpropError(f"layer {i}: Input may only be the first layer")
         # The network owns copies: one list of layers may build several networks.

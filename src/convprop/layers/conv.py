@@ -111,8 +111,6 @@ class Conv(Layer):
         )
 
     def build(self, in_shape, dtype, where):
-        if len(in_shape) != 3:
-            raise ConvpropError(f"{where} ({self.spec()}) needs maps as input, but its input is a vector of {in_shape[0]}")
         h, w, c = in_shape
         kh, kw = self.kernelsize
         top, bottom, left, right = self.pads

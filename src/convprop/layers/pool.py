@@ -83,8 +83,6 @@ class MaxPool(Layer):
         self.crop = bool(crop)
 
     def build(self, in_shape, dtype, where):
-        if len(in_shape) != 3:
-            raise ConvpropError(f"{where} ({self.spec()}) needs maps as input, but its input is a vector of {in_shape[0]}")
         h, w, c = in_shape
         s = self.scale
         if (h % s or w % s) and not self.crop:
