@@ -1,0 +1,320 @@
+"""Models and checkpoints on disk: one ``.npz`` of plain arrays plus JSON metadata.
+
+The file format (``format`` = ``"convprop"``, ``version`` = 1) is a NumPy
+``.npz`` archive holding only numeric arrays, read with
+``np.load(..., allow_pickle=False)``:
+
+* ``meta`` — uint8 array: UTF-8 JSON with ``format``, ``version``, ``kind``
+  (``"model"`` or ``"checkpoint"``), ``layers`` (e.g. ``"6c5-s2-12c5-s2"``),
+  ``input_shape`` [H, W, C], ``n_outputs``, ``dtype``, ``params`` (the names
+  of the parameter arrays) and ``extra`` (free JSON: dataset, class names …);
+  a checkpoint adds ``training``: ``epoch`` (epochs completed), ``batch``
+  (batches completed in the current epoch; 0 at an epoch boundary),
+  ``epoch_elapsed`` (seconds already spent in that epoch),
+  ``config`` (batch size, alpha, seed …) and ``rng`` (the permutation
+  generator's ``bit_generator.state``, taken at the start of the current
+  epoch, before its permutation was drawn);
+* ``param/<name>`` — every parameter (``param/conv1.weight`` …) in the
+  network's dtype and layout;
+* ``history/rL``, ``history/L``, ``history/epoch_seconds``,
+  ``history/test_error`` (checkpoints only) — float64.
+
+Files are written atomically: to a temporary file in the same directory,
+flushed and fsynced, then renamed over the target with :func:`os.replace`, so
+a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConvpropError
+from .layers import Input
+from .network import Network
+from .spec import format_layers, parse_layers
+
+FORMAT = "convprop"
+VERSION = 1
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+_HISTORY = ("rL", "L", "epoch_seconds", "test_error")
+
+
+@dataclass
+class TrainingState:
+    """Where a training run stands: enough to continue it bit for bit.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed.
+    batch : int
+        Batches completed in epoch ``epoch`` (0 at an epoch boundary).
+    rng_state : dict
+        ``Generator.bit_generator.state`` at the start of epoch ``epoch``,
+        before its permutation was drawn.
+    config : dict
+        The run's settings (batch size, alpha, seed, dataset …), JSON values.
+    rL, L, epoch_seconds, test_error : list of float
+        History so far (``test_error`` has one entry per evaluated epoch).
+    epoch_elapsed : float
+        Seconds already spent in epoch ``epoch`` (mid-epoch checkpoints).
+    """
+
+    epoch: int
+    batch: int
+    rng_state: dict
+    config: dict = field(default_factory=dict)
+    rL: list[float] = field(default_factory=list)
+    L: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    test_error: list[float] = field(default_factory=list)
+    epoch_elapsed: float = 0.0
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ConvpropError(f"{path}: model and checkpoint files must end in .npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _meta_array(meta: dict) -> np.ndarray:
+    return np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+
+
+def _network_meta(net: Network, kind: str, extra: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
+    params = net.parameters()
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "layers": format_layers(net.layers),
+        "input_shape": list(net.image_shape),
+        "n_outputs": net.n_outputs,
+        "dtype": net.dtype.name,
+        "params": list(params),
+        "extra": extra or {},
+    }
+    arrays = {f"param/{name}": np.ascontiguousarray(arr) for name, arr in params.items()}
+    return meta, arrays
+
+
+def save_model(path: str | os.PathLike, net: Network, extra: dict | None = None) -> Path:
+    """Write ``net`` (structure and parameters) to ``path`` (.npz), atomically.
+
+    Parameters
+    ----------
+    path : path-like ending in ``.npz``
+    net : Network
+    extra : dict, optional
+        JSON-serialisable notes kept in the metadata (dataset, class names …).
+
+    Returns
+    -------
+    Path
+    """
+    meta, arrays = _network_meta(net, "model", extra)
+    arrays["meta"] = _meta_array(meta)
+    return _atomic_savez(path, arrays)
+
+
+def save_checkpoint(
+    path: str | os.PathLike, net: Network, state: TrainingState, extra: dict | None = None
+) -> Path:
+    """Write ``net`` and the training ``state`` to ``path`` (.npz), atomically."""
+    meta, arrays = _network_meta(net, "checkpoint", extra)
+    meta["training"] = {
+        "epoch": int(state.epoch),
+        "batch": int(state.batch),
+        "epoch_elapsed": float(state.epoch_elapsed),
+        "config": state.config,
+        "rng": state.rng_state,
+    }
+    for name in _HISTORY:
+        arrays[f"history/{name}"] = np.asarray(getattr(state, name), dtype=np.float64).reshape(-1)
+    arrays["meta"] = _meta_array(meta)
+    return _atomic_savez(path, arrays)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    where = str(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
+        if magic[:4] != b"PK\x03\x04":
+            raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
+        with loaded as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ConvpropError:
+        raise
+    except FileNotFoundError:
+        raise ConvpropError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ConvpropError(f"{where} is a directory, not a .npz file") from None
+    except ValueError as exc:  # object arrays need pickle: refused
+        if "pickle" in str(exc).lower():
+            raise ConvpropError(f"{where}: refusing to load pickled (object) arrays; not a convprop file") from None
+        raise ConvpropError(f"{where}: not a convprop .npz file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConvpropError(f"{where}: cannot read it as a .npz file ({exc})") from None
+    if "meta" not in arrays:
+        raise ConvpropError(f"{where}: not a convprop file (no metadata)")
+    raw = arrays.pop("meta")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ConvpropError(f"{where}: metadata must be a 1-D uint8 array")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConvpropError(f"{where}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ConvpropError(f"{where}: not a convprop file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise ConvpropError(f"{where}: file format version {meta.get('version')!r}; this convprop reads version {VERSION}")
+    return meta, arrays
+
+
+def _get(meta: dict, key: str, kind: type | tuple, where: str) -> Any:
+    value = meta.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConvpropError(f"{where}: metadata field {key!r} is missing or of the wrong type ({value!r})")
+    return value
+
+
+def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
+    spec = _get(meta, "layers", str, where)
+    try:
+        layers = parse_layers(spec)
+    except ConvpropError as exc:
+        raise ConvpropError(f"{where}: {exc}") from None
+    shape = _get(meta, "input_shape", list, where)
+    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise ConvpropError(f"{where}: input_shape must be [H, W, C] of positive integers, got {shape!r}")
+    dtype = _get(meta, "dtype", str, where)
+    if dtype not in ("float32", "float64"):
+        raise ConvpropError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
+    try:
+        net = Network([Input(*shape), *layers], _get(meta, "n_outputs", int, where), dtype=dtype, seed=0)
+    except ConvpropError as exc:
+        raise ConvpropError(f"{where}: {exc}") from None
+    params = net.parameters()
+    names = _get(meta, "params", list, where)
+    if sorted(names) != sorted(params):
+        raise ConvpropError(f"{where}: parameters {names} do not match the network's {list(params)}")
+    for name, live in params.items():
+        arr = arrays.get(f"param/{name}")
+        if arr is None:
+            raise ConvpropError(f"{where}: parameter array {name!r} is missing")
+        if arr.shape != live.shape or arr.dtype != live.dtype:
+            raise ConvpropError(
+                f"{where}: parameter {name} has shape {arr.shape} and dtype {arr.dtype}; "
+                f"expected {live.shape} {live.dtype}"
+            )
+        if not np.isfinite(arr).all():
+            raise ConvpropError(f"{where}: parameter {name} contains NaN or infinite values")
+        live[...] = arr
+    return net
+
+
+def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
+    """Read a model (or the model inside a checkpoint).
+
+    Returns
+    -------
+    net : Network
+    extra : dict
+        The notes saved with it.
+
+    Raises
+    ------
+    ConvpropError
+        For a missing, unreadable, pickled, inconsistent or non-finite file.
+    """
+    meta, arrays = _read(path)
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ConvpropError(f"{path}: metadata field 'extra' must be an object")
+    return _build(meta, arrays, str(path)), extra
+
+
+def rng_from_state(state: dict, where: str = "rng state") -> np.random.Generator:
+    """A Generator with the given ``bit_generator.state`` (validated)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ConvpropError(f"{where}: unknown bit generator {name!r}")
+    rng = np.random.Generator(getattr(np.random, name)())
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConvpropError(f"{where}: invalid {name} state ({exc})") from None
+    return rng
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[Network, TrainingState, dict]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    net : Network
+    state : TrainingState
+    extra : dict
+    """
+    where = str(path)
+    meta, arrays = _read(path)
+    if meta.get("kind") != "checkpoint" or not isinstance(meta.get("training"), dict):
+        raise ConvpropError(f"{where}: a model file, not a checkpoint (no training state to resume)")
+    net = _build(meta, arrays, where)
+    training = meta["training"]
+    epoch = _get(training, "epoch", int, where)
+    batch = _get(training, "batch", int, where)
+    config = _get(training, "config", dict, where)
+    if epoch < 0 or batch < 0:
+        raise ConvpropError(f"{where}: negative epoch or batch in the training state")
+    rng_from_state(training.get("rng"), f"{where}: rng")
+    history = {}
+    for name in _HISTORY:
+        arr = arrays.get(f"history/{name}")
+        if arr is None or arr.ndim != 1 or arr.dtype != np.float64:
+            raise ConvpropError(f"{where}: history array {name!r} is missing or not 1-D float64")
+        history[name] = arr.tolist()
+    elapsed = training.get("epoch_elapsed", 0.0)
+    if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool):
+        raise ConvpropError(f"{where}: metadata field 'epoch_elapsed' must be a number")
+    state = TrainingState(
+        epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed), **history
+    )
+    extra = meta.get("extra", {})
+    return net, state, extra if isinstance(extra, dict) else {}

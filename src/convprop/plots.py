@@ -1,0 +1,260 @@
+"""Figures as PNG files (matplotlib, Agg canvas; no display needed).
+
+Every function draws one figure of a fixed size in pixels (see :data:`SIZES`),
+writes it atomically and returns its path.
+
+============== ============ ===================================================
+figure         pixels (w×h) what
+============== ============ ===================================================
+loss           900 × 500    smoothed loss rL per batch (the toolbox's plot(cnn.rL))
+kernels        900 × 700    the kernels of one conv layer: input map × output map
+feature_maps   1200 × 900   one image through the network, a row per layer
+confusion      800 × 720    confusion matrix of true against predicted classes
+misclassified  1000 × 1000  up to 25 misclassified images, predicted / true
+============== ============ ===================================================
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConvpropError
+from .layers import Conv
+from .network import Network
+
+#: Size in pixels (width, height) of each figure.
+SIZES: dict[str, tuple[int, int]] = {
+    "loss": (900, 500),
+    "kernels": (900, 700),
+    "feature_maps": (1200, 900),
+    "confusion": (800, 720),
+    "misclassified": (1000, 1000),
+}
+_DPI = 100
+
+
+def _figure(kind: str):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    w, h = SIZES[kind]
+    fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=_DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _names(class_names: Sequence[str] | None, n: int) -> list[str]:
+    if class_names is None:
+        return [str(i) for i in range(n)]
+    if len(class_names) != n:
+        raise ConvpropError(f"{len(class_names)} class names given for {n} classes")
+    return [str(c) for c in class_names]
+
+
+def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch: int | None = None,
+              title: str = "Training loss") -> Path:
+    """The smoothed loss rL against the batch number (900×500 px).
+
+    Parameters
+    ----------
+    rL : sequence of float
+        ``History.rL``: rL[0] is the first loss, then one value per batch.
+    path : path-like
+    batches_per_epoch : int, optional
+        Adds an epoch axis on top (and a dotted line at each boundary, up to 20 epochs).
+    """
+    rL = np.asarray(rL, dtype=np.float64)
+    if rL.ndim != 1 or rL.size == 0:
+        raise ConvpropError("the loss curve needs a non-empty 1-D rL history")
+    fig = _figure("loss")
+    ax = fig.add_subplot()
+    ax.plot(np.arange(rL.size), rL, color="tab:blue", lw=1.5, label="rL (0.99·rL + 0.01·L)")
+    if batches_per_epoch:
+        bpe = float(batches_per_epoch)
+        if (rL.size - 1) / bpe <= 20:  # a dotted line at each epoch boundary, when they are few
+            for e in range(batches_per_epoch, rL.size, batches_per_epoch):
+                ax.axvline(e, color="0.6", ls=":", lw=1)
+        top = ax.secondary_xaxis("top", functions=(lambda b: b / bpe, lambda e: e * bpe))
+        top.set_xlabel("epoch")
+    ax.set_xlabel("batch")
+    ax.set_ylabel("smoothed loss ½·Σ(o − y)²/N")
+    ax.set_title(f"{title}: {rL[0]:.4f} → {rL[-1]:.4f} over {rL.size - 1} batches")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(0, max(rL.size - 1, 1))
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def conv_layers(net: Network) -> list[tuple[str, Conv]]:
+    """(name, layer) of every conv layer, named as in :meth:`Network.parameters`."""
+    return [(name, layer) for name, layer in net.named_layers() if isinstance(layer, Conv)]
+
+
+def plot_kernels(net: Network, layer: str, path: str | os.PathLike) -> Path:
+    """The kernels of conv layer ``layer`` (e.g. ``"conv1"``) as a grid (900×700 px).
+
+    Row i is input map i, column j output map j; each kernel is shown as the
+    toolbox's true-convolution kernel k{i}{j}, on one colour scale centred on 0
+    for the whole layer (red positive, blue negative).
+    """
+    layers = dict(conv_layers(net))
+    if layer not in layers:
+        raise ConvpropError(f"no conv layer {layer!r}; the network has {sorted(layers) or 'none'}")
+    k = np.asarray(layers[layer].kernels, dtype=np.float64)  # (inputmaps, outputmaps, kh, kw)
+    n_in, n_out = k.shape[:2]
+    vmax = float(np.abs(k).max()) or 1.0
+    fig = _figure("kernels")
+    axes = fig.subplots(n_in, n_out, squeeze=False)
+    image = None
+    for i in range(n_in):
+        for j in range(n_out):
+            ax = axes[i, j]
+            image = ax.imshow(k[i, j], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == n_in - 1 or n_in == 1:
+                ax.set_xlabel(f"out {j + 1}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"in {i + 1}", fontsize=8)
+    kh, kw = layers[layer].kernelsize
+    fig.suptitle(f"{layer}: {n_in}×{n_out} kernels of {kh}×{kw} (rows: input maps, columns: output maps)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    return _save(fig, path)
+
+
+def plot_feature_maps(net: Network, image: np.ndarray, path: str | os.PathLike, *,
+                      class_names: Sequence[str] | None = None, label: int | None = None,
+                      max_maps: int = 12) -> Path:
+    """One image through the network, a row per layer, then the outputs (1200×900 px).
+
+    Parameters
+    ----------
+    net : Network
+    image : array_like, shape (H, W) or (H, W, C)
+    path : path-like
+    class_names : sequence of str, optional
+    label : int, optional
+        The true class, shown in the title.
+    max_maps : int
+        At most this many maps are shown per layer.
+    """
+    proba = net.forward(np.asarray(image)[None])[0]
+    acts = [a[0] for a in net.activations]  # (H, W, C) per layer
+    names = ["input"] + [f"{type(l).__name__.lower()}{i}  {l.spec()}" for i, l in enumerate(net.layers) if i]
+    classes = _names(class_names, net.n_outputs)
+    cols = min(max(a.shape[-1] for a in acts), max_maps)
+    fig = _figure("feature_maps")
+    grid = fig.add_gridspec(len(acts) + 1, cols, height_ratios=[1] * len(acts) + [1.2])
+    for r, (a, name) in enumerate(zip(acts, names)):
+        h, w = a.shape[:2]
+        for c in range(cols):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < a.shape[-1]:
+                ax.imshow(a[..., c], cmap="gray" if r == 0 else "viridis", interpolation="nearest")
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(f"{name}\n{a.shape[-1]} × {h}×{w}".replace("  ", "\n"), fontsize=8)
+        if a.shape[-1] > cols:
+            ax.set_title(f"(+{a.shape[-1] - cols} more)", fontsize=7)
+    ax = fig.add_subplot(grid[len(acts), :])
+    pred = int(np.argmax(proba))
+    colors = ["tab:green" if i == pred else "tab:gray" for i in range(net.n_outputs)]
+    ax.bar(np.arange(net.n_outputs), proba, color=colors)
+    ax.set_xticks(np.arange(net.n_outputs), classes, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("output o")
+    truth = f", true {classes[label]}" if label is not None else ""
+    fig.suptitle(f"Feature maps: predicted {classes[pred]} ({proba[pred]:.2f}){truth} "
+                 f"(each map on its own colour scale)")
+    return _save(fig, path)
+
+
+def plot_confusion(true: np.ndarray, predicted: np.ndarray, path: str | os.PathLike, *,
+                   class_names: Sequence[str] | None = None, n_classes: int | None = None) -> Path:
+    """Confusion matrix, counts in each cell (800×720 px); rows true, columns predicted."""
+    true = np.asarray(true, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    if true.shape != predicted.shape or true.ndim != 1 or true.size == 0:
+        raise ConvpropError("true and predicted labels must be non-empty 1-D arrays of the same length")
+    k = n_classes or (len(class_names) if class_names is not None else int(max(true.max(), predicted.max())) + 1)
+    classes = _names(class_names, k)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (true, predicted), 1)
+    fig = _figure("confusion")
+    ax = fig.add_subplot()
+    im = ax.imshow(cm, cmap="Blues", interpolation="nearest")
+    threshold = cm.max() / 2
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > threshold else "black")
+    ax.set_xticks(np.arange(k), classes, rotation=45 if max(map(len, classes)) > 2 else 0,
+                  ha="right" if max(map(len, classes)) > 2 else "center")
+    ax.set_yticks(np.arange(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    error = 1 - np.trace(cm) / cm.sum()
+    ax.set_title(f"Confusion matrix: {cm.sum()} images, error {100 * error:.2f} %")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="images")
+    return _save(fig, path)
+
+
+def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
+                       path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
+                       max_images: int = 25) -> Path:
+    """A grid of the first ``max_images`` misclassified images (1000×1000 px).
+
+    Parameters
+    ----------
+    images : array_like, shape (N, H, W) or (N, H, W, C)
+        All test images (the wrong ones are picked out here).
+    true, predicted : array_like of int, shape (N,)
+    """
+    images = np.asarray(images)
+    true = np.asarray(true)
+    predicted = np.asarray(predicted)
+    if not (images.shape[0] == true.shape[0] == predicted.shape[0]):
+        raise ConvpropError("images, true and predicted labels must have the same length")
+    wrong = np.flatnonzero(true != predicted)
+    k = int(max(true.max(), predicted.max())) + 1 if class_names is None else len(class_names)
+    classes = _names(class_names, k)
+    show = wrong[:max_images]
+    side = max(1, int(np.ceil(np.sqrt(max(len(show), 1)))))
+    fig = _figure("misclassified")
+    axes = fig.subplots(side, side, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, show):
+        img = images[i]
+        ax.imshow(img if img.ndim == 2 else img[..., :3].squeeze(), cmap="gray", interpolation="nearest")
+        ax.set_title(f"#{i}: pred {classes[predicted[i]]}\ntrue {classes[true[i]]}", fontsize=9,
+                     color="tab:red")
+    fig.suptitle(f"Misclassified: {len(show)} of {len(wrong)} wrong out of {len(true)} images")
+    if not len(show):
+        axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    return _save(fig, path)
