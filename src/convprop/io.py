@@ -67,6 +67,9 @@ class TrainingState:
         History so far (``test_error`` has one entry per evaluated epoch).
     epoch_elapsed : float
         Seconds already spent in epoch ``epoch`` (mid-epoch checkpoints).
+    optimizer : dict or None
+        The optimiser's :meth:`~convprop.optim.Optimizer.state_dict` (None: the
+        toolbox's plain SGD, which has no state).
     """
 
     epoch: int
@@ -78,6 +81,7 @@ class TrainingState:
     epoch_seconds: list[float] = field(default_factory=list)
     test_error: list[float] = field(default_factory=list)
     epoch_elapsed: float = 0.0
+    optimizer: dict | None = None
 
 
 # ---------------------------------------------------------------- writing
@@ -159,8 +163,45 @@ def save_checkpoint(
     }
     for name in _HISTORY:
         arrays[f"history/{name}"] = np.asarray(getattr(state, name), dtype=np.float64).reshape(-1)
+    if state.optimizer is not None:
+        opt = {k: v for k, v in state.optimizer.items() if k != "state"}
+        opt["slots"] = {slot: sorted(bufs) for slot, bufs in state.optimizer.get("state", {}).items()}
+        meta["training"]["optimizer"] = opt
+        for slot, bufs in state.optimizer.get("state", {}).items():
+            for pname, arr in bufs.items():
+                arrays[f"optim/{slot}/{pname}"] = np.asarray(arr)
     arrays["meta"] = _meta_array(meta)
     return _atomic_savez(path, arrays)
+
+
+def _optimizer_state(training: dict, arrays: dict[str, np.ndarray], net: Network, where: str) -> dict | None:
+    """The optimiser's state_dict from a checkpoint's metadata and ``optim/<slot>/<param>`` arrays."""
+    opt = training.get("optimizer")
+    if opt is None:
+        return None
+    if not isinstance(opt, dict):
+        raise ConvpropError(f"{where}: metadata field 'optimizer' must be an object")
+    kind = _get(opt, "type", str, where)
+    hyper = _get(opt, "hyperparameters", dict, where)
+    epoch, t = _get(opt, "epoch", int, where), _get(opt, "t", int, where)
+    slots = _get(opt, "slots", dict, where)
+    params = net.parameters()
+    state: dict[str, dict[str, np.ndarray]] = {}
+    for slot, names in slots.items():
+        if not isinstance(names, list):
+            raise ConvpropError(f"{where}: optimizer slot {slot!r} must list parameter names")
+        state[slot] = {}
+        for pname in names:
+            arr = arrays.get(f"optim/{slot}/{pname}")
+            if pname not in params or arr is None:
+                raise ConvpropError(f"{where}: optimizer state {slot}[{pname!r}] is missing or names no parameter")
+            if arr.shape != params[pname].shape or arr.dtype != params[pname].dtype or not np.all(np.isfinite(arr)):
+                raise ConvpropError(
+                    f"{where}: optimizer state {slot}[{pname!r}] must be finite {params[pname].dtype} of shape "
+                    f"{params[pname].shape}; got {arr.dtype} {arr.shape}"
+                )
+            state[slot][pname] = arr
+    return {"type": kind, "hyperparameters": hyper, "epoch": epoch, "t": t, "state": state}
 
 
 # ---------------------------------------------------------------- reading
@@ -318,7 +359,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, TrainingState, di
     if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool):
         raise ConvpropError(f"{where}: metadata field 'epoch_elapsed' must be a number")
     state = TrainingState(
-        epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed), **history
+        epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed),
+        optimizer=_optimizer_state(training, arrays, net, where), **history
     )
     extra = meta.get("extra", {})
     return net, state, extra if isinstance(extra, dict) else {}
