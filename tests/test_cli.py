@@ -209,3 +209,24 @@ def test_python_dash_m_convprop(tmp_path):
     done = subprocess.run([sys.executable, "-m", "convprop", "test", str(tmp_path / "x.npz")],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no such file" in done.stderr
+
+
+def test_adam_run_resumes_bit_identically_and_refuses_another_optimizer(tmp_path, data_dir, capsys):
+    adam = ["--optimizer", "adam", "--alpha", "0.01", "--weight-decay", "0.001"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(straight), "--epochs", "2", "--no-plots",
+                 *adam, *TINY]) == 0
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(split), "--epochs", "1", "--no-plots",
+                 *adam, *TINY]) == 0
+    one_line_error(capsys, 2, ["train", "--resume", str(split), "--epochs", "2", "--optimizer", "sgd"],
+                   "--optimizer sgd (checkpoint: adam)")
+    assert main(["train", "--resume", str(split), "--data-dir", str(data_dir), "--epochs", "2",
+                 "--no-plots", "--quiet"]) == 0
+    a, sa, _ = load_checkpoint(split / "checkpoint.npz")
+    b, sb, _ = load_checkpoint(straight / "checkpoint.npz")
+    assert sa.rL == sb.rL and sa.optimizer["t"] == sb.optimizer["t"] > 0
+    for name, arr in b.parameters().items():
+        assert np.array_equal(a.parameters()[name], arr), name
+    assert json.loads((straight / "summary.json").read_text())["optimizer"].startswith("Adam(")
+    one_line_error(capsys, 2, ["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"),
+                               "--optimizer", "adam", "--momentum", "0.9", *TINY], "momentum")

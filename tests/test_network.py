@@ -190,3 +190,13 @@ def test_backward_before_forward():
         small().backward([0])
     with pytest.raises(ConvpropError, match="no gradients yet"):
         small().gradients()
+
+
+def test_one_map_images_may_keep_their_channel_axis():
+    net = small()
+    x, _ = random_batch(net, 3)
+    whole = net.forward(x)
+    np.testing.assert_array_equal(net.forward(x[..., None]), whole)
+    np.testing.assert_array_equal(net.forward(x[0][..., None]), net.forward(x[0]))
+    with pytest.raises(ConvpropError, match="shape"):
+        net.forward(x[..., None, None])

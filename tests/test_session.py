@@ -6,6 +6,7 @@ import pytest
 
 from convprop import Conv, ConvpropError, Input, Network, Subsample, train
 from convprop.io import load_checkpoint
+from convprop.optim import SGD, Adam, StepLR
 from convprop.session import Diverged, Interrupted, fit
 
 N, BATCH = 40, 7  # 6 batches per epoch, the last one partial
@@ -137,3 +138,40 @@ def test_test_error_per_epoch_and_bad_arguments(data):
         fit(small_net(), x, y, epochs=1, alpha=-1)
     with pytest.raises(ConvpropError, match="already done 2 epochs"):
         fit(small_net(), x, y, epochs=1, state=state)
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(0.01, weight_decay=1e-3),
+                                  lambda: SGD(StepLR(0.5, step_size=1, gamma=0.5), momentum=0.9, nesterov=True)],
+                         ids=["adam", "sgd-nesterov-steplr"])
+def test_optimizer_state_is_checkpointed_and_resumes_bit_identically(tmp_path, data, make):
+    straight = small_net()
+    ref = fit(straight, *data, epochs=3, batch_size=BATCH, seed=5, optimizer=make())
+    ckpt = tmp_path / "checkpoint.npz"
+
+    def hook(epoch, batch, n_batches, loss, rl):
+        if (epoch, batch) == (1, 2):
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        fit(small_net(), *data, epochs=3, batch_size=BATCH, seed=5, checkpoint=ckpt, on_batch=hook,
+            optimizer=make())
+    net, state, _ = load_checkpoint(ckpt)
+    assert state.optimizer["t"] == 6 + 3 and state.optimizer["epoch"] == 1
+    assert all(a.shape == net.parameters()[n].shape
+               for bufs in state.optimizer["state"].values() for n, a in bufs.items())
+    with pytest.raises(ConvpropError, match="optimiser the run was trained with"):
+        fit(net.copy(), *data, epochs=3, batch_size=BATCH, state=load_checkpoint(ckpt)[1])
+    state = fit(net, *data, epochs=3, batch_size=BATCH, state=state, optimizer=make())
+    assert_same_run(net, state, straight, ref)
+    assert ref.rL != fit(small_net(), *data, epochs=3, batch_size=BATCH, seed=5).rL  # not plain SGD
+
+
+def test_a_checkpoint_with_a_damaged_optimizer_state_is_refused(tmp_path, data):
+    ckpt = tmp_path / "checkpoint.npz"
+    fit(small_net(), *data, epochs=1, batch_size=BATCH, seed=5, checkpoint=ckpt, optimizer=Adam(0.01))
+    with np.load(ckpt, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["optim/exp_avg/conv1.weight"] = arrays["optim/exp_avg/conv1.weight"][:1]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ConvpropError, match=r"optimizer state exp_avg\['conv1.weight'\]"):
+        load_checkpoint(tmp_path / "bad.npz")

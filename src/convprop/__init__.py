@@ -6,7 +6,7 @@ A faithful, vectorised NumPy port of the CNN of the MATLAB DeepLearnToolbox.
 from .errors import ConvpropError
 from .evaluate import Evaluation, evaluate
 from .gradcheck import GradcheckReport, gradcheck
-from .layers import Conv, Input, Subsample
+from .layers import Conv, Dense, Input, MaxPool, Subsample
 from .network import Network
 from .train import History, train
 
@@ -18,6 +18,8 @@ __all__ = [
     "Input",
     "Conv",
     "Subsample",
+    "MaxPool",
+    "Dense",
     "train",
     "History",
     "evaluate",

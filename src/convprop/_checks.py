@@ -25,10 +25,14 @@ def as_float_array(x, dtype: np.dtype, what: str) -> np.ndarray:
 def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: str = "images") -> tuple[np.ndarray, bool]:
     """Images as a (N, H, W, C) array of ``dtype``; also whether a single image was given.
 
-    Accepts (N, H, W) or (H, W) when C = 1, and (N, H, W, C) or (H, W, C) otherwise.
+    Accepts (N, H, W) or (H, W) when C = 1, and (N, H, W, C) or (H, W, C) otherwise;
+    one-map images may also carry their trailing axis of 1, (N, H, W, 1) or (H, W, 1).
     """
     arr = as_float_array(x, dtype, what)
     h, w, c = image_shape
+    if c == 1 and arr.shape[-1:] == (1,) and arr.shape[-3:] == (h, w, 1) and arr.ndim in (3, 4) \
+            and not (arr.ndim == 3 and arr.shape[1:] == (h, w)):
+        arr = arr[..., 0]  # (…, H, W, 1) → (…, H, W), unless it already reads as a batch
     batch_ndim = 3 if c == 1 else 4
     single = arr.ndim == batch_ndim - 1
     if single:

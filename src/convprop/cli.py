@@ -27,7 +27,8 @@ CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 #: Settings that define a run; a resumed run must not change them.
-RUN_SETTINGS = ("dataset", "layers", "batch_size", "alpha", "dtype", "seed")
+RUN_SETTINGS = ("dataset", "layers", "output", "batch_size", "alpha", "optimizer", "momentum", "nesterov",
+                "weight_decay", "dtype", "seed")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,8 +110,13 @@ def cmd_train(args) -> int:
         config = {
             "dataset": given.get("dataset", "mnist"),
             "layers": format_layers(parse_layers(given.get("layers", DEFAULT_LAYERS))),
+            "output": given.get("output", "sigmoid"),
             "batch_size": given.get("batch_size", 50),
             "alpha": float(given.get("alpha", 1.0)),
+            "optimizer": given.get("optimizer", "sgd"),
+            "momentum": float(given.get("momentum", 0.0)),
+            "nesterov": bool(given.get("nesterov", False)),
+            "weight_decay": float(given.get("weight_decay", 0.0)),
             "dtype": given.get("dtype", "float64"),
             "seed": given.get("seed", 0),
         }
@@ -129,13 +135,14 @@ def cmd_train(args) -> int:
         h, w = x_train.shape[1:3]
         c = x_train.shape[3] if x_train.ndim == 4 else 1
         net = Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=10, dtype=dtype,
-                      seed=config["seed"])
+                      seed=config["seed"], output=config["output"])
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     if not args.resume and checkpoint.exists():
         _say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
     _say(args, f"convprop train: {config['dataset']} ({len(x_train)} train / {len(x_test)} test images), "
-               f"network {net.spec}, {dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}, "
+               f"network {net.spec}, {dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}"
+               f"{'' if _optimizer(config) is None else ' (' + repr(_optimizer(config)) + ')'}, "
                f"seed {config['seed']}, {epochs} epoch(s)"
                + ((f", resuming epoch {state.epoch + 1} after batch {state.batch}" if state.batch
                    else f", resuming after epoch {state.epoch}") if args.resume else "")
@@ -151,7 +158,7 @@ def cmd_train(args) -> int:
                        f"{st.epoch_seconds[-1]:.1f} s, rL {st.rL[-1]:.4f}")
 
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
-                state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test, extra=extra,
+                optimizer=_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test, extra=extra,
                 progress=not args.quiet, on_epoch_end=report)
     save_model(out / "model.npz", net, extra)
     _write_summary(out / "summary.json", config, net, state)
@@ -167,11 +174,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _optimizer(config: dict):
+    """None for the toolbox's plain SGD (net.step(alpha)), else the run's optimiser."""
+    from .optim import make_optimizer
+
+    name = config.get("optimizer", "sgd")
+    momentum, nesterov = config.get("momentum", 0.0), config.get("nesterov", False)
+    decay = config.get("weight_decay", 0.0)
+    if name == "sgd" and not (momentum or nesterov or decay):
+        return None
+    return make_optimizer(name, config["alpha"], momentum=momentum, nesterov=nesterov, weight_decay=decay)
+
+
 def _write_summary(path: Path, config: dict, net, state) -> None:
     """summary.json: the run's settings, test error and seconds per epoch (rewritten each epoch)."""
     summary = {
         "dataset": config["dataset"], "network": net.spec, "dtype": net.dtype.name,
-        "batch_size": config["batch_size"], "alpha": config["alpha"], "seed": config["seed"],
+        "batch_size": config["batch_size"], "alpha": config["alpha"],
+        "optimizer": repr(_optimizer(config) or "sgd"), "seed": config["seed"],
         "epochs": state.epoch, "test_error": state.test_error, "epoch_seconds": state.epoch_seconds,
         "final_rL": state.rL[-1],
     }
@@ -183,7 +203,7 @@ def _norm(key: str, value):
         from .spec import format_layers, parse_layers
 
         return format_layers(parse_layers(value))
-    return float(value) if key == "alpha" else value
+    return float(value) if key in ("alpha", "momentum", "weight_decay") else value
 
 
 def _summary_table(state, first_new: int) -> str:
@@ -402,10 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")
     data_args(t)
-    t.add_argument("--layers", metavar="SPEC", help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>, s<scale>")
+    t.add_argument("--layers", metavar="SPEC",
+                   help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>[r|t|i|l][p<n>|ps][/<stride>], "
+                        "s<scale>, m<scale>, <units>f[r|t|i|l] (e.g. 6c5rps-m2-16c5r-m2-120fr)")
+    t.add_argument("--output", choices=("sigmoid", "softmax"),
+                   help="output units: sigmoid on ½Σ(o−y)² (the toolbox's, default) or softmax on cross-entropy")
     t.add_argument("--epochs", type=int, metavar="N", help="total number of epochs (default 1)")
     t.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 50)")
-    t.add_argument("--alpha", type=float, help="SGD step (default 1.0)")
+    t.add_argument("--alpha", type=float, help="step size / learning rate (default 1.0, the toolbox's)")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
+                   help="update rule (default sgd: the toolbox's p -= alpha*grad)")
+    t.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    t.add_argument("--nesterov", action="store_const", const=True, help="Nesterov momentum (SGD)")
+    t.add_argument("--weight-decay", type=float, help="L2 weight decay (decoupled for adamw; default 0)")
     t.add_argument("--dtype", choices=("float64", "float32"), help="default float64")
     t.add_argument("--seed", type=int, help="initialisation and permutation seed (default 0)")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>)")

@@ -6,7 +6,8 @@ The file format (``format`` = ``"convprop"``, ``version`` = 1) is a NumPy
 
 * ``meta`` — uint8 array: UTF-8 JSON with ``format``, ``version``, ``kind``
   (``"model"`` or ``"checkpoint"``), ``layers`` (e.g. ``"6c5-s2-12c5-s2"``),
-  ``input_shape`` [H, W, C], ``n_outputs``, ``dtype``, ``params`` (the names
+  ``input_shape`` [H, W, C], ``n_outputs``, ``output`` (``"sigmoid"`` or
+  ``"softmax"``; "sigmoid" when absent), ``dtype``, ``params`` (the names
   of the parameter arrays) and ``extra`` (free JSON: dataset, class names …);
   a checkpoint adds ``training``: ``epoch`` (epochs completed), ``batch``
   (batches completed in the current epoch; 0 at an epoch boundary),
@@ -67,6 +68,9 @@ class TrainingState:
         History so far (``test_error`` has one entry per evaluated epoch).
     epoch_elapsed : float
         Seconds already spent in epoch ``epoch`` (mid-epoch checkpoints).
+    optimizer : dict or None
+        The optimiser's :meth:`~convprop.optim.Optimizer.state_dict` (None: the
+        toolbox's plain SGD, which has no state).
     """
 
     epoch: int
@@ -78,6 +82,7 @@ class TrainingState:
     epoch_seconds: list[float] = field(default_factory=list)
     test_error: list[float] = field(default_factory=list)
     epoch_elapsed: float = 0.0
+    optimizer: dict | None = None
 
 
 # ---------------------------------------------------------------- writing
@@ -132,6 +137,7 @@ def _network_meta(net: Network, kind: str, extra: dict | None) -> tuple[dict, di
         "layers": format_layers(net.layers),
         "input_shape": list(net.image_shape),
         "n_outputs": net.n_outputs,
+        "output": net.output_kind,
         "dtype": net.dtype.name,
         "params": list(params),
         "extra": extra or {},
@@ -173,8 +179,45 @@ def save_checkpoint(
     }
     for name in _HISTORY:
         arrays[f"history/{name}"] = np.asarray(getattr(state, name), dtype=np.float64).reshape(-1)
+    if state.optimizer is not None:
+        opt = {k: v for k, v in state.optimizer.items() if k != "state"}
+        opt["slots"] = {slot: sorted(bufs) for slot, bufs in state.optimizer.get("state", {}).items()}
+        meta["training"]["optimizer"] = opt
+        for slot, bufs in state.optimizer.get("state", {}).items():
+            for pname, arr in bufs.items():
+                arrays[f"optim/{slot}/{pname}"] = np.asarray(arr)
     arrays["meta"] = _meta_array(meta)
     return _atomic_savez(path, arrays)
+
+
+def _optimizer_state(training: dict, arrays: dict[str, np.ndarray], net: Network, where: str) -> dict | None:
+    """The optimiser's state_dict from a checkpoint's metadata and ``optim/<slot>/<param>`` arrays."""
+    opt = training.get("optimizer")
+    if opt is None:
+        return None
+    if not isinstance(opt, dict):
+        raise ConvpropError(f"{where}: metadata field 'optimizer' must be an object")
+    kind = _get(opt, "type", str, where)
+    hyper = _get(opt, "hyperparameters", dict, where)
+    epoch, t = _get(opt, "epoch", int, where), _get(opt, "t", int, where)
+    slots = _get(opt, "slots", dict, where)
+    params = net.parameters()
+    state: dict[str, dict[str, np.ndarray]] = {}
+    for slot, names in slots.items():
+        if not isinstance(names, list):
+            raise ConvpropError(f"{where}: optimizer slot {slot!r} must list parameter names")
+        state[slot] = {}
+        for pname in names:
+            arr = arrays.get(f"optim/{slot}/{pname}")
+            if not isinstance(pname, str) or pname not in params or arr is None:  # str: [1] is unhashable
+                raise ConvpropError(f"{where}: optimizer state {slot}[{pname!r}] is missing or names no parameter")
+            if arr.shape != params[pname].shape or arr.dtype != params[pname].dtype or not np.all(np.isfinite(arr)):
+                raise ConvpropError(
+                    f"{where}: optimizer state {slot}[{pname!r}] must be finite {params[pname].dtype} of shape "
+                    f"{params[pname].shape}; got {arr.dtype} {arr.shape}"
+                )
+            state[slot][pname] = arr
+    return {"type": kind, "hyperparameters": hyper, "epoch": epoch, "t": t, "state": state}
 
 
 # ---------------------------------------------------------------- reading
@@ -198,7 +241,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
     # Every member is checked (plain numeric .npy, sizes consistent with the archive) before
     # anything is allocated; object arrays (pickles) are refused. See convprop._npz.
-    arrays = read_npz(path, names=lambda key: key == "meta" or key.startswith(("param/", "history/")))
+    arrays = read_npz(path, names=lambda key: key == "meta" or key.startswith(("param/", "history/", "optim/")))
     if "meta" not in arrays:
         raise ConvpropError(f"{where}: not a convprop file (no metadata)")
     raw = arrays.pop("meta")
@@ -266,7 +309,8 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
         raise ConvpropError(f"{where}: the metadata describes a network of {expected} parameters, "
                             f"the file holds {held}")
     try:
-        net = Network([Input(*shape), *layers], n_outputs, dtype=dtype, seed=0)
+        output = meta.get("output", "sigmoid")  # absent in files from before softmax outputs
+        net = Network([Input(*shape), *layers], n_outputs, dtype=dtype, seed=0, output=output)
     except ConvpropError as exc:
         raise ConvpropError(f"{where}: {exc}") from None
     params = net.parameters()
@@ -353,7 +397,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, TrainingState, di
     if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool):
         raise ConvpropError(f"{where}: metadata field 'epoch_elapsed' must be a number")
     state = TrainingState(
-        epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed), **history
+        epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed),
+        optimizer=_optimizer_state(training, arrays, net, where), **history
     )
     extra = meta.get("extra", {})
     return net, state, extra if isinstance(extra, dict) else {}

@@ -303,6 +303,9 @@ def struct_from_network(net: Network) -> dict[str, Any]:
         ``cnnsetup`` makes them — plus ``inputsize`` ([H W]), an extra field
         that the toolbox ignores and :func:`load_mat` reads.
     """
+    reason = net.toolbox_mismatch()
+    if reason is not None:
+        raise ConvpropError(f"the toolbox cannot represent network {net.spec}: {reason}")
     layers = []
     inputmaps = net.image_shape[2]
     for i, layer in enumerate(net.layers):

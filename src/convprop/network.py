@@ -7,12 +7,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from . import losses
 from ._checks import check_dtype, check_images, check_targets, positive_int
 from .errors import ConvpropError
-from .initialization import toolbox_init
-from .layers import Conv, Input, Layer, SigmoidOutput
+from .initialization import INITS, toolbox_init
+from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
 from .ops import from_nhwc, to_nhwc
+
+#: Output layers by the name given to :class:`Network`'s ``output``.
+OUTPUTS = {"sigmoid": SigmoidOutput, "softmax": SoftmaxOutput}
 
 #: Largest number of images pushed through the network at once by
 #: :meth:`Network.predict_proba` (bounds the memory of the patch matrices).
@@ -26,15 +28,24 @@ class Network:
     ----------
     layers : sequence of Layer
         Starts with :class:`~convprop.layers.Input`; then any mix of
-        :class:`~convprop.layers.Conv` and :class:`~convprop.layers.Subsample`.
-        The last maps are flattened into the feature vector.
+        :class:`~convprop.layers.Conv` and :class:`~convprop.layers.Subsample`
+        (the toolbox's layers), :class:`~convprop.layers.MaxPool` and
+        :class:`~convprop.layers.Dense` (a Dense layer flattens maps; only
+        Dense layers may follow it). The last maps (or vector) are flattened
+        into the feature vector.
     n_outputs : int
-        Number of sigmoid outputs (classes).
+        Number of outputs (classes).
     dtype : float64 (default) or float32
         Type of parameters, activations and gradients.
     seed : int, numpy Generator or None
         Source of the toolbox's initialisation (kernels uniform in
         ±sqrt(6/(fan_in + fan_out)), output weights likewise, biases 0).
+    output : {"sigmoid", "softmax"}, default "sigmoid"
+        "sigmoid": the toolbox's sigmoid units on the loss ½·Σ(o − y)²/N;
+        "softmax": softmax outputs on the cross-entropy −Σ y·log o / N.
+    init : {"toolbox", "he"}, default "toolbox"
+        "toolbox": every weight uniform in ±sqrt(6/(fan_in + fan_out)), biases 0;
+        "he": hidden Conv and Dense weights uniform in ±sqrt(6/fan_in) (for ReLU).
 
     Examples
     --------
@@ -54,13 +65,21 @@ class Network:
         *,
         dtype: type | np.dtype | str = np.float64,
         seed: int | np.random.Generator | None = None,
+        output: str = "sigmoid",
+        init: str = "toolbox",
     ) -> None:
         layers = list(layers)
         if not layers or not isinstance(layers[0], Input):
             raise ConvpropError("the first layer must be Input(height, width[, channels])")
+        if output not in OUTPUTS:
+            raise ConvpropError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        if init not in INITS:
+            raise ConvpropError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
-                raise ConvpropError(f"layer {i} must be Input, Conv or Subsample, got {layer!r}")
+                raise ConvpropError(
+                    f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}"
+                )
             if i and isinstance(layer, Input):
                 raise ConvpropError(f"layer {i}: Input may only be the first layer")
         # The network owns copies: one list of layers may build several networks.
@@ -70,11 +89,17 @@ class Network:
         self.layers = layers
         shape = layers[0].shape
         for i, layer in enumerate(layers):
+            if len(shape) != 3 and not isinstance(layer, Dense):
+                raise ConvpropError(
+                    f"Layer {i} ({layer.spec()}) needs maps as input, but layer {i - 1} gives a vector of "
+                    f"{shape[0]}: only Dense layers may follow a Dense layer"
+                )
             shape = layer.build(shape, self.dtype, where=f"Layer {i}")
-        self.map_shape: tuple[int, int, int] = shape
-        self.output = SigmoidOutput(self.n_outputs)
+        #: Shape of the last layer's output: maps (H, W, C), or (units,) after a Dense layer.
+        self.map_shape: tuple[int, ...] = shape
+        self.output = OUTPUTS[output](self.n_outputs)
         self.output.build((int(np.prod(shape)),), self.dtype, where="output")
-        toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed)
+        toolbox_init(self, np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed, init)
         #: After forward: the outputs (N, n_outputs); see also :attr:`activations`.
         self.o: np.ndarray | None = None
         self._maps: list[np.ndarray] = []  # every layer's maps, internal (C, H, W, N) layout
@@ -97,13 +122,33 @@ class Network:
         return int(np.prod(self.map_shape))
 
     @property
+    def output_kind(self) -> str:
+        """"sigmoid" (the toolbox's) or "softmax"."""
+        return "softmax" if isinstance(self.output, SoftmaxOutput) else "sigmoid"
+
+    def toolbox_mismatch(self) -> str | None:
+        """Why the toolbox's cnnff could not run this network, or None when it could."""
+        if self.image_shape[2] != 1:
+            return f"the toolbox's cnnff takes one input map; this network has {self.image_shape[2]} input channels"
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Conv) and not layer.is_toolbox:
+                return (f"layer {i} ({layer.spec()}) is not the toolbox's convolution "
+                        "(sigmoid, 'valid', stride 1, mode 'convolution')")
+            if not isinstance(layer, (Input, Conv, Subsample)):
+                return f"layer {i} ({type(layer).__name__}, {layer.spec()}) has no DeepLearnToolbox equivalent"
+        if self.output_kind != "sigmoid":
+            return "its softmax output has no DeepLearnToolbox equivalent (the toolbox has sigmoid outputs)"
+        return None
+
+    @property
     def spec(self) -> str:
         """Compact description, e.g. ``28x28-6c5-s2-12c5-s2-10o``."""
         return "-".join([layer.spec() for layer in self.layers] + [self.output.spec()])
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
-        return f"Network([{inner}], n_outputs={self.n_outputs}, dtype={self.dtype.name})"
+        out = "" if self.output_kind == "sigmoid" else f", output={self.output_kind!r}"
+        return f"Network([{inner}], n_outputs={self.n_outputs}, dtype={self.dtype.name}{out})"
 
     def named_layers(self) -> Iterator[tuple[str, Layer]]:
         """(name, layer) for every layer with parameters: ``conv1``, ``conv3``, ``output``."""
@@ -137,8 +182,11 @@ class Network:
 
     @property
     def activations(self) -> list[np.ndarray]:
-        """After forward: every layer's maps as (N, H, W, C) arrays (views of the engine's own)."""
-        return [to_nhwc(a) for a in self._maps]
+        """After forward: every layer's maps as (N, H, W, C) arrays (views of the engine's own).
+
+        A Dense layer's output is an (N, units) array.
+        """
+        return [a.T if a.ndim == 2 else to_nhwc(a) for a in self._maps]
 
     # ------------------------------------------------------- forward/backward
 
@@ -172,7 +220,10 @@ class Network:
             self._maps.append(maps)
         # fvᵀ (F, N), contiguous, so that fv = fvᵀᵀ meets the output weights as colsᵀ meets
         # the kernels in Conv (each sample's outputs then do not depend on the batch size).
-        fv = np.ascontiguousarray(maps.transpose(1, 2, 0, 3)).reshape(-1, maps.shape[-1]).T
+        if maps.ndim == 2:  # a Dense layer's (units, N)
+            fv = maps.T
+        else:
+            fv = np.ascontiguousarray(maps.transpose(1, 2, 0, 3)).reshape(-1, maps.shape[-1]).T
         self.o = self.output.forward(fv)
         return self.o
 
@@ -186,7 +237,8 @@ class Network:
         Returns
         -------
         L : float
-            The loss ½·Σ(o − y)²/N; the gradients are left in each layer's
+            The loss ½·Σ(o − y)²/N (sigmoid output) or −Σ y·log o / N
+            (softmax output); the gradients are left in each layer's
             ``grads`` (see :meth:`gradients`).
         """
         if self.o is None:
@@ -195,8 +247,9 @@ class Network:
 
     def _backward(self, targets: np.ndarray) -> float:
         """Backward pass on validated (N, n_outputs) targets of the network's dtype."""
-        self.L, self.e = losses.half_squared_error(self.o, targets)
-        delta = from_nhwc(self.output.backward(self.e).reshape(self.o.shape[0], *self.map_shape))
+        self.L, self.e = self.output.loss(self.o, targets)  # sigmoid: ½·Σ(o−y)²/N, e = o − y
+        delta = self.output.backward(self.e)
+        delta = delta.T if len(self.map_shape) == 1 else from_nhwc(delta.reshape(self.o.shape[0], *self.map_shape))
         # The first layer that needs no input delta is the one right after Input.
         for i in range(len(self.layers) - 1, 0, -1):
             delta = self.layers[i].backward(delta, need_input_delta=i > 1)
@@ -209,11 +262,11 @@ class Network:
                 arr -= alpha * layer.grads[p]
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The loss ½·Σ(o − y)²/N on a batch (no gradients are kept)."""
-        o = self.forward(x)
-        o = o[None] if o.ndim == 1 else o
+        """The loss on a batch, ½·Σ(o − y)²/N or −Σ y·log o / N (no gradients are kept)."""
+        self.forward(x)
+        o = self.o
         targets = check_targets(y, o.shape[0], self.n_outputs, self.dtype)
-        return losses.half_squared_error(o, targets)[0]
+        return self.output.loss(o, targets)[0]
 
     # -------------------------------------------------------------- inference
 

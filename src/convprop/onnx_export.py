@@ -3,12 +3,17 @@
 The graph's input is ``input``, images of shape (N, H, W, C) in NHWC order,
 convprop's layout (``layout="nchw"`` gives (N, C, H, W) instead); for grey
 images C = 1, so add the axis: ``x[..., None]``. The batch size N is dynamic.
-The output ``output`` (N, n_outputs) is the network's sigmoid outputs, the
-same numbers as :meth:`Network.forward`.
+The output ``output`` (N, n_outputs) is the network's outputs (sigmoid or
+softmax), the same numbers as :meth:`Network.forward`.
 
 Inside, maps travel in NCHW (ONNX's layout): ``Conv`` (ONNX's Conv is a
 cross-correlation, which is exactly what convprop's ``weight`` holds) then
-``Sigmoid``; ``AveragePool`` for subsampling; before the output layer the
+the layer's activation (``Sigmoid``, ``Tanh``, ``Relu``, ``LeakyRelu``, or
+none for identity), with ``pads`` and ``strides`` for padding and stride;
+``AveragePool`` for subsampling, ``MaxPool`` for max pooling; ``Gemm`` then
+the activation for a ``Dense`` layer (maps are flattened in NHWC order
+first); ``Softmax`` after the output ``Gemm`` of a softmax network. Before
+the output layer the
 maps go back to NHWC and are flattened, so the feature vector has
 convprop's order and the output ``weight`` is used unchanged in ``Gemm``.
 
@@ -26,7 +31,8 @@ import numpy as np
 
 from ._checks import check_dtype
 from .errors import ConvpropError
-from .layers import Conv, Input, Layer, SigmoidOutput, Subsample
+from . import activations
+from .layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
 
 #: Default opset: 17 is read by every onnxruntime since 1.13.
 DEFAULT_OPSET = 17
@@ -97,13 +103,54 @@ def _export_input(layer: Input, g: GraphBuilder, x: str) -> str:
     return x
 
 
-# a = σ(correlate(a_prev, weight) + bias)
+def export_activation(act: activations.Activation, g: GraphBuilder, z: str, stem: str) -> str:
+    """The node(s) of an activation: Sigmoid, Tanh, Relu, LeakyRelu (alpha = slope), or none for identity.
+
+    ONNX stores LeakyRelu's alpha as a float32 attribute, so a float64 graph
+    matches the network exactly only for slopes that float32 holds exactly (0.25, 0.125, …).
+    """
+    if isinstance(act, activations.Sigmoid):
+        return g.node("Sigmoid", [z], f"{stem}_sigmoid")
+    if isinstance(act, activations.Tanh):
+        return g.node("Tanh", [z], f"{stem}_tanh")
+    if isinstance(act, activations.ReLU):
+        return g.node("Relu", [z], f"{stem}_relu")
+    if isinstance(act, activations.LeakyReLU):
+        return g.node("LeakyRelu", [z], f"{stem}_leaky_relu", alpha=act.slope)
+    if isinstance(act, activations.Identity):
+        return z
+    raise ConvpropError(f"no ONNX exporter for activation {act!r}")
+
+
+# a = f(correlate(pad(a_prev), weight, stride) + bias); ONNX pads are [top, left, bottom, right]
 @register_exporter(Conv)
 def _export_conv(layer: Conv, g: GraphBuilder, x: str) -> str:
     w = g.constant("conv_weight", layer.params["weight"])
     b = g.constant("conv_bias", layer.params["bias"])
-    z = g.node("Conv", [x, w, b], "conv", kernel_shape=list(layer.kernelsize), pads=[0, 0, 0, 0], strides=[1, 1])
-    return g.node("Sigmoid", [z], "conv_sigmoid")
+    top, bottom, left, right = layer.pads
+    s = layer.stride
+    z = g.node("Conv", [x, w, b], "conv", kernel_shape=list(layer.kernelsize), pads=[top, left, bottom, right],
+               strides=[s, s])
+    return export_activation(layer.activation, g, z, "conv")
+
+
+# max of each scale×scale block (floor mode drops what a cropping MaxPool drops)
+@register_exporter(MaxPool)
+def _export_maxpool(layer: MaxPool, g: GraphBuilder, x: str) -> str:
+    s = layer.scale
+    return g.node("MaxPool", [x], "maxpool", kernel_shape=[s, s], strides=[s, s])
+
+
+# a = f(W·x + b); maps are flattened in convprop's (H, W, C) order first
+@register_exporter(Dense)
+def _export_dense(layer: Dense, g: GraphBuilder, x: str) -> str:
+    if len(layer.in_shape) == 3:
+        x = g.node("Transpose", [x], "dense_to_nhwc", perm=[0, 2, 3, 1])
+        x = g.node("Flatten", [x], "dense_flatten", axis=1)
+    w = g.constant("dense_weight", layer.params["weight"])
+    b = g.constant("dense_bias", layer.params["bias"])
+    z = g.node("Gemm", [x, w, b], "dense_linear", transB=1)
+    return export_activation(layer.activation, g, z, "dense")
 
 
 # mean of each scale×scale block
@@ -120,6 +167,15 @@ def _export_sigmoid_output(layer: SigmoidOutput, g: GraphBuilder, fv: str) -> st
     b = g.constant("output_bias", layer.params["bias"])
     z = g.node("Gemm", [fv, w, b], "output_linear", transB=1)
     return g.node("Sigmoid", [z], "output_sigmoid")
+
+
+# o = softmax(fv·Wᵀ + b) over the classes
+@register_exporter(SoftmaxOutput)
+def _export_softmax_output(layer: SoftmaxOutput, g: GraphBuilder, fv: str) -> str:
+    w = g.constant("output_weight", layer.params["weight"])
+    b = g.constant("output_bias", layer.params["bias"])
+    z = g.node("Gemm", [fv, w, b], "output_linear", transB=1)
+    return g.node("Softmax", [z], "output_softmax", axis=1)
 
 
 def to_onnx(net, *, opset: int = DEFAULT_OPSET, layout: str = "nhwc", dtype=None, name: str = "convprop"):
@@ -164,8 +220,11 @@ def to_onnx(net, *, opset: int = DEFAULT_OPSET, layout: str = "nhwc", dtype=None
         x = "input"
     for layer, export in exporters:
         x = export(layer, g, x)
-    x = g.node("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])  # convprop's feature-vector order
-    fv = g.node("Flatten", [x], "feature_vector", axis=1)
+    if len(net.map_shape) == 3:
+        x = g.node("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])  # convprop's feature-vector order
+        fv = g.node("Flatten", [x], "feature_vector", axis=1)
+    else:  # a Dense layer's (N, units)
+        fv = x
     o = out_exporter(net.output, g, fv)
     g.nodes.append(helper.make_node("Identity", [o], ["output"], name="output"))
 

@@ -194,6 +194,55 @@ def mean_pool_backward(delta: np.ndarray, scale: int) -> np.ndarray:
     return out.reshape(n, hp * scale, wp * scale, c)
 
 
+def max_pool(a: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum over non-overlapping scale×scale blocks, and where it was.
+
+    Parameters
+    ----------
+    a : ndarray, shape (N, H, W, C) (or the engine's (C, H, W, N): axes 1, 2 are pooled)
+        Rows and columns past the last whole block are ignored.
+
+    Returns
+    -------
+    out : ndarray, shape (N, H//scale, W//scale, C)
+    arg : ndarray of uint8/intp, shape (N, H//scale, W//scale, C)
+        Index u·scale + v of the maximum within its block: the first in
+        row-major order when several are equal (numpy.argmax's rule).
+    """
+    n, h, w, c = a.shape
+    hp, wp = h // scale, w // scale
+    blocks = a[:, : hp * scale, : wp * scale].reshape(n, hp, scale, wp, scale, c)
+    # One copy into window-last order, then a vectorised argmax: no loops over pixels.
+    windows = np.ascontiguousarray(blocks.transpose(0, 1, 3, 5, 2, 4)).reshape(n, hp, wp, c, scale * scale)
+    arg = np.argmax(windows, axis=-1)
+    out = np.take_along_axis(windows, arg[..., None], axis=-1)[..., 0]
+    return out, arg
+
+
+def max_pool_backward(delta: np.ndarray, arg: np.ndarray, scale: int, size: tuple[int, int]) -> np.ndarray:
+    """Adjoint of :func:`max_pool`: each δ goes to its block's arg-max, zeros elsewhere.
+
+    Parameters
+    ----------
+    delta, arg : ndarray, shape (N, Hp, Wp, C)
+    size : (H, W) of the pooled input (may exceed Hp·scale, Wp·scale: those get 0)
+
+    Returns
+    -------
+    ndarray, shape (N, H, W, C)
+    """
+    n, hp, wp, c = delta.shape
+    windows = np.zeros((n, hp, wp, c, scale * scale), dtype=delta.dtype)
+    np.put_along_axis(windows, arg[..., None], delta[..., None], axis=-1)
+    blocks = windows.reshape(n, hp, wp, c, scale, scale).transpose(0, 1, 4, 2, 5, 3)
+    h, w = size
+    if (h, w) == (hp * scale, wp * scale):
+        return np.ascontiguousarray(blocks).reshape(n, h, w, c)
+    out = np.zeros((n, h, w, c), dtype=delta.dtype)
+    out[:, : hp * scale, : wp * scale] = blocks.reshape(n, hp * scale, wp * scale, c)
+    return out
+
+
 # ------------------------------------------- the engine's internal layout: (C, H, W, N)
 #
 # Between layers the engine keeps maps "batch-last", shape (C, H, W, N). A

@@ -352,3 +352,31 @@ class AdamW(Adam):
 
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "ExponentialLR", "CosineLR"]
+
+
+#: Optimiser names understood by :func:`make_optimizer` (and the CLI's ``--optimizer``).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_optimizer(
+    name: str, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+) -> Optimizer:
+    """An optimiser from its name and plain hyperparameters (what a CLI or a checkpoint holds).
+
+    Parameters
+    ----------
+    name : {"sgd", "adam", "adamw"}
+    lr : float
+        Step size (the toolbox's alpha for SGD).
+    momentum, nesterov : SGD only (an error for Adam / AdamW when set)
+    weight_decay : float
+        L2 for SGD and Adam, decoupled for AdamW.
+    """
+    kind = str(name).lower()
+    if kind == "sgd":
+        return SGD(lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if kind not in OPTIMIZERS:
+        raise ConvpropError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum or nesterov:
+        raise ConvpropError(f"momentum / nesterov are SGD options, not {kind}'s")
+    return (Adam if kind == "adam" else AdamW)(lr, weight_decay=weight_decay)

@@ -31,6 +31,7 @@ from .errors import ConvpropError
 from .evaluate import evaluate
 from .io import TrainingState, rng_from_state, save_checkpoint
 from .network import Network
+from .optim import Optimizer
 
 
 class Diverged(ConvpropError):
@@ -103,6 +104,7 @@ def fit(
     epochs: int,
     batch_size: int = 50,
     alpha: float = 1.0,
+    optimizer: Optimizer | None = None,
     state: TrainingState | None = None,
     seed: int | None = None,
     checkpoint: str | Path | None = None,
@@ -125,7 +127,11 @@ def fit(
         Total number of epochs of the run (a resumed run counts those done).
     batch_size : int
     alpha : float
-        SGD step.
+        SGD step (the toolbox's update ``p -= alpha·grad``), used when no
+        ``optimizer`` is given.
+    optimizer : convprop.optim.Optimizer, optional
+        Another update rule (momentum, Adam …); its state is saved in the
+        checkpoints and restored from ``state``, so resuming stays bit for bit.
     state : TrainingState, optional
         Where to continue from (see :func:`convprop.io.load_checkpoint`);
         default: a fresh run seeded by ``seed``.
@@ -170,6 +176,11 @@ def fit(
         y_test = labels_array(y_test, len(y_test), net.n_outputs, "test labels")
     if state is None:
         state = new_state(seed)
+    if optimizer is not None and state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    elif (optimizer is None) != (state.optimizer is None) and (state.epoch or state.batch):
+        raise ConvpropError("resume with the optimiser the run was trained with (the checkpoint "
+                            + ("has none: plain SGD)" if state.optimizer is None else f"has {state.optimizer['type']})"))
     if state.epoch > epochs or (state.epoch == epochs and state.batch):
         raise ConvpropError(f"the run has already done {state.epoch} epochs; ask for more than that")
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -206,7 +217,10 @@ def fit(
                             )
                         consistent = False
                         with np.errstate(over="ignore", invalid="ignore"):  # the guard below reports
-                            net.step(alpha)
+                            if optimizer is None:
+                                net.step(alpha)
+                            else:
+                                optimizer.step(net)
                         if not state.rL:  # rL as cnntrain keeps it: first loss, then smoothed
                             state.rL.append(loss)
                         state.rL.append(0.99 * state.rL[-1] + 0.01 * loss)
@@ -234,10 +248,14 @@ def fit(
                 state.epoch_seconds.append(state.epoch_elapsed + time.perf_counter() - started)
                 state.epoch_elapsed = 0.0
                 state.epoch, state.batch = epoch + 1, 0
+                if optimizer is not None:
+                    optimizer.end_epoch()
                 state.rng_state = rng.bit_generator.state
                 consistent = True
                 if x_test is not None:
                     state.test_error.append(float(evaluate(net, x_test, y_test).error))
+                if optimizer is not None:
+                    state.optimizer = optimizer.state_dict()
                 if checkpoint is not None:
                     saved = save_checkpoint(checkpoint, net, state, extra)
                 if on_epoch_end is not None:
@@ -247,6 +265,8 @@ def fit(
             if state.batch:  # mid-epoch: the epoch's generator state + the batches done
                 state.rng_state = epoch_rng_state
                 state.epoch_elapsed += time.perf_counter() - started
+            if optimizer is not None:
+                state.optimizer = optimizer.state_dict()
             if checkpoint is not None:
                 saved = save_checkpoint(checkpoint, net, state, extra)
         raise Interrupted(saved, state) from None

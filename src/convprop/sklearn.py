@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,36 +27,30 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"convprop.sklearn needs scikit-learn >= 1.6: pip install 'convprop[sklearn]' ({exc})") from exc
 
 from .errors import ConvpropError
-from .layers import Conv, Input, Layer, Subsample
-from .network import Network
+from .layers import Input, Layer
+from .network import OUTPUTS, Network
 from .optim import SGD, Adam, AdamW, Optimizer
+from .spec import parse_token
 from .train import train
 
-_TOKEN = re.compile(r"^(?:(?P<maps>\d+)c(?P<kh>\d+)(?:x(?P<kw>\d+))?|s(?P<scale>\d+))$")
-
-
 def parse_layers(spec: str) -> list[Layer]:
-    """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"``.
+    """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.
 
-    Tokens, separated by ``-``: ``<maps>c<kernel>`` (or ``<maps>c<kh>x<kw>``)
-    is :class:`~convprop.layers.Conv`, ``s<scale>`` is
-    :class:`~convprop.layers.Subsample`. The empty string means no hidden
-    layer (the output layer sits on the pixels).
+    The grammar of :mod:`convprop.spec` (``<maps>c<kernel>[act][p<n>|ps][/<stride>]``,
+    ``s<scale>``, ``m<scale>[c]``, ``<units>f[act]``, joined by ``-``); here the
+    empty string means no hidden layer (the output layer sits on the pixels).
     """
     if not isinstance(spec, str):
         raise ConvpropError(f"layers must be a spec string such as '6c5-s2-12c5-s2', got {spec!r}")
     layers: list[Layer] = []
-    for token in filter(None, (t.strip() for t in spec.split("-"))):
-        m = _TOKEN.match(token)
-        if m is None:
+    for token in filter(None, (t.strip().lower() for t in spec.split("-"))):
+        layer = parse_token(token, spec)
+        if layer is None:
             raise ConvpropError(
-                f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5) or s<scale> (e.g. s2)"
+                f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5, 6c5rps/2), s<scale> (e.g. s2), "
+                "m<scale> (e.g. m2) or <units>f (e.g. 120fr)"
             )
-        if m["scale"] is not None:
-            layers.append(Subsample(int(m["scale"])))
-        else:
-            kh = int(m["kh"])
-            layers.append(Conv(int(m["maps"]), (kh, int(m["kw"])) if m["kw"] else kh))
+        layers.append(layer)
     return layers
 
 
@@ -100,7 +93,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     ----------
     layers : str or list of Layer, default "6c5-s2-12c5-s2"
         Hidden layers: a spec (``<maps>c<kernel>``, ``s<scale>``, joined by
-        ``-``; ``""`` for none) or a list of ``Conv`` / ``Subsample`` objects.
+        ``-``; ``""`` for none; see :func:`parse_layers` for ReLU, padding,
+        stride, max pooling and dense layers, e.g. ``"6c5rps-m2-16c5r-m2-120fr"``)
+        or a list of layer objects (``Conv``, ``Subsample``, ``MaxPool``, ``Dense``).
+    output : {"sigmoid", "softmax"}, default "sigmoid"
+        The toolbox's sigmoid outputs on ½·Σ(o − y)², or softmax outputs on
+        the cross-entropy.
     image_shape : (H, W) or (H, W, C), optional
         Shape of each image when X is flat. None: taken from X when it is
         (n, H, W[, C]); for flat X, a square H = W = √n_features when that is
@@ -152,17 +150,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    :meth:`predict_proba` divides the network's sigmoid outputs by their sum
-    so that each row sums to 1. The outputs are trained one against the rest
-    on a squared error, so these are scores normalised to a distribution,
-    not calibrated probabilities. :meth:`predict` is the class of the largest
-    output, the same as the argmax of :meth:`predict_proba`.
+    With the default sigmoid output, :meth:`predict_proba` divides the
+    network's outputs by their sum so that each row sums to 1. The outputs
+    are trained one against the rest on a squared error, so these are scores
+    normalised to a distribution, not calibrated probabilities (with
+    ``output="softmax"`` they are the softmax outputs, trained on the
+    cross-entropy). :meth:`predict` is the class of the largest output, the
+    same as the argmax of :meth:`predict_proba`.
     """
 
     def __init__(
         self,
         layers: str | Sequence[Layer] = "6c5-s2-12c5-s2",
         *,
+        output: str = "sigmoid",
         image_shape: tuple[int, ...] | None = None,
         epochs: int = 1,
         batch_size: int = 50,
@@ -177,6 +178,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         verbose: bool = False,
     ) -> None:
         self.layers = layers
+        self.output = output
         self.image_shape = image_shape
         self.epochs = epochs
         self.batch_size = batch_size
@@ -288,12 +290,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             n_outputs=classes.shape[0],
             dtype=dtype,
             seed=int(init_seed),
+            output=self._output(),
         )
         self.optimizer_ = self._make_optimizer()
         self._shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self.t_ = 0
+
+    def _output(self) -> str:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        return self.output
 
     def _make_optimizer(self) -> Optimizer:
         if isinstance(self.optimizer, Optimizer):
@@ -339,13 +347,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return self.network_.predict_proba(self._images(X))
 
     def predict_proba(self, X) -> np.ndarray:
-        """The sigmoid outputs normalised to sum to 1 per row (not calibrated probabilities).
+        """The sigmoid outputs normalised to sum to 1 per row (not calibrated probabilities);
+        with ``output="softmax"``, the softmax outputs themselves.
 
         Returns
         -------
         ndarray, shape (n_samples, n_classes), of the network's dtype
         """
         o = self._outputs(X)
+        if self.network_.output_kind == "softmax":
+            return o
         total = o.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             proba = np.where(total > 0, o / total, 1.0 / o.shape[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops, parallel
+from .. import activations, ops, parallel
 from .._checks import positive_int
 from ..errors import ConvpropError
 from .base import Layer
@@ -20,11 +20,29 @@ def _pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
         raise ConvpropError(f"{what} must be a positive integer or a pair of them, got {value!r}") from None
 
 
+def _padding(padding, kernelsize: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero rows/columns for 'valid', 'same' or an int."""
+    kh, kw = kernelsize
+    if isinstance(padding, str) and padding in ("valid", "same"):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        # 'same' (stride 1 keeps H×W): k − 1 zeros in all, (k − 1)//2 before and the rest
+        # after, so an even kernel gets its extra zero at the bottom / right, as PyTorch's
+        # padding='same' and TensorFlow's 'SAME' do.
+        return ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool) and padding >= 0:
+        p = int(padding)
+        return (p, p, p, p)
+    raise ConvpropError(f"Conv padding must be 'valid', 'same' or an integer >= 0, got {padding!r}")
+
+
 class Conv(Layer):
-    """Convolution with a sigmoid: ``Conv(outputmaps, kernelsize)``.
+    """Convolution: ``Conv(outputmaps, kernelsize, activation="sigmoid", padding="valid", stride=1)``.
 
     Every output map j sums the 'valid' convolutions of all input maps i with
-    its own kernel k{i}{j}, adds a scalar bias b{j}, then applies the sigmoid.
+    its own kernel k{i}{j}, adds a scalar bias b{j}, then applies the
+    activation (the toolbox's sigmoid by default). The defaults are the
+    toolbox's layer exactly.
 
     Parameters
     ----------
@@ -32,6 +50,24 @@ class Conv(Layer):
         Number of output maps.
     kernelsize : int or (int, int)
         Kernel height and width.
+    activation : str or convprop.activations.Activation, default "sigmoid"
+        ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"`` (slope 0.01;
+        ``activations.LeakyReLU(s)`` for another) or ``"identity"``.
+    padding : "valid", "same" or int, default "valid"
+        Zeros around the input maps: none; k − 1 in all per axis,
+        (k − 1)//2 before and the rest after (an even kernel has its extra
+        zero at the bottom / right, PyTorch- and TensorFlow-compatible);
+        or p on every side.
+    stride : int, default 1
+        Step between output positions; the output has
+        ⌊(H + padding − kh)/stride⌋ + 1 rows (as PyTorch), likewise columns.
+    mode : "convolution" or "correlation", default "convolution"
+        How :attr:`kernels` act on the input: the toolbox's true
+        convolution, or cross-correlation (PyTorch's and ONNX's Conv). A
+        "correlation" layer with kernels K computes what a "convolution"
+        layer with kernels rot180(K) does. Only the meaning of
+        :attr:`kernels` (and hence the initialisation) changes; the engine
+        always multiplies by ``weight``, the correlation form.
 
     Notes
     -----
@@ -43,20 +79,52 @@ class Conv(Layer):
 
     code = "c"
 
-    def __init__(self, outputmaps: int, kernelsize: int | tuple[int, int]) -> None:
+    def __init__(
+        self,
+        outputmaps: int,
+        kernelsize: int | tuple[int, int],
+        activation: str | activations.Activation = "sigmoid",
+        *,
+        padding: str | int = "valid",
+        stride: int = 1,
+        mode: str = "convolution",
+    ) -> None:
         super().__init__()
         self.outputmaps = positive_int(outputmaps, "Conv outputmaps")
         self.kernelsize = _pair(kernelsize, "Conv kernelsize")
+        self.activation = activations.get(activation)
+        self.padding = padding
+        self.pads = _padding(padding, self.kernelsize)
+        self.stride = positive_int(stride, "Conv stride")
+        if mode not in ("convolution", "correlation"):
+            raise ConvpropError(f"Conv mode must be 'convolution' or 'correlation', got {mode!r}")
+        self.mode = mode
+
+    @property
+    def is_toolbox(self) -> bool:
+        """Whether this is the toolbox's layer: sigmoid, 'valid', stride 1, true convolution."""
+        return (
+            isinstance(self.activation, activations.Sigmoid)
+            and self.pads == (0, 0, 0, 0)
+            and self.stride == 1
+            and self.mode == "convolution"
+        )
 
     def build(self, in_shape, dtype, where):
         h, w, c = in_shape
         kh, kw = self.kernelsize
-        if kh > h or kw > w:
+        top, bottom, left, right = self.pads
+        hp, wp = h + top + bottom, w + left + right
+        if kh > hp or kw > wp:
             raise ConvpropError(
-                f"{where} ({self.spec()}): kernel {kh}x{kw} is larger than its input maps {h}x{w}"
+                f"{where} ({self.spec()}): kernel {kh}x{kw} is larger than its "
+                + (f"padded input maps {hp}x{wp}" if hp != h or wp != w else f"input maps {h}x{w}")
             )
         self.in_shape = in_shape
-        self.out_shape = (h - kh + 1, w - kw + 1, self.outputmaps)
+        #: (rows, columns) of the stride-1 'valid' correlation of the padded input.
+        self._valid_shape = (hp - kh + 1, wp - kw + 1)
+        s = self.stride
+        self.out_shape = ((hp - kh) // s + 1, (wp - kw) // s + 1, self.outputmaps)
         self.params = {
             "weight": np.zeros((self.outputmaps, c, kh, kw), dtype=dtype),
             "bias": np.zeros(self.outputmaps, dtype=dtype),
@@ -73,15 +141,35 @@ class Conv(Layer):
 
     @property
     def kernels(self) -> np.ndarray:
-        """True-convolution kernels, shape (inputmaps, outputmaps, kh, kw): ``kernels[i, j]`` is k{i}{j}."""
-        return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        """Kernels as the layer's mode reads them, shape (inputmaps, outputmaps, kh, kw).
+
+        For mode "convolution", ``kernels[i, j]`` is the toolbox's true-convolution
+        k{i}{j} (``weight[j, i]`` rotated by 180°); for "correlation", ``weight[j, i]``.
+        """
+        weight = self.params["weight"]
+        return (weight[:, :, ::-1, ::-1] if self.mode == "convolution" else weight).transpose(1, 0, 2, 3)
+
+    @kernels.setter
+    def kernels(self, value: np.ndarray) -> None:
+        weight = self.params["weight"]
+        value = np.asarray(value, dtype=weight.dtype)
+        if value.shape != (weight.shape[1], weight.shape[0], *weight.shape[2:]):
+            raise ConvpropError(
+                f"kernels must have shape {(weight.shape[1], weight.shape[0], *weight.shape[2:])}, got {value.shape}"
+            )
+        value = value.transpose(1, 0, 2, 3)
+        weight[...] = value[:, :, ::-1, ::-1] if self.mode == "convolution" else value
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
     #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
     #   z is filled in blocks of output rows so that each block's cols stays in cache
+    # Beyond the toolbox: σ is the layer's activation f; padding zero-pads x first; a
+    #   stride s keeps every s-th row and column of the stride-1 z (simple and easy to
+    #   differentiate; the cost: the skipped positions are computed too, s² times the work)
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._pad(x)
         n = x.shape[-1]
-        ho, wo = self.out_shape[:2]
+        ho, wo = self._valid_shape
         wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
         patches = ops.patches_cm(x, *self.kernelsize)
@@ -96,7 +184,10 @@ class Conv(Layer):
                 np.matmul(cols.T, wb.T, out=zb.T)
 
         parallel.map_blocks(work, ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize))
-        a = ops.sigmoid(z, out=z).reshape(self.outputmaps, ho, wo, n)  # contiguous: NumPy's SIMD loops
+        if self.stride > 1:
+            s = self.stride
+            z = np.ascontiguousarray(z.reshape(self.outputmaps, ho, wo, n)[:, ::s, ::s]).reshape(self.outputmaps, -1)
+        a = self.activation.forward(z, out=z).reshape(self.outputmaps, *self.out_shape[:2], n)  # contiguous
         self._cache.update(x=x, a=a)
         return a
 
@@ -104,12 +195,19 @@ class Conv(Layer):
     #   together:  [dW | db] = d · [cols; 1]ᵀ / N  (cols rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
     #   as col2im(Wᵀ · d): every patch gives back its share
+    # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
+    #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
         x, a = self._cache["x"], self._cache["a"]
-        d = ops.sigmoid_backward(delta, a)
+        d = self.activation.backward(delta, a)
         self._d = d
+        if self.stride > 1:
+            s = self.stride
+            full = np.zeros((self.outputmaps, *self._valid_shape, d.shape[-1]), dtype=d.dtype)
+            full[:, ::s, ::s] = d
+            d = full
         n = d.shape[-1]
-        wo = self.out_shape[1]
+        wo = self._valid_shape[1]
         weight = self.params["weight"]
         d2 = d.reshape(self.outputmaps, -1)
         k1 = weight[0].size + 1
@@ -123,7 +221,7 @@ class Conv(Layer):
                 part += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
             return part
 
-        parts = parallel.map_blocks(work, ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize))
+        parts = parallel.map_blocks(work, ops.row_blocks(self._valid_shape[0], k1 * wo * n, d.dtype.itemsize))
         grad = parts[0]
         for part in parts[1:]:
             grad += part
@@ -132,7 +230,25 @@ class Conv(Layer):
         if not need_input_delta:
             return None
         dcols = weight.reshape(self.outputmaps, -1).T @ d2
-        return ops.col2im_cm(dcols, x.shape, *self.kernelsize)
+        return self._crop(ops.col2im_cm(dcols, x.shape, *self.kernelsize))
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        """(C, H, W, N) maps with the layer's zero rows and columns around them."""
+        top, bottom, left, right = self.pads
+        if not (top or bottom or left or right):
+            return x
+        c, h, w, n = x.shape
+        out = np.zeros((c, h + top + bottom, w + left + right, n), dtype=x.dtype)
+        out[:, top : top + h, left : left + w] = x
+        return out
+
+    def _crop(self, dx: np.ndarray) -> np.ndarray:
+        """Adjoint of :meth:`_pad`: the delta of the padded maps without the padding."""
+        top, bottom, left, right = self.pads
+        if not (top or bottom or left or right):
+            return dx
+        h, w = self.in_shape[:2]
+        return np.ascontiguousarray(dx[:, top : top + h, left : left + w])
 
     def _weight_matrix(self) -> np.ndarray:
         """[W | b], shape (C_out, C_in·kh·kw + 1): the bias rides on the ones row of the patches."""
@@ -141,7 +257,7 @@ class Conv(Layer):
 
     def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
         """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
-        rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
+        rows = ops.row_blocks(self._valid_shape[0], k1 * row_size, dtype.itemsize)[0][1]
         shape = (k1, rows * row_size)
         buf = self._cache.get(f"cols{slot}")
         if buf is None or buf.shape != shape or buf.dtype != dtype:
@@ -152,8 +268,23 @@ class Conv(Layer):
 
     def spec(self) -> str:
         kh, kw = self.kernelsize
-        return f"{self.outputmaps}c{kh}" + (f"x{kw}" if kw != kh else "")
+        text = f"{self.outputmaps}{'cc' if self.mode == 'correlation' else 'c'}{kh}" + (f"x{kw}" if kw != kh else "")
+        text += activations.spec_code(self.activation)
+        if self.padding == "same":
+            text += "ps"
+        elif self.padding != "valid" and self.padding:
+            text += f"p{int(self.padding)}"
+        return text + (f"/{self.stride}" if self.stride != 1 else "")
 
     def _repr_args(self) -> str:
         kh, kw = self.kernelsize
-        return f"{self.outputmaps}, {kh if kh == kw else (kh, kw)}"
+        args = f"{self.outputmaps}, {kh if kh == kw else (kh, kw)}"
+        if not isinstance(self.activation, activations.Sigmoid):
+            args += f", {self.activation!r}"
+        if self.padding != "valid":
+            args += f", padding={self.padding!r}"
+        if self.stride != 1:
+            args += f", stride={self.stride}"
+        if self.mode != "convolution":
+            args += f", mode={self.mode!r}"
+        return args

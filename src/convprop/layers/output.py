@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import losses, ops
 from .base import Layer
 
 
@@ -55,8 +55,46 @@ class SigmoidOutput(Layer):
         """The output delta od of the last backward, shape (N, n_outputs)."""
         return self._d
 
+    def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss of outputs ``o`` against targets ``y`` and the delta that :meth:`backward` takes."""
+        return losses.half_squared_error(o, y)
+
     def spec(self) -> str:
         return f"{self.n_outputs}o"
 
     def _repr_args(self) -> str:
         return str(self.n_outputs)
+
+
+class SoftmaxOutput(SigmoidOutput):
+    """o = softmax(W·fv + b), fully connected, trained on the cross-entropy.
+
+    Its loss L = −Σ y·log o / N (see :func:`convprop.losses.cross_entropy`)
+    hands :meth:`backward` the delta o − y of the pre-activation z directly:
+    the softmax Jacobian is already folded in (see there why).
+    """
+
+    # o = softmax(W·fv + b) = exp(z − max z) / Σ exp(z − max z)  (the shift avoids overflow)
+    def forward(self, fv: np.ndarray) -> np.ndarray:
+        self._fv = fv
+        z = fv @ self.params["weight"].T
+        z += self.params["bias"]
+        z -= z.max(axis=1, keepdims=True)
+        #: log o, kept for the loss (log of an underflowed o would be −inf).
+        self.log_o = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        self._o = np.exp(self.log_o)
+        return self._o
+
+    # od = δ = o − y (already dℓ/dz);  dW = od·fvᵀ/N;  db = mean(od);  fvd = Wᵀ·od
+    def backward(self, delta, need_input_delta=True):
+        od = delta
+        self._d = od
+        n = od.shape[0]
+        self.grads = {"weight": (od.T @ self._fv) / n, "bias": od.sum(axis=0) / n}
+        return od @ self.params["weight"] if need_input_delta else None
+
+    def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        return losses.cross_entropy(o, y, log_o=self.log_o if o is self._o else None)
+
+    def spec(self) -> str:
+        return f"{self.n_outputs}sm"

@@ -52,3 +52,64 @@ class Subsample(Layer):
 
     def _repr_args(self) -> str:
         return str(self.scale)
+
+
+class MaxPool(Layer):
+    """Max pooling over non-overlapping ``scale``×``scale`` blocks (stride = scale).
+
+    Parameters
+    ----------
+    scale : int
+        Block size and stride.
+    crop : bool, default False
+        What to do when the input's height or width is not a multiple of
+        ``scale``: False raises a :class:`~convprop.errors.ConvpropError`
+        when the network is built (as :class:`Subsample`); True drops the
+        last H mod scale rows and W mod scale columns (PyTorch's default,
+        ``ceil_mode=False``), which then receive a zero delta.
+
+    Notes
+    -----
+    The delta of each block goes to its maximum only. Ties go to the FIRST
+    maximum in row-major order within the block (row by row, left to right),
+    :func:`numpy.argmax`'s rule, which PyTorch's CPU max_pool2d also follows.
+    """
+
+    code = "m"
+
+    def __init__(self, scale: int, crop: bool = False) -> None:
+        super().__init__()
+        self.scale = positive_int(scale, "MaxPool scale")
+        self.crop = bool(crop)
+
+    def build(self, in_shape, dtype, where):
+        h, w, c = in_shape
+        s = self.scale
+        if (h % s or w % s) and not self.crop:
+            raise ConvpropError(
+                f"{where} ({self.spec()}) size must be integer: its input maps are {h}x{w}, "
+                f"which gives {h / s:g}x{w / s:g} after max pooling by {s} (MaxPool(..., crop=True) drops the rest)"
+            )
+        if h < s or w < s:
+            raise ConvpropError(f"{where} ({self.spec()}): input maps {h}x{w} are smaller than the {s}x{s} block")
+        self.in_shape = in_shape
+        self.out_shape = (h // s, w // s, c)
+        return self.out_shape
+
+    # a{j} = max of each scale×scale block of a_prev{j};  arg = position of the first maximum
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        a, self._cache["arg"] = ops.max_pool(x, self.scale)
+        return a
+
+    # δ_prev{j} = δ{j} at each block's arg-max, 0 elsewhere (and 0 on cropped rows / columns)
+    def backward(self, delta, need_input_delta=True):
+        self._d = delta
+        if not need_input_delta:
+            return None
+        return ops.max_pool_backward(delta, self._cache["arg"], self.scale, self.in_shape[:2])
+
+    def spec(self) -> str:
+        return f"m{self.scale}" + ("c" if self.crop else "")
+
+    def _repr_args(self) -> str:
+        return str(self.scale) + (", crop=True" if self.crop else "")
