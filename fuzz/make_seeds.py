@@ -100,6 +100,17 @@ def checkpoint_seeds() -> dict[str, bytes]:
             p = Path(tmp) / "ckpt.npz"
             cio.save_checkpoint(p, net, state)
             out["checkpoint"] = p.read_bytes()
+            out["checkpoint_sgd"] = p.read_bytes()
+            try:  # a checkpoint with an optimiser's state (Adam: slots m and v)
+                from convprop.optim import make_optimizer
+                from convprop.session import fit
+
+                rng = np.random.default_rng(0)
+                fit(net, rng.random((4, 6, 6)), np.arange(4) % 3, epochs=1, batch_size=2, seed=0,
+                    optimizer=make_optimizer("adam", 0.01), checkpoint=p)
+                out["checkpoint"] = p.read_bytes()
+            except (ImportError, TypeError):
+                out["checkpoint"] = out.pop("checkpoint_sgd")
             # Metadata alone: fuzz_checkpoint.py packs inputs starting with "J" into an archive.
             with np.load(p, allow_pickle=False) as npz:
                 out["meta_json"] = b"J" + npz["meta"].tobytes()

@@ -82,6 +82,9 @@ FORGED = {
     "unknown bit generator": (_set(training__rng={"bit_generator": "os.system"}), "unknown bit generator"),
     "negative epoch": (_set(training__epoch=-1), "negative"),
     "float epoch": (_set(training__epoch=1.5), "epoch"),
+    "optimizer slot naming a list": (_set(training__optimizer__slots={"exp_avg": [[1]]}), "optimizer state"),
+    "optimizer slot of a number": (_set(training__optimizer__slots={"exp_avg": 5}), "must list parameter names"),
+    "optimizer of a string": (_set(training__optimizer="adam"), "'optimizer' must be an object"),
 }
 
 
