@@ -55,3 +55,27 @@ def test_float64_saturates_instead_of_diverging():
     session.fit(net, x.astype(np.float64), y, epochs=2, batch_size=8, alpha=1e300, seed=1)
     assert all(np.isfinite(v).all() for v in net.parameters().values())
     assert max(np.abs(v).max() for v in net.parameters().values()) > 1e290
+
+
+def test_runaway_loss_of_a_relu_softmax_net_stops_training(tmp_path):
+    """float64, everything finite: cross-entropy runs away under a far too large step."""
+    from convprop import Dense, MaxPool
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 12, 12)), rng.integers(0, 3, 200)
+
+    def net():
+        return Network([Input(12, 12), Conv(4, 3, "relu"), MaxPool(2), Dense(16, "relu")],
+                       n_outputs=3, output="softmax", seed=0)
+
+    good = session.fit(net(), x, y, epochs=3, batch_size=10, alpha=0.1, seed=1)
+    assert max(good.L) < 10 * good.rL[0]  # a sane step never comes near the bound
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(session.Diverged) as info:
+        session.fit(net(), x, y, epochs=3, batch_size=10, alpha=1e3, seed=1, checkpoint=ckpt)
+    msg = str(info.value)
+    assert msg.startswith(f"training diverged at epoch {info.value.epoch}, batch {info.value.batch}/20: the loss grew to ")
+    assert "more than 1000× the first batch's" in msg and "largest weight: " in msg
+    assert info.value.what == "loss"
+    # explode=None restores the NaN/inf-only guard
+    session.fit(net(), x, y, epochs=1, batch_size=10, alpha=1e3, seed=1, explode=None)

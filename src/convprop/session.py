@@ -35,7 +35,7 @@ from .optim import Optimizer
 
 
 class Diverged(ConvpropError):
-    """Training produced a NaN or infinite loss or parameter.
+    """Training produced a NaN or infinite loss or parameter, or a runaway loss.
 
     Attributes: ``epoch`` and ``batch`` (1-based), ``what`` (``"loss"`` or the
     names of the non-finite parameters, comma-separated), ``checkpoint`` (the last good one, or None).
@@ -114,6 +114,7 @@ def fit(
     progress: bool = False,
     on_batch: BatchHook | None = None,
     on_epoch_end: EpochHook | None = None,
+    explode: float | None = 1e3,
 ) -> TrainingState:
     """Train ``net`` in place up to ``epochs`` epochs in total, with checkpoints.
 
@@ -147,6 +148,13 @@ def fit(
         Show a tqdm bar per epoch (smoothed loss, images/s, ETA) on stderr.
     on_batch, on_epoch_end : callable, optional
         Hooks, see :data:`BatchHook` and :data:`EpochHook`.
+
+    explode : float or None
+        Also stop, as diverged, when a batch's loss exceeds ``explode`` times
+        the run's first loss (None: only NaN / inf stop). The toolbox's sigmoid
+        outputs bound ½·Σ(o − y)² by K/2, so this never fires for them;
+        cross-entropy has no bound and a far too large step sends it up by
+        orders of magnitude while every number is still finite.
 
     Returns
     -------
@@ -215,6 +223,17 @@ def fit(
                                 _diverged_msg("the loss", loss, epoch, b, n_batches, saved),
                                 epoch + 1, b + 1, "loss", saved,
                             )
+                        first_loss = state.rL[0] if state.rL else loss
+                        if explode is not None and first_loss > 0 and loss > explode * first_loss:
+                            # Finite but runaway: a ReLU/softmax net under a far too large step
+                            # grows its loss by orders of magnitude long before anything overflows.
+                            name, peak = _largest(net)
+                            raise Diverged(
+                                _diverged_msg(f"the loss grew to {loss:.4g}, more than {explode:g}× the "
+                                              f"first batch's {first_loss:.4g} (largest weight: {name}, "
+                                              f"|{peak:.3g}|)", None, epoch, b, n_batches, saved, shown=""),
+                                epoch + 1, b + 1, "loss", saved,
+                            )
                         consistent = False
                         with np.errstate(over="ignore", invalid="ignore"):  # the guard below reports
                             if optimizer is None:
@@ -273,8 +292,18 @@ def fit(
     return state
 
 
-def _diverged_msg(what: str, value, epoch: int, b: int, n_batches: int, saved: Path | None) -> str:
-    shown = f" = {value}" if value is not None else " hold NaN or inf"
+def _largest(net: Network) -> tuple[str, float]:
+    """The parameter tensor holding the largest absolute value, and that value."""
+    peaks = {name: float(np.max(np.abs(arr))) for name, arr in net.parameters().items() if arr.size}
+    name = max(peaks, key=peaks.get)
+    return name, peaks[name]
+
+
+def _diverged_msg(
+    what: str, value, epoch: int, b: int, n_batches: int, saved: Path | None, shown: str | None = None
+) -> str:
+    if shown is None:
+        shown = f" = {value}" if value is not None else " hold NaN or inf"
     keep = f"; last good checkpoint: {saved}" if saved is not None else ""
     return f"training diverged at epoch {epoch + 1}, batch {b + 1}/{n_batches}: {what}{shown}{keep}"
 
