@@ -9,7 +9,6 @@ regression fails one test instead of crashing the run.
 from __future__ import annotations
 
 import base64
-import io
 import struct
 import sys
 import zlib
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

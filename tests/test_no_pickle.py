@@ -10,7 +10,6 @@ image files are raw pixels.
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import re
 import zipfile

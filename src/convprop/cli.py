@@ -219,9 +219,9 @@ def _summary_table(state, first_new: int) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from ._atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _all_plots(net, state, extra, images, x_test, y_test, out: Path, batches_per_epoch=None) -> list[Path]:

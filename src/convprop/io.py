@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._npz import read_npz
+from ._atomic import atomic_write
 from .errors import ConvpropError
 from .layers import Conv, Input, Subsample
 from .network import Network
@@ -88,39 +87,13 @@ class TrainingState:
 # ---------------------------------------------------------------- writing
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (power loss, not only a killed process); best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise ConvpropError(f"{path}: model and checkpoint files must end in .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
     return path
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from scipy.io import matlab
 
 from . import layout
 from .data._matcheck import mat_problem
+from ._atomic import atomic_write
 from .errors import ConvpropError
 from .layers import Conv, Input, Subsample
 from .network import Network
@@ -429,14 +429,5 @@ def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConvpropError(f"cannot save to {path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            scipy.io.savemat(f, {name: struct}, format="5", do_compression=True, oned_as="column")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        scipy.io.savemat(f, {name: struct}, format="5", do_compression=True, oned_as="column")

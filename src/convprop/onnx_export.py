@@ -23,13 +23,13 @@ New layer types plug in with :func:`register_exporter`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ._checks import check_dtype
+from ._atomic import atomic_write
 from .errors import ConvpropError
 from . import activations
 from .layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
@@ -285,15 +285,8 @@ def export_onnx(
     if not path.parent.is_dir():
         raise ConvpropError(f"cannot write {path}: folder {path.parent} does not exist")
     data = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        f.write(data)
     return path
 
 

@@ -17,12 +17,12 @@ misclassified  1000 × 1000  up to 25 misclassified images, predicted / true
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .errors import ConvpropError
 from .layers import Conv
 from .network import Network
@@ -51,17 +51,8 @@ def _figure(kind: str):
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, suffix=".png") as f:
+        fig.savefig(f, format="png", dpi=_DPI)
     return path
 
 

@@ -271,7 +271,7 @@ def _check_v4(buf: bytes) -> None:
                 break
         else:
             raise _Bad(f"{what}: unknown v4 type code")
-        m, o, p, t = mopt // 1000, mopt // 100 % 10, mopt // 10 % 10, mopt % 10
+        _, o, p, t = mopt // 1000, mopt // 100 % 10, mopt // 10 % 10, mopt % 10
         if o != 0 or p not in _V4_SIZES or t not in (0, 1, 2):
             raise _Bad(f"{what}: unknown v4 type code {mopt}")
         if rows < 0 or cols < 0 or imagf not in (0, 1) or namlen < 1:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import ConvpropError
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 from .catalog import DatasetSpec, FileSpec
 
 __all__ = ["mirrors_for", "download_file", "fetch_split"]
@@ -66,7 +66,7 @@ def _fetch(url: str, dest: Path, spec_file: FileSpec, timeout: float, progress: 
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         digest, got = hashlib.sha256(), 0
-        with atomic_write(dest) as out, tqdm(
+        with atomic_write(dest, suffix=".part") as out, tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024,
             desc=spec_file.gz_name, disable=not progress, leave=False,
         ) as bar:

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import ConvpropError
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -200,7 +200,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     path = Path(path)
-    with atomic_write(path) as f:
+    with atomic_write(path, suffix=".part") as f:
         if path.name.endswith(".gz"):
             with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:
                 gz.write(header)
