@@ -135,3 +135,22 @@ def test_fixture_network_explained(shared):
     expected = scipy.io.loadmat(folder / "dlt_cnn_mnist6000_1epoch_expected.mat")
     ex = explanation(net, expected["test_x"][:, :, 3], 0, check=False)
     np.testing.assert_allclose(ex.output, expected["o"][:, 3], rtol=0, atol=1e-12)
+
+
+def test_convprop_explain_command_on_a_saved_model(tmp_path, capsys):
+    from convprop.cli import main as cli_main
+    from convprop.io import save_model
+
+    net = Network([Input(12, 10), Conv(2, 3), Subsample(2), Conv(3, (2, 3))], n_outputs=4, seed=3)
+    save_model(tmp_path / "model.npz", net)
+    image = np.random.default_rng(1).random((12, 10))
+    np.save(tmp_path / "x.npy", image)
+    assert cli_main(["explain", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--label", "2"]) == 0
+    out = capsys.readouterr().out
+    target = np.eye(4)[2]
+    o = net.forward(image[None])[0]
+    loss = 0.5 * np.sum((o - target) ** 2)
+    assert f"loss L = ½·Σ(o − y)² = {loss:.10f}" in out
+    assert "12x10-2c3-s2-3c2x3-4o" in out
+    assert cli_main(["explain", str(tmp_path / "missing.npz")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -405,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(q)
     q.add_argument("--out", metavar="DIR", help="where to write the PNGs (default <run>/plots)")
     q.set_defaults(func=cmd_plot)
+
+    from .explain import add_explain_command
+
+    add_explain_command(sub)
     return p
 
 

@@ -219,8 +219,8 @@ def explain(
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="a toolbox network saved as .mat (MATLAB/Octave -v7 or "
-                        "convprop.dlt.save_mat); default: the toolbox's example network, freshly initialised")
+    parser.add_argument("model", nargs="?", help="a convprop model (.npz or a run directory) or a toolbox network "
+                        "saved as .mat (MATLAB/Octave -v7 or convprop.dlt.save_mat); default: the toolbox's example network, freshly initialised")
     parser.add_argument("--input", metavar="FILE", help="images: .npy (N×H×W or one H×W) or .mat "
                         "(toolbox layout H×W×N); default: a random image")
     parser.add_argument("--var", metavar="NAME", help="variable in the .mat input (default: test_x, x, or the only 3-D array)")
@@ -282,10 +282,17 @@ def _load_images(path: Path, var: str | None) -> np.ndarray:
 def run_explain_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``explain`` for parsed arguments (see :func:`add_explain_command`); returns the exit code."""
     out = out if out is not None else sys.stdout
-    if args.model:
+    if args.model and Path(args.model).suffix.lower() == ".mat":
         from .matfile import load_mat
 
         net = load_mat(args.model)
+    elif args.model:
+        from .io import load_model
+
+        model = Path(args.model)
+        if model.is_dir():  # a run directory of `convprop train`
+            model = next((model / n for n in ("model.npz", "checkpoint.npz") if (model / n).is_file()), model)
+        net, _ = load_model(model)
     else:
         net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
                       seed=args.seed)
