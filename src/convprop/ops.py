@@ -23,10 +23,21 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """σ(z) = 1 / (1 + exp(−z)), elementwise; the dtype of ``z`` is kept.
 
-    Computed literally, in place when ``out`` is ``z``: NumPy's vectorised exp
-    is several times faster than scipy.special.expit. For z < −88 (float32) or
-    −709 (float64), exp(−z) overflows to inf and σ correctly becomes 0.
+    In place when ``out`` is ``z``. float64: computed literally (NumPy's
+    vectorised exp is several times faster than scipy.special.expit); for
+    z < −709, exp(−z) overflows to inf and σ correctly becomes 0. float32:
+    as σ(z) = ½·tanh(z/2) + ½, the same function, because NumPy's SIMD
+    float32 tanh is about 1.5× faster than exp + reciprocal; it differs from
+    the literal form by a few units in the last place (absolute error
+    < 1e-7), and σ(z) rounds to 0 below z ≈ −17 instead of ≈ −88.
     """
+    if z.dtype == np.float32:
+        half = np.float32(0.5)
+        out = np.multiply(z, half, out=out)
+        np.tanh(out, out=out)
+        out *= half
+        out += half
+        return out
     out = np.negative(z, out=out)
     with np.errstate(over="ignore", under="ignore"):
         np.exp(out, out=out)

@@ -215,10 +215,14 @@ class Conv(Layer):
 
         def work(slot, blocks):
             buf = self._buffer(k1, wo * n, d.dtype, slot)
-            part = np.zeros((self.outputmaps, k1), dtype=d.dtype)
+            part = np.zeros((k1, self.outputmaps), dtype=d.dtype)
+            tmp = np.empty_like(part)
             for r0, r1 in blocks:
                 cols = ops.im2col_cm(patches, r0, r1, buf)
-                part += d2[:, r0 * wo * n : r1 * wo * n] @ cols.T
+                # [dW | db]ᵀ = cols · dᵀ: the long axis (Ho·Wo·N) is the reduction and the
+                # patch rows the wide side, the shape OpenBLAS runs fastest (1.5–2× d·colsᵀ)
+                np.matmul(cols, d2[:, r0 * wo * n : r1 * wo * n].T, out=tmp)
+                part += tmp
             return part
 
         parts = parallel.map_blocks(work, ops.row_blocks(self._valid_shape[0], k1 * wo * n, d.dtype.itemsize))
@@ -226,7 +230,7 @@ class Conv(Layer):
         for part in parts[1:]:
             grad += part
         grad /= n
-        self.grads = {"weight": grad[:, :-1].reshape(weight.shape), "bias": grad[:, -1].copy()}
+        self.grads = {"weight": np.ascontiguousarray(grad[:-1].T).reshape(weight.shape), "bias": grad[-1].copy()}
         if not need_input_delta:
             return None
         dcols = weight.reshape(self.outputmaps, -1).T @ d2
