@@ -26,7 +26,7 @@ CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 #: Settings that define a run; a resumed run must not change them.
-RUN_SETTINGS = ("dataset", "layers", "batch_size", "alpha", "dtype", "seed")
+RUN_SETTINGS = ("dataset", "layers", "output", "batch_size", "alpha", "dtype", "seed")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +108,7 @@ def cmd_train(args) -> int:
         config = {
             "dataset": given.get("dataset", "mnist"),
             "layers": format_layers(parse_layers(given.get("layers", DEFAULT_LAYERS))),
+            "output": given.get("output", "sigmoid"),
             "batch_size": given.get("batch_size", 50),
             "alpha": float(given.get("alpha", 1.0)),
             "dtype": given.get("dtype", "float64"),
@@ -128,7 +129,7 @@ def cmd_train(args) -> int:
         h, w = x_train.shape[1:3]
         c = x_train.shape[3] if x_train.ndim == 4 else 1
         net = Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=10, dtype=dtype,
-                      seed=config["seed"])
+                      seed=config["seed"], output=config["output"])
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     if not args.resume and checkpoint.exists():
@@ -365,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")
     data_args(t)
-    t.add_argument("--layers", metavar="SPEC", help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>, s<scale>")
+    t.add_argument("--layers", metavar="SPEC",
+                   help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>[r|t|i|l][p<n>|ps][/<stride>], "
+                        "s<scale>, m<scale>, <units>f[r|t|i|l] (e.g. 6c5rps-m2-16c5r-m2-120fr)")
+    t.add_argument("--output", choices=("sigmoid", "softmax"),
+                   help="output units: sigmoid on ½Σ(o−y)² (the toolbox's, default) or softmax on cross-entropy")
     t.add_argument("--epochs", type=int, metavar="N", help="total number of epochs (default 1)")
     t.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default 50)")
     t.add_argument("--alpha", type=float, help="SGD step (default 1.0)")

@@ -6,7 +6,8 @@ The file format (``format`` = ``"convprop"``, ``version`` = 1) is a NumPy
 
 * ``meta`` — uint8 array: UTF-8 JSON with ``format``, ``version``, ``kind``
   (``"model"`` or ``"checkpoint"``), ``layers`` (e.g. ``"6c5-s2-12c5-s2"``),
-  ``input_shape`` [H, W, C], ``n_outputs``, ``dtype``, ``params`` (the names
+  ``input_shape`` [H, W, C], ``n_outputs``, ``output`` (``"sigmoid"`` or
+  ``"softmax"``; "sigmoid" when absent), ``dtype``, ``params`` (the names
   of the parameter arrays) and ``extra`` (free JSON: dataset, class names …);
   a checkpoint adds ``training``: ``epoch`` (epochs completed), ``batch``
   (batches completed in the current epoch; 0 at an epoch boundary),
@@ -116,6 +117,7 @@ def _network_meta(net: Network, kind: str, extra: dict | None) -> tuple[dict, di
         "layers": format_layers(net.layers),
         "input_shape": list(net.image_shape),
         "n_outputs": net.n_outputs,
+        "output": net.output_kind,
         "dtype": net.dtype.name,
         "params": list(params),
         "extra": extra or {},
@@ -227,7 +229,9 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
     if dtype not in ("float32", "float64"):
         raise ConvpropError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
     try:
-        net = Network([Input(*shape), *layers], _get(meta, "n_outputs", int, where), dtype=dtype, seed=0)
+        output = meta.get("output", "sigmoid")  # absent in files from before softmax outputs
+        net = Network([Input(*shape), *layers], _get(meta, "n_outputs", int, where), dtype=dtype, seed=0,
+                      output=output)
     except ConvpropError as exc:
         raise ConvpropError(f"{where}: {exc}") from None
     params = net.parameters()

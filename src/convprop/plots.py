@@ -161,8 +161,9 @@ def plot_feature_maps(net: Network, image: np.ndarray, path: str | os.PathLike, 
         At most this many maps are shown per layer.
     """
     proba = net.forward(np.asarray(image)[None])[0]
-    acts = [a[0] for a in net.activations]  # (H, W, C) per layer
     names = ["input"] + [f"{type(l).__name__.lower()}{i}  {l.spec()}" for i, l in enumerate(net.layers) if i]
+    # (H, W, C) per layer with maps; Dense layers' vectors are not pictures and are left out
+    acts, names = zip(*[(a[0], name) for a, name in zip(net.activations, names) if a.ndim == 4])
     classes = _names(class_names, net.n_outputs)
     cols = min(max(a.shape[-1] for a in acts), max_maps)
     fig = _figure("feature_maps")

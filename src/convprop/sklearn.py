@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,74 +27,31 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"convprop.sklearn needs scikit-learn >= 1.6: pip install 'convprop[sklearn]' ({exc})") from exc
 
 from .errors import ConvpropError
-from . import activations
-from .layers import Conv, Dense, Input, Layer, MaxPool, Subsample
+from .layers import Input, Layer
 from .network import OUTPUTS, Network
 from .optim import SGD, Adam, AdamW, Optimizer
+from .spec import parse_token
 from .train import train
-
-_ACT = r"(?P<act>[rti]|l(?P<slope>\d*\.\d+|\d+)?)?"
-_TOKEN = re.compile(
-    r"^(?:(?P<maps>\d+)(?P<c>cc?)(?P<kh>\d+)(?:x(?P<kw>\d+))?" + _ACT + r"(?:p(?P<pad>\d+|s))?(?:/(?P<stride>\d+))?"
-    r"|s(?P<scale>\d+)"
-    r"|m(?P<mscale>\d+)(?P<crop>c)?"
-    r"|(?P<units>\d+)f" + _ACT.replace("act", "dact").replace("slope", "dslope") + r")$"
-)
-
 
 def parse_layers(spec: str) -> list[Layer]:
     """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.
 
-    Tokens, separated by ``-`` (the empty string means no hidden layer: the
-    output layer sits on the pixels)::
-
-        conv   := <maps> c <kh> [x <kw>] [act] [p <n> | ps] [/ <stride>]   Conv
-                  (cc instead of c: mode="correlation")
-        pool   := s <scale>            Subsample (the toolbox's mean pooling)
-                | m <scale> [c]        MaxPool (c: crop=True)
-        dense  := <units> f [act]      Dense
-        act    := (none) sigmoid | r relu | t tanh | i identity
-                | l leaky ReLU, slope 0.01 | l<slope>, e.g. l0.2
-
-    ``p<n>`` pads n zeros on every side, ``ps`` is padding "same". Examples:
-    ``6c5`` is the toolbox's ``Conv(6, 5)``; ``6c5rps`` is
-    ``Conv(6, 5, "relu", padding="same")``; ``8c3x2t/2`` is
-    ``Conv(8, (3, 2), "tanh", stride=2)``; ``m2`` is ``MaxPool(2)``;
-    ``120fr`` is ``Dense(120, "relu")``. Every layer's ``spec()`` gives its
-    token back.
+    The grammar of :mod:`convprop.spec` (``<maps>c<kernel>[act][p<n>|ps][/<stride>]``,
+    ``s<scale>``, ``m<scale>[c]``, ``<units>f[act]``, joined by ``-``); here the
+    empty string means no hidden layer (the output layer sits on the pixels).
     """
     if not isinstance(spec, str):
         raise ConvpropError(f"layers must be a spec string such as '6c5-s2-12c5-s2', got {spec!r}")
     layers: list[Layer] = []
-    for token in filter(None, (t.strip() for t in spec.split("-"))):
-        m = _TOKEN.match(token)
-        if m is None:
+    for token in filter(None, (t.strip().lower() for t in spec.split("-"))):
+        layer = parse_token(token, spec)
+        if layer is None:
             raise ConvpropError(
                 f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5, 6c5rps/2), s<scale> (e.g. s2), "
                 "m<scale> (e.g. m2) or <units>f (e.g. 120fr)"
             )
-        if m["scale"] is not None:
-            layers.append(Subsample(int(m["scale"])))
-        elif m["mscale"] is not None:
-            layers.append(MaxPool(int(m["mscale"]), crop=bool(m["crop"])))
-        elif m["units"] is not None:
-            layers.append(Dense(int(m["units"]), _activation(m["dact"], m["dslope"])))
-        else:
-            kh = int(m["kh"])
-            pad = m["pad"]
-            layers.append(Conv(
-                int(m["maps"]),
-                (kh, int(m["kw"])) if m["kw"] else kh,
-                _activation(m["act"], m["slope"]),
-                padding="valid" if pad is None else "same" if pad == "s" else int(pad),
-                stride=int(m["stride"] or 1),
-                mode="correlation" if m["c"] == "cc" else "convolution",
-            ))
+        layers.append(layer)
     return layers
-
-
-def _activation(code: str | None, slope: str | None) -> activations.Activation:
-    return activations.from_code((code or "")[:1], slope)
 
 
 def _hidden_layers(layers: str | Sequence[Layer]) -> list[Layer]:
