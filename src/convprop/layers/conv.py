@@ -36,6 +36,10 @@ def _padding(padding, kernelsize: tuple[int, int]) -> tuple[int, int, int, int]:
     raise ConvpropError(f"Conv padding must be 'valid', 'same' or an integer >= 0, got {padding!r}")
 
 
+#: Largest patch matrix (bytes) a forward pass keeps for the backward pass.
+KEEP_COLS_BYTES = 8 << 20
+
+
 class Conv(Layer):
     """Convolution: ``Conv(outputmaps, kernelsize, activation="sigmoid", padding="valid", stride=1)``.
 
@@ -173,11 +177,12 @@ class Conv(Layer):
         wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
         patches = ops.patches_cm(x, *self.kernelsize)
+        kept = self._kept_cols(wb.shape[1], ho * wo * n, x.dtype)
 
         def work(slot, blocks):
             buf = self._buffer(wb.shape[1], wo * n, x.dtype, slot)
             for r0, r1 in blocks:
-                cols = ops.im2col_cm(patches, r0, r1, buf)
+                cols = ops.im2col_cm(patches, r0, r1, buf if kept is None else kept[:, r0 * wo * n :])
                 zb = z[:, r0 * wo * n : r1 * wo * n]
                 # zᵀ = colsᵀ·[W | b]ᵀ: OpenBLAS then sums every column in the same order
                 # whatever N, so results do not depend on how a batch is chunked.
@@ -188,7 +193,7 @@ class Conv(Layer):
             s = self.stride
             z = np.ascontiguousarray(z.reshape(self.outputmaps, ho, wo, n)[:, ::s, ::s]).reshape(self.outputmaps, -1)
         a = self.activation.forward(z, out=z).reshape(self.outputmaps, *self.out_shape[:2], n)  # contiguous
-        self._cache.update(x=x, a=a)
+        self._cache.update(x=x, a=a, kept_for=x if kept is not None else None)
         return a
 
     # d = δ·a(1−a);  dk = convn(flipall(a_prev), d, 'valid')/N;  db = Σd/N;
@@ -212,13 +217,17 @@ class Conv(Layer):
         d2 = d.reshape(self.outputmaps, -1)
         k1 = weight[0].size + 1
         patches = ops.patches_cm(x, *self.kernelsize)
+        kept = self._cache["cols_kept"] if self._cache.get("kept_for") is x else None
 
         def work(slot, blocks):
-            buf = self._buffer(k1, wo * n, d.dtype, slot)
+            buf = self._buffer(k1, wo * n, d.dtype, slot) if kept is None else None
             part = np.zeros((k1, self.outputmaps), dtype=d.dtype)
             tmp = np.empty_like(part)
             for r0, r1 in blocks:
-                cols = ops.im2col_cm(patches, r0, r1, buf)
+                if kept is None:
+                    cols = ops.im2col_cm(patches, r0, r1, buf)
+                else:  # the forward's patch matrix, kept
+                    cols = kept[:, r0 * wo * n : r1 * wo * n]
                 # [dW | db]ᵀ = cols · dᵀ: the long axis (Ho·Wo·N) is the reduction and the
                 # patch rows the wide side, the shape OpenBLAS runs fastest (1.5–2× d·colsᵀ)
                 np.matmul(cols, d2[:, r0 * wo * n : r1 * wo * n].T, out=tmp)
@@ -258,6 +267,23 @@ class Conv(Layer):
         """[W | b], shape (C_out, C_in·kh·kw + 1): the bias rides on the ones row of the patches."""
         weight, bias = self.params["weight"], self.params["bias"]
         return np.concatenate([weight.reshape(self.outputmaps, -1), bias[:, None]], axis=1)
+
+    def _kept_cols(self, k1: int, columns: int, dtype: np.dtype) -> np.ndarray | None:
+        """Whole-batch patch-matrix buffer kept for the backward pass, or None when over KEEP_COLS_BYTES.
+
+        Training batches (50 images of the DLT network: 3 and 2 MiB in float32)
+        then build their patch matrices once per step instead of twice;
+        inference chunks (500 images) keep the cache-sized row blocks.
+        """
+        if k1 * columns * dtype.itemsize > KEEP_COLS_BYTES:
+            self._cache.pop("cols_kept", None)
+            return None
+        buf = self._cache.get("cols_kept")
+        if buf is None or buf.shape != (k1, columns) or buf.dtype != dtype:
+            buf = np.empty((k1, columns), dtype=dtype)
+            buf[-1] = 1
+            self._cache["cols_kept"] = buf
+        return buf
 
     def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
         """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
