@@ -36,8 +36,9 @@ def _padding(padding, kernelsize: tuple[int, int]) -> tuple[int, int, int, int]:
     raise ConvpropError(f"Conv padding must be 'valid', 'same' or an integer >= 0, got {padding!r}")
 
 
-#: Largest patch matrix (bytes) a forward pass keeps for the backward pass.
-KEEP_COLS_BYTES = 8 << 20
+#: Largest patch matrix (bytes) a forward pass keeps for the backward pass: about an L2
+#: cache. Larger ones are slower to keep (written to and read back from memory) than to rebuild.
+KEEP_COLS_BYTES = 2 << 20
 
 
 class Conv(Layer):
@@ -203,8 +204,22 @@ class Conv(Layer):
     # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
     #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
-        x, a = self._cache["x"], self._cache["a"]
-        d = self.activation.backward(delta, a)
+        return self._backward_dz(self.activation.backward(delta, self._cache["a"]), need_input_delta)
+
+    # A mean pool right after this layer: d = f'(z)·expand(δ_pool, [s s])/s², for the
+    #   sigmoid in one pass (ops.sigmoid_backward_pooled) without the expanded delta
+    def backward_through_pool(self, delta, scale, need_input_delta=True):
+        """:meth:`backward` of this layer fed by the delta of a following mean pool (Subsample(scale))."""
+        a = self._cache["a"]
+        if isinstance(self.activation, activations.Sigmoid):
+            d = ops.sigmoid_backward_pooled(delta, a, scale)
+        else:
+            d = self.activation.backward(ops.mean_pool_backward(delta, scale), a)
+        return self._backward_dz(d, need_input_delta)
+
+    def _backward_dz(self, d, need_input_delta):
+        """The rest of :meth:`backward` from d = dL/dz (the delta of the activation's input)."""
+        x = self._cache["x"]
         self._d = d
         if self.stride > 1:
             s = self.stride
@@ -271,9 +286,10 @@ class Conv(Layer):
     def _kept_cols(self, k1: int, columns: int, dtype: np.dtype) -> np.ndarray | None:
         """Whole-batch patch-matrix buffer kept for the backward pass, or None when over KEEP_COLS_BYTES.
 
-        Training batches (50 images of the DLT network: 3 and 2 MiB in float32)
-        then build their patch matrices once per step instead of twice;
-        inference chunks (500 images) keep the cache-sized row blocks.
+        A training batch of the DLT network's second conv layer (50 images:
+        1.8 MiB in float32) then builds its patch matrix once per step
+        instead of twice; bigger ones (its first layer: 3 MiB; inference
+        chunks of 500 images) keep the cache-sized row blocks.
         """
         if k1 * columns * dtype.itemsize > KEEP_COLS_BYTES:
             self._cache.pop("cols_kept", None)
