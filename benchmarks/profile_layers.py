@@ -55,8 +55,6 @@ def main() -> None:
         name = f"{i if layer is not net.output else 'out'} {layer.spec()}"
         layer.forward = wrap(totals, f"{name} forward", layer.forward)
         layer.backward = wrap(totals, f"{name} backward", layer.backward)
-        if hasattr(layer, "backward_through_pool"):  # a conv before a mean pool: both adjoints in one
-            layer.backward_through_pool = wrap(totals, f"{name} backward", layer.backward_through_pool)
     net.step = wrap(totals, "SGD step", net.step)
     if args.pyinstrument:
         from pyinstrument import Profiler

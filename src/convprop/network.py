@@ -251,17 +251,8 @@ class Network:
         delta = self.output.backward(self.e)
         delta = delta.T if len(self.map_shape) == 1 else from_nhwc(delta.reshape(self.o.shape[0], *self.map_shape))
         # The first layer that needs no input delta is the one right after Input.
-        i = len(self.layers) - 1
-        while i > 0:
-            layer, before = self.layers[i], self.layers[i - 1]
-            if isinstance(layer, Subsample) and isinstance(before, Conv):
-                # The pool's adjoint fused into the conv's activation derivative (same numbers).
-                layer._d = delta
-                delta = before.backward_through_pool(delta, layer.scale, need_input_delta=i - 1 > 1)
-                i -= 2
-            else:
-                delta = layer.backward(delta, need_input_delta=i > 1)
-                i -= 1
+        for i in range(len(self.layers) - 1, 0, -1):
+            delta = self.layers[i].backward(delta, need_input_delta=i > 1)
         return self.L
 
     def step(self, alpha: float) -> None:

@@ -53,32 +53,6 @@ def sigmoid_backward(delta: np.ndarray, a: np.ndarray) -> np.ndarray:
     return d
 
 
-def sigmoid_backward_pooled(delta: np.ndarray, a: np.ndarray, scale: int) -> np.ndarray:
-    """dL/dz = a(1 − a) · expand(δ, [scale scale]) / scale², in one pass over ``a``.
-
-    The adjoint of a mean pool (:func:`mean_pool_backward`) fused with the
-    sigmoid's derivative (:func:`sigmoid_backward`): the expanded delta is
-    never written; δ/scale² is broadcast over each block instead.
-
-    Parameters
-    ----------
-    delta : ndarray, shape (C, Hp, Wp, N)
-        Delta of the pooled maps.
-    a : ndarray, shape (C, Hp·scale, Wp·scale, N)
-        Sigmoid outputs that were pooled.
-
-    Returns
-    -------
-    ndarray, shape of ``a``
-    """
-    c, hp, wp, n = delta.shape
-    d = 1 - a  # one temporary, then in place
-    d *= a
-    blocks = d.reshape(c, hp, scale, wp, scale, n)
-    blocks *= delta[:, :, None, :, None, :] * delta.dtype.type(1.0 / (scale * scale))
-    return d
-
-
 # ---------------------------------------------------------------- convolution
 
 

@@ -204,22 +204,8 @@ class Conv(Layer):
     # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
     #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
-        return self._backward_dz(self.activation.backward(delta, self._cache["a"]), need_input_delta)
-
-    # A mean pool right after this layer: d = f'(z)·expand(δ_pool, [s s])/s², for the
-    #   sigmoid in one pass (ops.sigmoid_backward_pooled) without the expanded delta
-    def backward_through_pool(self, delta, scale, need_input_delta=True):
-        """:meth:`backward` of this layer fed by the delta of a following mean pool (Subsample(scale))."""
-        a = self._cache["a"]
-        if isinstance(self.activation, activations.Sigmoid):
-            d = ops.sigmoid_backward_pooled(delta, a, scale)
-        else:
-            d = self.activation.backward(ops.mean_pool_backward(delta, scale), a)
-        return self._backward_dz(d, need_input_delta)
-
-    def _backward_dz(self, d, need_input_delta):
-        """The rest of :meth:`backward` from d = dL/dz (the delta of the activation's input)."""
-        x = self._cache["x"]
+        x, a = self._cache["x"], self._cache["a"]
+        d = self.activation.backward(delta, a)
         self._d = d
         if self.stride > 1:
             s = self.stride
