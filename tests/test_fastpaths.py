@@ -5,7 +5,7 @@ import pytest
 
 import convprop.layers.conv as conv_module
 from conftest import random_batch
-from convprop import Conv, Input, Network, Subsample
+from convprop import Conv, Input, Network, Subsample, ops
 
 
 def _grads(net, x, y):
@@ -41,3 +41,12 @@ def test_kept_patch_matrix_follows_the_last_forward(monkeypatch):
     for k in ref:
         np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
+
+
+def test_col2im_offset_major_is_col2im_with_reordered_rows():
+    rng = np.random.default_rng(1)
+    c, h, w, n, kh, kw = 3, 7, 6, 4, 3, 2
+    dcols = rng.standard_normal((c * kh * kw, (h - kh + 1) * (w - kw + 1) * n))
+    ref = ops.col2im_cm(dcols, (c, h, w, n), kh, kw)  # rows (C, kh, kw)
+    kkc = dcols.reshape(c, kh, kw, -1).transpose(1, 2, 0, 3).reshape(c * kh * kw, -1)
+    np.testing.assert_array_equal(ops.col2im_cm_offset_major(kkc, (c, h, w, n), kh, kw), ref)

@@ -354,3 +354,33 @@ def col2im_cm(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: 
         for v in range(kw):
             dx[:, u : u + ho, v : v + wo, :] += patches[:, u, v]
     return dx
+
+
+def col2im_cm_offset_major(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
+    """:func:`col2im_cm` for patch rows in (kh, kw, C) order instead of (C, kh, kw).
+
+    dx[i, r+u, c+v, n] += dcols[(u·kw + v)·C + i, (r·Wo + c)·N + n]
+
+    Each kernel offset's C rows are then one contiguous block, and its
+    scatter-add reads contiguous memory (about 1.5× faster than the strided
+    (C, kh, kw) rows for the DLT network's second conv layer).
+
+    Parameters
+    ----------
+    dcols : ndarray, shape (kh·kw·C, Ho·Wo·N)
+    shape : (C, H, W, N) of the maps
+
+    Returns
+    -------
+    ndarray, shape (C, H, W, N)
+    """
+    c, h, w, n = shape
+    ho, wo = h - kh + 1, w - kw + 1
+    patches = dcols.reshape(kh, kw, c, ho, wo, n)
+    dx = np.zeros(shape, dtype=dcols.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            target = dx[:, u : u + ho, v : v + wo, :]
+            np.add(target, patches[u, v], out=target)
+    return dx
+

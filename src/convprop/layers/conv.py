@@ -243,8 +243,9 @@ class Conv(Layer):
         self.grads = {"weight": np.ascontiguousarray(grad[:-1].T).reshape(weight.shape), "bias": grad[-1].copy()}
         if not need_input_delta:
             return None
-        dcols = weight.reshape(self.outputmaps, -1).T @ d2
-        return self._crop(ops.col2im_cm(dcols, x.shape, *self.kernelsize))
+        # rows in (kh, kw, C_in) order: each kernel offset's rows form one contiguous block
+        dcols = weight.transpose(0, 2, 3, 1).reshape(self.outputmaps, -1).T @ d2
+        return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize))
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         """(C, H, W, N) maps with the layer's zero rows and columns around them."""
