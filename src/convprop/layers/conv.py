@@ -198,9 +198,10 @@ class Conv(Layer):
         return a
 
     # d = δ·a(1−a);  dk = convn(flipall(a_prev), d, 'valid')/N;  db = Σd/N;
-    #   together:  [dW | db] = d · [cols; 1]ᵀ / N  (cols rebuilt block by block)
+    #   together:  [dW | db]ᵀ = [cols; 1] · dᵀ / N  (cols kept from the forward when it
+    #   fits KEEP_COLS_BYTES, else rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
-    #   as col2im(Wᵀ · d): every patch gives back its share
+    #   as col2im(Wᵀ · d), Wᵀ's rows in (kh, kw, C_in) order: every patch gives back its share
     # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
     #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
