@@ -42,11 +42,15 @@ def test_kept_patch_matrix_follows_the_last_forward(monkeypatch):
         np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
 
-
 def test_col2im_offset_major_is_col2im_with_reordered_rows():
     rng = np.random.default_rng(1)
     c, h, w, n, kh, kw = 3, 7, 6, 4, 3, 2
     dcols = rng.standard_normal((c * kh * kw, (h - kh + 1) * (w - kw + 1) * n))
-    ref = ops.col2im_cm(dcols, (c, h, w, n), kh, kw)  # rows (C, kh, kw)
+    ho, wo = h - kh + 1, w - kw + 1
+    ref = np.zeros((c, h, w, n))  # the scatter-add written out, rows (C, kh, kw)
+    for i in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                ref[i, u : u + ho, v : v + wo] += dcols[(i * kh + u) * kw + v].reshape(ho, wo, n)
     kkc = dcols.reshape(c, kh, kw, -1).transpose(1, 2, 0, 3).reshape(c * kh * kw, -1)
     np.testing.assert_array_equal(ops.col2im_cm_offset_major(kkc, (c, h, w, n), kh, kw), ref)

@@ -191,7 +191,7 @@ def _write_summary(path: Path, config: dict, net, state) -> None:
     summary = {
         "dataset": config["dataset"], "network": net.spec, "dtype": net.dtype.name,
         "batch_size": config["batch_size"], "alpha": config["alpha"],
-        "optimizer": repr(_optimizer(config) or "sgd"), "seed": config["seed"],
+        "optimizer": repr(_optimizer(config)) if _optimizer(config) is not None else "sgd", "seed": config["seed"],
         "epochs": state.epoch, "test_error": state.test_error, "epoch_seconds": state.epoch_seconds,
         "final_rL": state.rL[-1],
     }

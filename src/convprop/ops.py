@@ -333,38 +333,14 @@ def row_blocks(rows: int, row_size: int, itemsize: int, target_bytes: int = 1 <<
     return tuple((r, min(r + step, rows)) for r in range(0, rows, step))
 
 
-def col2im_cm(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
-    """Adjoint of :func:`im2col_cm` over all rows (without the ones row): scatter-add patches back onto maps.
-
-    dx[i, r+u, c+v, n] += dcols[(i·kh + u)·kw + v, (r·Wo + c)·N + n]
-
-    Parameters
-    ----------
-    dcols : ndarray, shape (C·kh·kw, Ho·Wo·N)
-    shape : (C, H, W, N) of the maps
-
-    Returns
-    -------
-    ndarray, shape (C, H, W, N)
-    """
-    c, h, w, n = shape
-    ho, wo = h - kh + 1, w - kw + 1
-    patches = dcols.reshape(c, kh, kw, ho, wo, n)
-    dx = np.zeros(shape, dtype=dcols.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            dx[:, u : u + ho, v : v + wo, :] += patches[:, u, v]
-    return dx
-
-
 def col2im_cm_offset_major(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
-    """:func:`col2im_cm` for patch rows in (kh, kw, C) order instead of (C, kh, kw).
+    """Adjoint of patch extraction with rows in (kh, kw, C) order: scatter-add patches back onto maps.
 
     dx[i, r+u, c+v, n] += dcols[(u·kw + v)·C + i, (r·Wo + c)·N + n]
 
-    Each kernel offset's C rows are then one contiguous block, and its
-    scatter-add reads contiguous memory (about 1.5× faster than the strided
-    (C, kh, kw) rows for the DLT network's second conv layer).
+    Each kernel offset's C rows are one contiguous block, so its scatter-add
+    reads contiguous memory (about 1.5× faster than rows in (C, kh, kw) order
+    for the DLT network's second conv layer).
 
     Parameters
     ----------
