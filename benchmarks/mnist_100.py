@@ -13,7 +13,6 @@ Usage (from the project root)::
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import time
@@ -21,15 +20,7 @@ import time
 import numpy as np
 
 from convprop import Conv, Input, Network, Subsample, evaluate, train
-
-
-def read_idx(path: str) -> np.ndarray:
-    """An IDX file (gzip): big-endian magic with the number of dimensions, sizes, then uint8 data."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from convprop.data import read_idx
 
 
 def main() -> None:

@@ -5,32 +5,15 @@ error on the first 2,000 test images (measured 12.25 %); a network that does
 not learn stays near 90 %.
 """
 
-import gzip
-
-import numpy as np
 import pytest
 
 from convprop import Conv, Input, Network, Subsample, evaluate, train
-
-
-def _idx(path, n):
-    """First ``n`` items of an IDX .gz file (images or labels) — test-only reader."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = np.frombuffer(raw, ">u4", ndim, 4)
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-    return data[:n]
+from mnist_idx import load_mnist
 
 
 @pytest.fixture(scope="module")
 def mnist_slice(shared):
-    d = shared / "data" / "mnist"
-    x = _idx(d / "train-images-idx3-ubyte.gz", 6000) / 255.0
-    y = _idx(d / "train-labels-idx1-ubyte.gz", 6000)
-    xt = _idx(d / "t10k-images-idx3-ubyte.gz", 2000) / 255.0
-    yt = _idx(d / "t10k-labels-idx1-ubyte.gz", 2000)
-    return x, y, xt, yt
+    return (*load_mnist(shared, "train", 6000), *load_mnist(shared, "test", 2000))
 
 
 def test_dlt_example_learns_mnist(mnist_slice):
