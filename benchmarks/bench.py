@@ -32,7 +32,7 @@ for i, arg in enumerate(sys.argv):
         _THREADS = sys.argv[i + 1]
     elif arg.startswith("--threads="):
         _THREADS = arg.split("=", 1)[1]
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CONVPROP_BLAS_THREADS"):
     os.environ[var] = _THREADS
 
 import numpy as np  # noqa: E402

@@ -63,3 +63,25 @@ def test_forked_child_does_not_hang_on_the_parents_pool(monkeypatch):
         time.sleep(0.02)
     assert os.read(read, 1) == b"1"
     os.close(read)
+
+
+def test_blas_is_capped_while_training_and_predicting(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from convprop import Conv, Input, Network, Subsample, train
+
+    seen = []
+
+    class Spy(Network):
+        def _forward(self, maps):
+            seen.append(max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1))
+            return super()._forward(maps)
+
+    net = Spy([Input(8, 8), Conv(2, 3), Subsample(2)], n_outputs=2, seed=0)
+    x = np.random.default_rng(0).random((6, 8, 8))
+    train(net, x, np.arange(6) % 2, epochs=1, batch_size=3)
+    net.predict_proba(x)
+    assert seen and set(seen) == {1}
+    monkeypatch.setenv("CONVPROP_BLAS_THREADS", "zero")
+    with pytest.raises(ConvpropError, match="CONVPROP_BLAS_THREADS must be a positive integer"):
+        net.predict_proba(x)

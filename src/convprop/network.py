@@ -12,6 +12,7 @@ from .errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
 from .ops import from_nhwc, to_nhwc
+from .parallel import blas_limit
 
 #: Output layers by the name given to :class:`Network`'s ``output``.
 OUTPUTS = {"sigmoid": SigmoidOutput, "softmax": SoftmaxOutput}
@@ -283,8 +284,9 @@ class Network:
         """
         maps, single = check_images(x, self.image_shape, self.dtype)
         out = np.empty((maps.shape[0], self.n_outputs), dtype=self.dtype)
-        for start in range(0, maps.shape[0], PREDICT_CHUNK):
-            out[start : start + PREDICT_CHUNK] = self._forward(maps[start : start + PREDICT_CHUNK])
+        with blas_limit():
+            for start in range(0, maps.shape[0], PREDICT_CHUNK):
+                out[start : start + PREDICT_CHUNK] = self._forward(maps[start : start + PREDICT_CHUNK])
         return out[0] if single else out
 
     def predict(self, x: np.ndarray) -> np.ndarray | int:

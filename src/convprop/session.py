@@ -31,6 +31,7 @@ from .errors import ConvpropError
 from .evaluate import evaluate
 from .io import TrainingState, rng_from_state, save_checkpoint
 from .network import Network
+from .parallel import blas_limit
 from .optim import Optimizer
 
 
@@ -204,7 +205,7 @@ def fit(
     epoch_rng_state = state.rng_state
     started = time.perf_counter()
     try:
-        with flag.active():
+        with flag.active(), blas_limit():
             while state.epoch < epochs:
                 epoch = state.epoch
                 epoch_rng_state = rng.bit_generator.state

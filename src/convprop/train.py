@@ -11,6 +11,7 @@ import numpy as np
 from ._checks import check_images, check_targets, positive_int
 from .errors import ConvpropError
 from .network import Network
+from .parallel import blas_limit
 from .optim import Optimizer
 
 
@@ -127,23 +128,24 @@ def train(
         raise ConvpropError(f"no complete batch of {batch_size} in {n} images (drop_last=True)")
     n_batches = -(-stop // batch_size)
     history = History()
-    for epoch in range(epochs):
-        start_time = time.perf_counter()
-        for b, start in enumerate(range(0, stop, batch_size)):
-            idx = orders[epoch, start : start + batch_size]
-            net._forward(maps[idx])
-            loss = net._backward(targets[idx])
-            if optimizer is None:
-                net.step(alpha)
-            else:
-                optimizer.step(net)
-            if not history.rL:
-                history.rL.append(loss)
-            history.rL.append(0.99 * history.rL[-1] + 0.01 * loss)
-            history.L.append(loss)
-            if callback is not None:
-                callback(epoch, b, n_batches, loss, history.rL[-1])
-        if optimizer is not None:
-            optimizer.end_epoch()
-        history.epoch_seconds.append(time.perf_counter() - start_time)
+    with blas_limit():
+        for epoch in range(epochs):
+            start_time = time.perf_counter()
+            for b, start in enumerate(range(0, stop, batch_size)):
+                idx = orders[epoch, start : start + batch_size]
+                net._forward(maps[idx])
+                loss = net._backward(targets[idx])
+                if optimizer is None:
+                    net.step(alpha)
+                else:
+                    optimizer.step(net)
+                if not history.rL:
+                    history.rL.append(loss)
+                history.rL.append(0.99 * history.rL[-1] + 0.01 * loss)
+                history.L.append(loss)
+                if callback is not None:
+                    callback(epoch, b, n_batches, loss, history.rL[-1])
+            if optimizer is not None:
+                optimizer.end_epoch()
+            history.epoch_seconds.append(time.perf_counter() - start_time)
     return history
