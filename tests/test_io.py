@@ -149,3 +149,29 @@ def test_bad_rng_state_is_refused(tmp_path):
 def test_suffix_must_be_npz(tmp_path):
     with pytest.raises(ConvpropError, match=".npz"):
         save_model(tmp_path / "m.pkl", small_net())
+
+
+@pytest.mark.parametrize("spec", ["16c3-m2", "8c3ps/2-s2", "6c5-s2-120fr-84fr", "2c3l0.00001-m2", "2c3l0.1234567891"])
+def test_models_beyond_the_toolbox_round_trip(tmp_path, spec):
+    """Large enough to pass the size check's 2^20 floor, with layers it must model exactly."""
+    from convprop.spec import parse_layers
+
+    net = Network([Input(100, 100), *parse_layers(spec)], n_outputs=10, seed=0)
+    save_model(tmp_path / "m.npz", net)
+    back, _ = load_model(tmp_path / "m.npz")
+    assert back.spec == net.spec
+    for name, arr in net.parameters().items():
+        np.testing.assert_array_equal(back.parameters()[name], arr)
+
+
+def test_a_non_string_output_kind_is_refused(tmp_path):
+    net = Network([Input(8, 8), Conv(2, 3)], n_outputs=2, seed=0)
+    save_model(tmp_path / "m.npz", net)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["output"] = ["x"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ConvpropError, match="'output' must be a string"):
+        load_model(tmp_path / "bad.npz")

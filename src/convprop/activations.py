@@ -162,7 +162,7 @@ def from_code(code: str, slope: str | None = None) -> Activation:
 def spec_code(act: Activation) -> str:
     """The spec letter(s): '' for sigmoid, 'r', 't', 'i', 'l' or 'l0.2' for another leaky slope."""
     if isinstance(act, LeakyReLU) and act.slope != 0.01:
-        return f"l{act.slope:g}"
+        return "l" + np.format_float_positional(act.slope, trim="-")  # exact, never 1e-05
     return act.code
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from ._npz import read_npz
 from ._atomic import atomic_write
 from .errors import ConvpropError
-from .layers import Conv, Input, Subsample
+from .layers import Conv, Dense, Input, MaxPool, Subsample
 from .network import Network
 from .spec import format_layers, parse_layers
 
@@ -245,19 +245,29 @@ def _parameter_count(shape: list, layers: list, n_outputs: int) -> int | None:
     if n_outputs < 1:
         return None
     h, w, c = shape
+    features = None  # set once a Dense layer has flattened the maps
     total = 0
     for layer in layers:
-        if isinstance(layer, Conv):
+        if isinstance(layer, Dense):
+            fan_in = features if features is not None else h * w * c
+            total += layer.units * (fan_in + 1)
+            features = layer.units
+        elif features is not None:
+            return None  # maps after a Dense layer: Network refuses it, saying why
+        elif isinstance(layer, Conv):
             kh, kw = layer.kernelsize
-            if kh > h or kw > w:
+            top, bottom, left, right = layer.pads
+            hp, wp = h + top + bottom, w + left + right
+            if kh > hp or kw > wp:
                 return None
             total += layer.outputmaps * (c * kh * kw + 1)
-            h, w, c = h - kh + 1, w - kw + 1, layer.outputmaps
-        elif isinstance(layer, Subsample):
-            if h % layer.scale or w % layer.scale:
+            h, w, c = (hp - kh) // layer.stride + 1, (wp - kw) // layer.stride + 1, layer.outputmaps
+        elif isinstance(layer, (Subsample, MaxPool)):
+            if h < layer.scale or w < layer.scale:
                 return None
             h, w = h // layer.scale, w // layer.scale
-    return total + n_outputs * (h * w * c + 1)
+    fan_in = features if features is not None else h * w * c
+    return total + n_outputs * (fan_in + 1)
 
 
 def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
@@ -283,6 +293,8 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
                             f"the file holds {held}")
     try:
         output = meta.get("output", "sigmoid")  # absent in files from before softmax outputs
+        if not isinstance(output, str):
+            raise ConvpropError(f"metadata field 'output' must be a string, got {output!r}")
         net = Network([Input(*shape), *layers], n_outputs, dtype=dtype, seed=0, output=output)
     except ConvpropError as exc:
         raise ConvpropError(f"{where}: {exc}") from None
