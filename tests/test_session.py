@@ -175,3 +175,18 @@ def test_a_checkpoint_with_a_damaged_optimizer_state_is_refused(tmp_path, data):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ConvpropError, match=r"optimizer state exp_avg\['conv1.weight'\]"):
         load_checkpoint(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("x_test, y_test, words", [
+    (np.zeros((5, 11, 12)), np.zeros(5, int), "test images must have shape"),
+    (np.zeros((5, 12, 12)), np.zeros(4, int), "test labels must have shape (5,)"),
+    (np.zeros((5, 12, 12)), 5, "test labels must have shape (5,)"),
+])
+def test_a_bad_test_set_is_refused_before_any_training(tmp_path, data, x_test, y_test, words):
+    net = small_net()
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    with pytest.raises(ConvpropError) as info:
+        fit(net, *data, epochs=1, batch_size=BATCH, seed=5, x_test=x_test, y_test=y_test,
+            checkpoint=tmp_path / "c.npz")
+    assert words in str(info.value)
+    assert all(np.array_equal(net.parameters()[k], v) for k, v in before.items())  # not trained

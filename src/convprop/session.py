@@ -174,15 +174,14 @@ def fit(
     alpha = float(alpha)
     if not np.isfinite(alpha) or alpha <= 0:
         raise ConvpropError(f"alpha must be a positive finite number, got {alpha}")
-    images, _ = check_images(x, net.image_shape, net.dtype, "training images")
-    if net.image_shape[2] == 1:
-        images = images[..., 0]
+    images, _ = check_images(x, net.image_shape, net.dtype, "training images")  # (N, H, W, C)
     n = images.shape[0]
     targets = check_targets(y, n, net.n_outputs, net.dtype, "training targets")
     if (x_test is None) != (y_test is None):
         raise ConvpropError("give both x_test and y_test, or neither")
-    if y_test is not None:
-        y_test = labels_array(y_test, len(y_test), net.n_outputs, "test labels")
+    if x_test is not None:  # checked now, not after a whole epoch of training
+        x_test, _ = check_images(x_test, net.image_shape, net.dtype, "test images")
+        y_test = labels_array(y_test, x_test.shape[0], net.n_outputs, "test labels")
     if state is None:
         state = new_state(seed)
     if optimizer is not None and state.optimizer is not None:
@@ -217,8 +216,8 @@ def fit(
                     for b in range(first, n_batches):
                         idx = perm[b * batch_size : (b + 1) * batch_size]
                         with np.errstate(over="ignore", invalid="ignore"):  # the guard below reports
-                            net.forward(images[idx])
-                            loss = float(net.backward(targets[idx]))
+                            net._forward(images[idx])  # checked above, once for the whole set
+                            loss = float(net._backward(targets[idx]))
                         if not np.isfinite(loss):
                             raise Diverged(
                                 _diverged_msg("the loss", loss, epoch, b, n_batches, saved),
