@@ -200,3 +200,19 @@ def test_one_map_images_may_keep_their_channel_axis():
     np.testing.assert_array_equal(net.forward(x[0][..., None]), net.forward(x[0]))
     with pytest.raises(ConvpropError, match="shape"):
         net.forward(x[..., None, None])
+
+
+def test_copies_and_pickles_do_not_carry_the_last_batch():
+    import pickle
+
+    net = small()
+    x, y = random_batch(net, 500)
+    net.forward(x[:1])
+    net.backward(y[:1])
+    one = len(pickle.dumps(net))  # parameters and gradients
+    net.forward(x)
+    net.backward(y)
+    assert len(pickle.dumps(net)) < 1.1 * one  # the ~300 kB of a 500-image batch stay behind
+    clone = net.copy()
+    assert clone.o is None and clone.activations == [] and clone.output._fv is None
+    np.testing.assert_array_equal(clone.forward(x), net.o)

@@ -171,6 +171,12 @@ class Network:
             grads.update({f"{name}.{p}": g for p, g in layer.grads.items()})
         return grads
 
+    def __getstate__(self) -> dict:
+        # Copies and pickles carry the parameters, not the last batch's maps and outputs.
+        state = self.__dict__.copy()
+        state.update(o=None, _maps=[], e=None)
+        return state
+
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
         """A deep copy, optionally converted to another dtype."""
         clone = copy.deepcopy(self)

@@ -38,10 +38,16 @@ class Layer:
         self._d: np.ndarray | None = None
         self._cache: dict[str, np.ndarray] = {}
 
+    #: Attributes that hold one call's arrays besides ``_cache`` and ``_d``.
+    _per_call: tuple[str, ...] = ()
+
     def __getstate__(self) -> dict:
-        # Copies (deepcopy, Network.copy) carry parameters, not work buffers.
+        # Copies (deepcopy, Network.copy, pickles) carry parameters, not one batch's arrays.
         state = self.__dict__.copy()
         state["_cache"] = {}
+        for name in ("_d", *self._per_call):
+            if name in state:
+                state[name] = None
         return state
 
     @property

@@ -17,6 +17,8 @@ class SigmoidOutput(Layer):
     column-major, map after map; :mod:`convprop.layout` converts exactly.
     """
 
+    _per_call = ("_fv", "_o", "log_o")
+
     def __init__(self, n_outputs: int) -> None:
         super().__init__()
         self.n_outputs = n_outputs
