@@ -205,3 +205,22 @@ def test_facade_errors_are_clear():
         dlt.cnnsetup({"layers": [{"type": "i"}, {"type": "s"}]}, x, y)
     with pytest.raises(ConvpropError, match="K×N with N = 6"):
         dlt.cnnbp(dlt.cnnff(net, x), y[:, :3])
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda net: net.pop("ffb"), "no field 'ffb'"),
+    (lambda net: net.update(ffb=net["ffb"][:1]), "ffb has 1 values; its layer needs 3"),
+    (lambda net: net.update(ffW=net["ffW"].ravel()), "must be a matrix"),
+    (lambda net: net["layers"][1].pop("k"), "no field 'k'"),
+    (lambda net: net["layers"][1].update(b=[0.0]), "b has 1 values; its layer needs 2"),
+])
+def test_a_damaged_struct_is_a_clear_error(damage, words):
+    from convprop.dlt import cnnff, cnnsetup
+
+    x = np.random.default_rng(0).random((12, 12, 4))
+    y = np.eye(3)[:, [0, 1, 2, 0]]
+    net = cnnsetup({"layers": [{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 3},
+                               {"type": "s", "scale": 2}]}, x, y, seed=0)
+    damage(net)
+    with pytest.raises(ConvpropError, match=words):
+        cnnff(net, x)

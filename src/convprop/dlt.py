@@ -119,9 +119,30 @@ def _image_size(net: Struct, x: np.ndarray | None) -> tuple[int, int]:
 
 def _network(net: Struct, x: np.ndarray | None, dtype: type = np.float64) -> Network:
     """The engine's Network holding the struct's parameters (and gradients, if any)."""
+    try:
+        return _struct_to_network(net, x, dtype)
+    except ConvpropError:
+        raise
+    except KeyError as exc:  # a field the toolbox always sets is missing
+        raise ConvpropError(f"the net struct has no field {exc.args[0]!r} where the toolbox keeps one") from None
+    except (ValueError, IndexError, TypeError) as exc:  # arrays of the wrong size or kind
+        raise ConvpropError(f"the net struct's arrays do not fit its layers: {' '.join(str(exc).split())}") from None
+
+
+def _vector(value, n: int, what: str, dtype: type) -> np.ndarray:
+    """A struct's bias as a vector of length ``n`` (no silent broadcasting)."""
+    arr = np.ravel(np.asarray(value, dtype=dtype))
+    if arr.size != n:
+        raise ConvpropError(f"the net struct's {what} has {arr.size} values; its layer needs {n}")
+    return arr
+
+
+def _struct_to_network(net: Struct, x: np.ndarray | None, dtype: type) -> Network:
     if "ffW" not in net:
         raise ConvpropError("net has no ffW: run cnnsetup first")
     ffw = np.asarray(net["ffW"])
+    if ffw.ndim != 2:
+        raise ConvpropError(f"net['ffW'] must be a matrix (classes × features), got shape {ffw.shape}")
     engine = Network(_layer_objects(net, _image_size(net, x)), n_outputs=ffw.shape[0], dtype=dtype)
     if ffw.shape[1] != engine.n_features:
         raise ConvpropError(
@@ -133,7 +154,7 @@ def _network(net: Struct, x: np.ndarray | None, dtype: type = np.float64) -> Net
             if kernels.shape != (layer.in_shape[2], layer.outputmaps, *layer.kernelsize):
                 raise ConvpropError(f"layer '{spec['type']}' kernels k{{i}}{{j}} have shape {kernels.shape}")
             layer.params["weight"][...] = layout.kernels_from_dlt(kernels)
-            layer.params["bias"][...] = np.ravel(np.asarray(spec["b"], dtype=dtype))
+            layer.params["bias"][...] = _vector(spec["b"], layer.outputmaps, "b", dtype)
             if "dk" in spec:
                 dk = np.array([[np.asarray(k, dtype=dtype) for k in row] for row in spec["dk"]])
                 layer.grads = {
@@ -142,7 +163,7 @@ def _network(net: Struct, x: np.ndarray | None, dtype: type = np.float64) -> Net
                 }
     out = engine.output
     out.params["weight"][...] = layout.ffw_from_dlt(ffw, engine.map_shape)
-    out.params["bias"][...] = np.ravel(net["ffb"])
+    out.params["bias"][...] = _vector(net["ffb"], engine.n_outputs, "ffb", dtype)
     if "dffW" in net:
         out.grads = {
             "weight": layout.ffw_from_dlt(np.asarray(net["dffW"], dtype=dtype), engine.map_shape),
