@@ -230,3 +230,15 @@ def test_adam_run_resumes_bit_identically_and_refuses_another_optimizer(tmp_path
     assert json.loads((straight / "summary.json").read_text())["optimizer"].startswith("Adam(")
     one_line_error(capsys, 2, ["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"),
                                "--optimizer", "adam", "--momentum", "0.9", *TINY], "momentum")
+
+
+def test_predict_tells_idx_files_by_their_bytes_and_inverts_them_too(run3, tmp_path, capsys):
+    net, _ = load_model(run3 / "model.npz")
+    img = np.zeros((28, 28), np.uint8)
+    img[8:11, 4:24] = 255
+    Image.fromarray(img).save(tmp_path / "idx_digit.png")  # an image whose name says idx
+    write_idx(tmp_path / "digits.bin", np.stack([255 - img]))  # IDX under any name
+    assert main(["predict", str(run3), str(tmp_path / "idx_digit.png")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'idx_digit.png'}: {net.predict(img / 255.0)} ")
+    assert main(["predict", str(run3), str(tmp_path / "digits.bin"), "--invert"]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'digits.bin'}[0]: {net.predict(img / 255.0)} ")

@@ -340,6 +340,16 @@ def _read_image(path: Path, shape: tuple[int, int, int], invert: bool) -> np.nda
     return 1.0 - arr if invert else arr
 
 
+def _is_idx(path: Path) -> bool:
+    """An IDX file, raw (0, 0, type code, ndim) or gzip'd, told by its first bytes, not its name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ConvpropError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return head[:2] == b"\x1f\x8b" or (len(head) == 4 and head[:2] == b"\0\0" and head[2] in (8, 9, 11, 12, 13, 14))
+
+
 def cmd_predict(args) -> int:
     from .io import load_model
 
@@ -350,7 +360,7 @@ def cmd_predict(args) -> int:
     for f in map(Path, args.inputs):
         if not f.exists():
             raise ConvpropError(f"{f}: no such file")
-        if "idx" in f.name.lower() or f.suffix in (".idx", ".ubyte") or f.name.endswith("ubyte.gz"):
+        if _is_idx(f):
             from .data import read_idx
 
             arr = np.asarray(read_idx(f))
@@ -360,6 +370,8 @@ def cmd_predict(args) -> int:
                 raise ConvpropError(f"{f}: holds an array of shape {arr.shape}, not images of {h}x{w}"
                                     + (f"x{c}" if c != 1 else "") + " as the model takes")
             x = arr.astype(np.float64) / 255.0
+            if args.invert:
+                x = 1.0 - x
             rows += [(f"{f}[{i}]", x[i]) for i in range(len(x))]
         else:
             rows.append((str(f), _read_image(f, net.image_shape, args.invert)))
