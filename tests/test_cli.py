@@ -102,6 +102,8 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, data_dir, run3, monke
                    f"resume with: convprop train --resume {tmp_path / 'checkpoint.npz'} --epochs 3")
     monkeypatch.undo()
     assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 1  # written each epoch
+    one_line_error(capsys, 2, ["train", "--resume", str(tmp_path), "--epochs", "1"],
+                   "the checkpoint has done 1 epochs and 2 batches; ask for more with --epochs")
     assert main(["train", "--resume", str(tmp_path / "checkpoint.npz"), "--data-dir", str(data_dir),
                  "--epochs", "3", "--quiet", "--no-plots"]) == 0
     a, sa, _ = load_checkpoint(tmp_path / "checkpoint.npz")

@@ -103,8 +103,9 @@ def cmd_train(args) -> int:
             raise ConvpropError(f"--resume keeps the run's settings; these differ: {', '.join(clash)}")
         if args.epochs is None:
             raise ConvpropError(f"--resume needs --epochs N, the total number of epochs (done: {state.epoch})")
-        if args.epochs < state.epoch or (args.epochs == state.epoch and not state.batch):
-            raise ConvpropError(f"the checkpoint has done {state.epoch} epochs; ask for more with --epochs")
+        if args.epochs <= state.epoch:  # mid-epoch, epoch state.epoch + 1 is still to finish
+            done = f"{state.epoch} epochs" + (f" and {state.batch} batches" if state.batch else "")
+            raise ConvpropError(f"the checkpoint has done {done}; ask for more with --epochs")
         out = Path(args.out) if args.out else ckpt.parent
     else:
         config = {
@@ -229,7 +230,8 @@ def _all_plots(net, state, extra, images, x_test, y_test, out: Path, batches_per
 
     names = _class_names(extra, net.n_outputs)
     predicted = net.predict(x_test)
-    paths = [plots.plot_loss(state.rL, out / "loss.png", batches_per_epoch=batches_per_epoch)]
+    paths = [plots.plot_loss(state.rL, out / "loss.png", batches_per_epoch=batches_per_epoch,
+                             output=net.output_kind)]
     for name, _ in plots.conv_layers(net):
         paths.append(plots.plot_kernels(net, name, out / f"kernels_{name}.png"))
     paths.append(plots.plot_feature_maps(net, x_test[0], out / "feature_maps.png", class_names=names,

@@ -64,8 +64,12 @@ def _names(class_names: Sequence[str] | None, n: int) -> list[str]:
     return [str(c) for c in class_names]
 
 
+#: y-axis labels of :func:`plot_loss` by output kind.
+LOSS_LABELS = {"sigmoid": "smoothed loss ½·Σ(o − y)²/N", "softmax": "smoothed loss −Σ y·log o / N"}
+
+
 def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch: int | None = None,
-              title: str = "Training loss") -> Path:
+              title: str = "Training loss", output: str = "sigmoid") -> Path:
     """The smoothed loss rL against the batch number (900×500 px).
 
     Parameters
@@ -75,6 +79,8 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
     path : path-like
     batches_per_epoch : int, optional
         Adds an epoch axis on top (and a dotted line at each boundary, up to 20 epochs).
+    output : {"sigmoid", "softmax"}
+        The network's output kind, which names the loss on the y axis.
     """
     rL = np.asarray(rL, dtype=np.float64)
     if rL.ndim != 1 or rL.size == 0:
@@ -90,7 +96,7 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
         top = ax.secondary_xaxis("top", functions=(lambda b: b / bpe, lambda e: e * bpe))
         top.set_xlabel("epoch")
     ax.set_xlabel("batch")
-    ax.set_ylabel("smoothed loss ½·Σ(o − y)²/N")
+    ax.set_ylabel(LOSS_LABELS.get(output, "smoothed loss"))
     ax.set_title(f"{title}: {rL[0]:.4f} → {rL[-1]:.4f} over {rL.size - 1} batches")
     ax.grid(True, alpha=0.3)
     ax.set_xlim(0, max(rL.size - 1, 1))
