@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .errors import ConvpropError
 from .layers import Input, Layer
 from .network import OUTPUTS, Network
-from .optim import SGD, Adam, AdamW, Optimizer
+from .optim import OPTIMIZERS, Optimizer, make_optimizer
 from .spec import parse_token
 from .train import train
 
@@ -307,12 +307,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.optimizer, Optimizer):
             return copy.deepcopy(self.optimizer)
         kind = self.optimizer.lower() if isinstance(self.optimizer, str) else self.optimizer
-        if kind == "sgd":
-            return SGD(self.alpha, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay)
-        if kind == "adam":
-            return Adam(self.alpha, weight_decay=self.weight_decay)
-        if kind == "adamw":
-            return AdamW(self.alpha, weight_decay=self.weight_decay)
+        if kind in OPTIMIZERS:
+            sgd = kind == "sgd"  # momentum / nesterov mean nothing to Adam: ignored, as documented
+            return make_optimizer(kind, self.alpha, momentum=self.momentum if sgd else 0.0,
+                                  nesterov=self.nesterov if sgd else False, weight_decay=self.weight_decay)
         raise ValueError(f"optimizer must be 'sgd', 'adam', 'adamw' or a convprop.optim.Optimizer, got {self.optimizer!r}")
 
     def _images(self, X: np.ndarray) -> np.ndarray:
