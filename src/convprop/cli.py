@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConvpropError
+from .io import model_file
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
 DATASETS = ("mnist", "fashion-mnist")
@@ -55,16 +56,6 @@ def _load(dataset: str, split: str, data_dir: str | None, dtype, quiet: bool):
     return images, images_to_float(images, dtype), np.asarray(labels)
 
 
-def _model_file(path: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        for name in ("model.npz", "checkpoint.npz"):
-            if (p / name).is_file():
-                return p / name
-        raise ConvpropError(f"{p}: no model.npz or checkpoint.npz in this directory")
-    return p
-
-
 def _data_dir(args, extra: dict) -> str | None:
     """--data-dir, else the directory the model was trained from (if it still exists), else None."""
     if args.data_dir:
@@ -92,7 +83,7 @@ def cmd_train(args) -> int:
 
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     if args.resume:
-        ckpt = _model_file(args.resume)
+        ckpt = model_file(args.resume)
         if ckpt.name == "model.npz":
             ckpt = ckpt.with_name("checkpoint.npz")
         net, state, extra = load_checkpoint(ckpt)
@@ -248,7 +239,7 @@ def cmd_test(args) -> int:
     from .evaluate import evaluate
     from .io import load_model
 
-    path = _model_file(args.model)
+    path = model_file(args.model)
     net, extra = load_model(path)
     dataset = args.dataset or extra.get("dataset", "mnist")
     data_dir = _data_dir(args, extra) if dataset == extra.get("dataset") else args.data_dir
@@ -270,7 +261,7 @@ def cmd_test(args) -> int:
 def cmd_plot(args) -> int:
     from .io import load_checkpoint
 
-    path = _model_file(args.run)
+    path = model_file(args.run)
     if path.name == "model.npz" and path.with_name("checkpoint.npz").is_file():
         path = path.with_name("checkpoint.npz")
     net, state, extra = load_checkpoint(path)
@@ -355,7 +346,7 @@ def _is_idx(path: Path) -> bool:
 def cmd_predict(args) -> int:
     from .io import load_model
 
-    net, extra = load_model(_model_file(args.model))
+    net, extra = load_model(model_file(args.model))
     names = _class_names(extra, net.n_outputs)
     h, w, c = net.image_shape
     rows: list[tuple[str, np.ndarray]] = []
@@ -401,7 +392,7 @@ def cmd_gradcheck(args) -> int:
     from .spec import parse_layers
 
     if args.model:
-        net, _ = load_model(_model_file(args.model))
+        net, _ = load_model(model_file(args.model))
     else:
         net = Network([Input(args.size, args.size), *parse_layers(args.layers)], n_outputs=args.outputs,
                       seed=args.seed)

@@ -283,12 +283,9 @@ def run_explain_command(args: argparse.Namespace, out: TextIO | None = None) -> 
 
         net = load_mat(args.model)
     elif args.model:
-        from .io import load_model
+        from .io import load_model, model_file
 
-        model = Path(args.model)
-        if model.is_dir():  # a run directory of `convprop train`
-            model = next((model / n for n in ("model.npz", "checkpoint.npz") if (model / n).is_file()), model)
-        net, _ = load_model(model)
+        net, _ = load_model(model_file(args.model))
     else:
         net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
                       seed=args.seed)

@@ -317,6 +317,17 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
     return net
 
 
+def model_file(path: str | os.PathLike) -> Path:
+    """The model file a user named: the file itself, or a run directory's model.npz / checkpoint.npz."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("model.npz", "checkpoint.npz"):
+            if (p / name).is_file():
+                return p / name
+        raise ConvpropError(f"{p}: no model.npz or checkpoint.npz in this directory")
+    return p
+
+
 def load_model(path: str | os.PathLike) -> tuple[Network, dict]:
     """Read a model (or the model inside a checkpoint).
 
