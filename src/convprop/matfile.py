@@ -19,17 +19,15 @@ module does not read; re-save such a file with ``-v7``.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.io
-from scipy.io import matlab
 
 from . import layout
-from .data._matcheck import mat_problem
+from .data.matfile import read_mat
 from ._atomic import atomic_write
 from .errors import ConvpropError
 from .layers import Conv, Input, Subsample
@@ -102,30 +100,22 @@ def _matrix(value: Any, where: str, shape: tuple[int, ...] | None = None) -> np.
 
 
 def _read(path: Path) -> dict[str, Any]:
-    """scipy.io.loadmat with every failure turned into a one-line ConvpropError.
-
-    The file is read once; its structure is checked (:mod:`convprop.data._matcheck`: scipy's
-    compiled reader trusts the sizes in the file, and a bad one can crash the interpreter), then
-    loadmat decodes the very bytes that were checked.
-    """
+    """:func:`convprop.data.read_mat` (structure-checked loadmat, one-line errors) in the layout the
+    struct decoder expects, with the toolbox user's own fix named for HDF5 files."""
     try:
-        buf = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(520)
     except OSError as exc:
         raise ConvpropError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if buf[512:520] == _HDF5_SIGNATURE or buf[:8] == _HDF5_SIGNATURE:
+    if head[512:520] == _HDF5_SIGNATURE or head[:8] == _HDF5_SIGNATURE:
         raise ConvpropError(
             f"{path} is an HDF5 file (MATLAB -v7.3 or Octave -hdf5), which convprop does not read; "
             "re-save it in MATLAB or Octave with save(file, 'cnn', '-v7')"
         )
     try:
-        major, _ = matlab.matfile_version(io.BytesIO(buf))
-        problem = mat_problem(buf, major)
-        if problem:
-            raise ValueError(problem)
-        return scipy.io.loadmat(io.BytesIO(buf), squeeze_me=False, struct_as_record=True,
-                                chars_as_strings=True)
-    except Exception as exc:  # scipy raises ValueError, TypeError, OSError, … on bad files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return read_mat(path, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
+    except ConvpropError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
         raise ConvpropError(f"{path} is not a readable MATLAB .mat file (v4-v7): {reason}") from None
 
 
