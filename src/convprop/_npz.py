@@ -17,6 +17,8 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,19 @@ MAX_HEADER = 1 << 16
 #: zlib never inflates by more than about 1032:1.
 _MAX_RATIO = 1100
 _MAGIC = b"\x93NUMPY"
+
+
+@contextmanager
+def file_errors(where: str, kind: str) -> Iterator[None]:
+    """Turn the OS errors of opening and reading ``where`` (a ``kind`` file) into one-line ConvpropErrors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ConvpropError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ConvpropError(f"{where} is a directory, not a {kind} file") from None
+    except OSError as exc:
+        raise ConvpropError(f"{where}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _header(member, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -159,7 +174,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     where = str(path)
-    try:
+    with file_errors(where, ".npy"):
         size = path.stat().st_size
         with open(path, "rb") as f:
             shape, fortran, dtype, offset = _header(f, where)
@@ -168,14 +183,6 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
                 raise ConvpropError(f"{where}: header declares {count * dtype.itemsize} bytes of data, "
                                     f"the file holds {size - offset}")
             data = f.read(count * dtype.itemsize)
-    except ConvpropError:
-        raise
-    except FileNotFoundError:
-        raise ConvpropError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise ConvpropError(f"{where} is a directory, not a .npy file") from None
-    except OSError as exc:
-        raise ConvpropError(f"{where}: cannot read it ({exc.strerror or exc})") from None
     if len(data) != count * dtype.itemsize:
         raise ConvpropError(f"{where}: truncated data")
     return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C").copy()

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._npz import read_npz
+from ._npz import file_errors, read_npz
 from ._atomic import atomic_write
 from .errors import ConvpropError
 from .layers import Conv, Dense, Input, MaxPool, Subsample
@@ -199,15 +199,8 @@ def _optimizer_state(training: dict, arrays: dict[str, np.ndarray], net: Network
 def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except FileNotFoundError:
-        raise ConvpropError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise ConvpropError(f"{where} is a directory, not a .npz file") from None
-    except OSError as exc:
-        raise ConvpropError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    with file_errors(where, ".npz"), open(path, "rb") as f:
+        magic = f.read(6)
     if magic == b"\x93NUMPY":
         raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
     if magic[:4] != b"PK\x03\x04":
