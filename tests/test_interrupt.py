@@ -42,7 +42,8 @@ def _fresh_net():
 
 
 def _train_child(ckpt, epochs: int) -> None:
-    """Child body: resume from ``ckpt`` if it exists, train to ``epochs``, then exit."""
+    """Child body: resume from ``ckpt`` if it exists, train to ``epochs``, then exit
+    (status 130 after a Ctrl-C, during training or while loading)."""
     code = 0
     try:
         x, y = _problem()
@@ -52,6 +53,8 @@ def _train_child(ckpt, epochs: int) -> None:
             net, state = _fresh_net(), None
         session.fit(net, x, y, epochs=epochs, batch_size=4, alpha=0.5, seed=SEED, state=state,
                     checkpoint=ckpt)
+    except (session.Interrupted, KeyboardInterrupt):
+        code = 130
     except BaseException:  # noqa: BLE001
         import traceback
 
@@ -119,27 +122,6 @@ def test_sigkill_at_random_moments_keeps_a_loadable_checkpoint(tmp_path):
           f"checkpoint epochs after each: {epochs_seen[1:]}")
 
 
-def _sigint_child(ckpt, epochs: int) -> None:
-    code = 0
-    try:
-        x, y = _problem()
-        if os.path.exists(ckpt):
-            net, state, _ = load_checkpoint(ckpt)
-        else:
-            net, state = _fresh_net(), None
-        session.fit(net, x, y, epochs=epochs, batch_size=4, alpha=0.5, seed=SEED, state=state,
-                    checkpoint=ckpt)
-    except (session.Interrupted, KeyboardInterrupt):  # during training, or while loading
-        code = 130
-    except BaseException:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    finally:
-        os._exit(code)
-
-
 def test_ctrl_c_at_random_moments_saves_and_resumes_bit_identically(tmp_path):
     ckpt = tmp_path / "run.npz"
     rng = np.random.default_rng(7)
@@ -147,7 +129,7 @@ def test_ctrl_c_at_random_moments_saves_and_resumes_bit_identically(tmp_path):
     interrupted = 0
     mid_epoch = 0
     for _ in range(12):
-        pid = _fork(_sigint_child, ckpt, target)
+        pid = _fork(_train_child, ckpt, target)
         time.sleep(rng.uniform(0.005, 0.05))
         try:
             os.kill(pid, signal.SIGINT)
@@ -164,7 +146,7 @@ def test_ctrl_c_at_random_moments_saves_and_resumes_bit_identically(tmp_path):
                 mid_epoch += state.batch > 0
         else:
             break  # the run finished before the signal arrived
-    pid = _fork(_sigint_child, ckpt, target)
+    pid = _fork(_train_child, ckpt, target)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     resumed, state, _ = load_checkpoint(ckpt)
