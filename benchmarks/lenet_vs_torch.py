@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from lenet import lenet  # noqa: E402
 
 from convprop import train  # noqa: E402
-from convprop.optim import Adam  # noqa: E402
+from convprop.engine.optim import Adam  # noqa: E402
 
 
 def convprop_seconds(x, y, batches, batch):

@@ -19,8 +19,12 @@ import time
 
 import numpy as np
 
-from convprop import Conv, Input, Network, Subsample, evaluate, train
-from convprop.data import read_idx
+from convprop import Conv, Input, Network, Subsample
+
+from convprop import evaluate
+
+from convprop import train
+from convprop.datasets import read_idx
 
 
 def main() -> None:

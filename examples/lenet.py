@@ -19,10 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convprop import Conv, Dense, Input, MaxPool, Network, evaluate, train
-from convprop.data import images_to_float, load_fashion_mnist, load_mnist
+from convprop import Conv, Dense, Input, MaxPool, Network
+
+from convprop import evaluate
+
+from convprop import train
+from convprop.datasets import images_to_float, load_fashion_mnist, load_mnist
 from convprop.errors import ConvpropError
-from convprop.optim import Adam
+from convprop.engine.optim import Adam
 
 
 def lenet(dtype, seed: int) -> Network:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convprop.data import load_mnist
+from convprop.datasets import load_mnist
 from convprop.dlt import cnnsetup, cnntest, cnntrain
 from convprop.errors import ConvpropError
 

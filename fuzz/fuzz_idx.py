@@ -1,4 +1,4 @@
-"""atheris target: :func:`convprop.data.read_idx` (raw and gzip IDX files)."""
+"""atheris target: :func:`convprop.datasets.read_idx` (raw and gzip IDX files)."""
 
 import atheris
 
@@ -8,7 +8,7 @@ import numpy  # noqa: F401  (not instrumented: only the reader is)
 with atheris.instrument_imports(include=["convprop", "gzip"]):
     import gzip  # the gzip path of the reader is part of the target
 
-    from convprop.data import idx as _idx
+    from convprop.formats import idx as _idx
 
 
 def one_input(path: str) -> None:

@@ -1,5 +1,5 @@
 """atheris target: the .mat readers, :func:`convprop.dlt.load_mat` (toolbox nets) and
-:func:`convprop.data.read_mat` (any variables), on the same bytes."""
+:func:`convprop.datasets.read_mat` (any variables), on the same bytes."""
 
 import atheris
 
@@ -10,8 +10,8 @@ import scipy.sparse  # noqa: F401
 with atheris.instrument_imports(include=["convprop", "scipy.io.matlab"]):
     import scipy.io.matlab  # noqa: F401  (instrument loadmat's Python layer too)
 
-    from convprop import matfile as _dltmat
-    from convprop.data import matfile as _matfile
+    from convprop.formats import matlab as _dltmat
+    from convprop.formats import mat as _matfile
 
 
 def one_input(path: str) -> None:

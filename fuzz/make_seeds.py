@@ -17,7 +17,7 @@ import _harness  # noqa: F401  (puts src/ on sys.path)
 
 
 def idx_seeds() -> dict[str, bytes]:
-    from convprop.data import write_idx
+    from convprop.datasets import write_idx
 
     rng = np.random.default_rng(0)
     arrays = {
@@ -72,7 +72,7 @@ def mat_seeds() -> dict[str, bytes]:
         import tempfile
 
         from convprop import Conv, Input, Network, Subsample
-        from convprop.matfile import save_mat
+        from convprop.formats.matlab import save_mat
     except ImportError:
         return out
     net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=2, seed=0)
@@ -84,7 +84,7 @@ def mat_seeds() -> dict[str, bytes]:
 
 def checkpoint_seeds() -> dict[str, bytes]:
     from convprop import Conv, Input, Network, Subsample
-    from convprop import io as cio
+    from convprop.formats import npz as cio
     import tempfile
 
     net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
@@ -102,8 +102,8 @@ def checkpoint_seeds() -> dict[str, bytes]:
             out["checkpoint"] = p.read_bytes()
             out["checkpoint_sgd"] = p.read_bytes()
             try:  # a checkpoint with an optimiser's state (Adam: slots m and v)
-                from convprop.optim import make_optimizer
-                from convprop.session import fit
+                from convprop.engine.optim import make_optimizer
+                from convprop.training.session import fit
 
                 rng = np.random.default_rng(0)
                 fit(net, rng.random((4, 6, 6)), np.arange(4) % 3, epochs=1, batch_size=2, seed=0,

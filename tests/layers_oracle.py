@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from convprop import activations
-from convprop.layers import Conv, Dense, MaxPool, Subsample
+from convprop.engine import activations
+from convprop.engine.layers import Conv, Dense, MaxPool, Subsample
 
 #: Agreement asked of float64 results with PyTorch autograd (relative to each tensor's largest entry).
 TORCH_TOL = 1e-10
@@ -82,7 +82,7 @@ def torch_twin(net, x, y):
 
 def central_differences(net, x, y, epsilon=1e-5):
     """Central differences (L(θ+ε) − L(θ−ε))/2ε for every parameter entry of a float64 network."""
-    from convprop._checks import check_images, check_targets
+    from convprop._validation import check_images, check_targets
 
     maps, _ = check_images(x, net.image_shape, net.dtype)
     targets = check_targets(y, maps.shape[0], net.n_outputs, net.dtype)

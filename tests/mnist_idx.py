@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convprop.data import load_mnist as _load
+from convprop.datasets import load_mnist as _load
 
 
 def load_mnist(shared: Path, split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:

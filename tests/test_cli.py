@@ -11,7 +11,7 @@ from PIL import Image
 
 from convprop import Network
 from convprop.cli import main
-from convprop.io import load_checkpoint, load_model
+from convprop.formats.npz import load_checkpoint, load_model
 from idx_helpers import tiny_dataset, write_idx
 
 SRC = Path(__file__).resolve().parents[1] / "src"

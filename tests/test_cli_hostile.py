@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convprop.data import write_idx
+from convprop.datasets import write_idx
 
 cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not merged yet")
-from convprop.io import load_checkpoint, load_model  # noqa: E402
+from convprop.formats.npz import load_checkpoint, load_model  # noqa: E402
 
 SRC = Path(cli.__file__).resolve().parents[1]  # the convprop under test, for subprocesses
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convprop.data import (images_to_float, load_dataset, load_fashion_mnist, load_mnist,
+from convprop.datasets import (images_to_float, load_dataset, load_fashion_mnist, load_mnist,
                            write_idx)
 from convprop.errors import ConvpropError
 

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from convprop.data import load_mnist
-from convprop.data import catalog, download
+from convprop.datasets import load_mnist
+from convprop.datasets import catalog, download
 from convprop.errors import ConvpropError
 
 SPEC = catalog.DATASETS["mnist"]

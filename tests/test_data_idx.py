@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from convprop.data import read_idx, write_idx
+from convprop.datasets import read_idx, write_idx
 from convprop.errors import ConvpropError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convprop.data import cache_dir, load_dataset, write_idx
-from convprop.data import catalog
+from convprop.datasets import cache_dir, load_dataset, write_idx
+from convprop.datasets import catalog
 from convprop.errors import ConvpropError
 
 

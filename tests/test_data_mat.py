@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from convprop.data import load_mnist, load_mnist_mat, mnist_mat_images, read_mat
+from convprop.datasets import load_mnist, load_mnist_mat, mnist_mat_images, read_mat
 from convprop.errors import ConvpropError
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.signal import convolve, convolve2d, correlate2d
 
-from convprop import Conv, Input, Network, Subsample, ops
+from convprop import Conv, Input, Network, Subsample
+from convprop.engine import ops
 
 rng = np.random.default_rng(2024)
 

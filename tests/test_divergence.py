@@ -10,8 +10,8 @@ import pytest
 
 from convprop import Conv, Input, Network, Subsample
 
-session = pytest.importorskip("convprop.session", reason="convprop.session (branch cli) not merged yet")
-from convprop.io import load_checkpoint  # noqa: E402
+session = pytest.importorskip("convprop.training.session", reason="convprop.training.session (branch cli) not merged yet")
+from convprop.formats.npz import load_checkpoint  # noqa: E402
 
 
 def _data():

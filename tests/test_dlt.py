@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import dlt_reference as ref
-from convprop import Conv, ConvpropError, Input, Network, Subsample, evaluate, layout, train
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+from convprop import evaluate
+from convprop.engine import layout
+from convprop import train
 from convprop import dlt
 
 TOOLBOX_LAYERS = [
@@ -177,7 +180,7 @@ def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(
     net = dlt.cnnsetup({"layers": copy.deepcopy(TOOLBOX_LAYERS[:2]) + [{"type": "s", "scale": 2}]}, x, y, seed=0)
     report = dlt.cnnnumgradcheck(net, x, y)
     assert report.passed and report.max_abs_error < 1e-8
-    from convprop.layers import output
+    from convprop.engine.layers import output
 
     real = output.ops.sigmoid_backward
     monkeypatch.setattr(output.ops, "sigmoid_backward", lambda d, a: real(d, a) * 1.001)

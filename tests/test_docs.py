@@ -64,10 +64,10 @@ def test_cited_tests_exist():
 
 
 def test_docstring_examples_run():
-    import convprop.explain
-    import convprop.network
+    import convprop.training.explain
+    import convprop.engine.network
 
-    for module in (convprop.explain, convprop.network):
+    for module in (convprop.training.explain, convprop.engine.network):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -85,7 +85,7 @@ def test_strict_docs_build(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "WARNING" not in run.stderr, run.stderr[-3000:]
     page = (tmp_path / "site" / "derivation" / "index.html").read_text()
-    assert 'class="arithmatex"' in page and "source/src/convprop/layers/conv.py/#L" in page
+    assert 'class="arithmatex"' in page and "source/src/convprop/engine/layers/conv.py/#L" in page
     assert (tmp_path / "site" / "api" / "index.html").read_text().count("doc-heading") > 20
 
 
@@ -93,9 +93,9 @@ def test_hook_links_to_the_repository_when_repo_url_is_set():
     from types import SimpleNamespace
 
     page = SimpleNamespace(file=SimpleNamespace(src_uri="derivation.md"))
-    text = "see [[code:src/convprop/losses.py::e = o - y]] here"
-    line = code_links.resolve("src/convprop/losses.py", "e = o - y")
+    text = "see [[code:src/convprop/engine/losses.py::e = o - y]] here"
+    line = code_links.resolve("src/convprop/engine/losses.py", "e = o - y")
     hosted = code_links.on_page_markdown(text, page, {"repo_url": "https://example.org/x/convprop/", "extra": {}}, None)
-    assert hosted == f"see [`losses.py:L{line}`](https://example.org/x/convprop/blob/main/src/convprop/losses.py#L{line}) here"
+    assert hosted == f"see [`losses.py:L{line}`](https://example.org/x/convprop/blob/main/src/convprop/engine/losses.py#L{line}) here"
     local = code_links.on_page_markdown(text, page, {"repo_url": None, "extra": {}}, None)
-    assert local == f"see [`losses.py:L{line}`](source/src/convprop/losses.py.md#L{line}) here"
+    assert local == f"see [`losses.py:L{line}`](source/src/convprop/engine/losses.py.md#L{line}) here"

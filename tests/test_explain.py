@@ -1,4 +1,4 @@
-"""convprop.explain: the printed numbers are the network's real activations, deltas and gradients."""
+"""convprop.training.explain: the printed numbers are the network's real activations, deltas and gradients."""
 
 import argparse
 import io
@@ -7,9 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from convprop import Conv, ConvpropError, Input, Network, Subsample, layout
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+
+from convprop.engine import layout
 from convprop.dlt import load_mat, save_mat
-from convprop.explain import add_explain_command, explain, explanation, main, run_explain_command
+from convprop.training.explain import add_explain_command, explain, explanation, main, run_explain_command
 
 
 def _net():
@@ -139,7 +141,7 @@ def test_fixture_network_explained(shared):
 
 def test_convprop_explain_command_on_a_saved_model(tmp_path, capsys):
     from convprop.cli import main as cli_main
-    from convprop.io import save_model
+    from convprop.formats.npz import save_model
 
     net = Network([Input(12, 10), Conv(2, 3), Subsample(2), Conv(3, (2, 3))], n_outputs=4, seed=3)
     save_model(tmp_path / "model.npz", net)

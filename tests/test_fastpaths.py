@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-import convprop.layers.conv as conv_module
+import convprop.engine.layers.conv as conv_module
 from conftest import random_batch
-from convprop import Conv, Input, Network, Subsample, ops
+from convprop import Conv, Input, Network, Subsample
+from convprop.engine import ops
 
 
 def _grads(net, x, y):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, mutated
 
-cio = pytest.importorskip("convprop.io", reason="convprop.io (branch cli) not merged yet")
+cio = pytest.importorskip("convprop.formats.npz", reason="convprop.formats.npz (branch cli) not merged yet")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import make_seeds  # noqa: E402

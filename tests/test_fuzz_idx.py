@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from convprop.data import read_idx, write_idx
+from convprop.datasets import read_idx, write_idx
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, mutated
 

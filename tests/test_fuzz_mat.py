@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convprop.data import read_mat
+from convprop.datasets import read_mat
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, in_child, mutated
 
@@ -141,7 +141,7 @@ def test_fixture_from_octave_still_reads(shared):
 
 
 def _check(data: bytes) -> None:
-    from convprop.matfile import load_mat
+    from convprop.formats.matlab import load_mat
 
     with bytes_file(data, ".mat") as path:
         for reader in (read_mat, load_mat):

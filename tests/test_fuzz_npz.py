@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from convprop._npz import read_npz
+from convprop.formats._npz import read_npz
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, mutated
 
@@ -145,7 +145,7 @@ def test_not_a_zip_and_missing(tmp_path):
 
 # ------------------------------------------------------------- single .npy files (explain --input)
 
-from convprop._npz import read_npy  # noqa: E402
+from convprop.formats._npz import read_npy  # noqa: E402
 
 
 @FAST
@@ -173,8 +173,8 @@ def test_npy_hostile(data, message):
 
 
 def test_explain_input_files_are_checked(tmp_path):
-    """``convprop.explain --input`` reads .npy and .mat through the checked readers."""
-    from convprop.explain import _load_images
+    """``convprop.training.explain --input`` reads .npy and .mat through the checked readers."""
+    from convprop.training.explain import _load_images
 
     p = tmp_path / "x.npy"
     p.write_bytes(_npy_header((10**6, 28, 28)) + bytes(64))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import random_batch
-from convprop import Conv, Input, Network, Subsample, gradcheck
+from convprop import Conv, Input, Network, Subsample
+from convprop import gradcheck
 
 NETS = {
     # name: (layers, n_outputs)
@@ -44,7 +45,7 @@ def test_gradcheck_with_labels_and_float32_network():
 def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
     net = Network([Input(8, 8), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
     x, y = random_batch(net, 3)
-    from convprop.layers import pool
+    from convprop.engine.layers import pool
 
     real = pool.ops.mean_pool_backward
     monkeypatch.setattr(pool.ops, "mean_pool_backward", lambda d, s: real(d, s) * 1.01)

@@ -22,8 +22,8 @@ from convprop import Conv, Input, Network, Subsample
 
 if not hasattr(os, "fork"):
     pytest.skip("the kill tests fork trainers (POSIX only)", allow_module_level=True)
-session = pytest.importorskip("convprop.session", reason="convprop.session (branch cli) not merged yet")
-from convprop.io import load_checkpoint  # noqa: E402
+session = pytest.importorskip("convprop.training.session", reason="convprop.training.session (branch cli) not merged yet")
+from convprop.formats.npz import load_checkpoint  # noqa: E402
 
 #: Number of SIGKILLs per test run (each at a random moment).
 KILLS = 40

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from convprop import Conv, ConvpropError, Input, Network, Subsample
-from convprop.io import TrainingState, load_checkpoint, load_model, rng_from_state, save_checkpoint, save_model
+from convprop.formats.npz import TrainingState, load_checkpoint, load_model, rng_from_state, save_checkpoint, save_model
 
 
 def small_net(dtype=np.float64, seed=0):
@@ -154,7 +154,7 @@ def test_suffix_must_be_npz(tmp_path):
 @pytest.mark.parametrize("spec", ["16c3-m2", "8c3ps/2-s2", "6c5-s2-120fr-84fr", "2c3l0.00001-m2", "2c3l0.1234567891"])
 def test_models_beyond_the_toolbox_round_trip(tmp_path, spec):
     """Large enough to pass the size check's 2^20 floor, with layers it must model exactly."""
-    from convprop.spec import parse_layers
+    from convprop.engine.spec import parse_layers
 
     net = Network([Input(100, 100), *parse_layers(spec)], n_outputs=10, seed=0)
     save_model(tmp_path / "m.npz", net)

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from convprop import ConvpropError, Network, activations
-from convprop.layers import Conv, Dense, Input, MaxPool
-from convprop.spec import format_layers, output_kind, parse_layers, parse_network_spec
+from convprop import ConvpropError, Network
+
+from convprop.engine import activations
+from convprop.engine.layers import Conv, Dense, Input, MaxPool
+from convprop.engine.spec import format_layers, output_kind, parse_layers, parse_network_spec
 
 LENET = "6c5rps-m2-16c5r-m2-120fr-84fr"
 
@@ -50,7 +52,7 @@ def test_network_spec_with_softmax_outputs():
 
 
 def test_model_file_keeps_new_layers_and_the_softmax(tmp_path):
-    from convprop.io import load_model, save_model
+    from convprop.formats.npz import load_model, save_model
 
     net = Network([Input(12, 10, 3), Conv(4, (3, 2), "relu", padding="same", stride=2), MaxPool(2, crop=True),
                    Dense(6, activations.LeakyReLU(0.25))], 5, output="softmax", dtype=np.float32, seed=1)
@@ -63,7 +65,7 @@ def test_model_file_keeps_new_layers_and_the_softmax(tmp_path):
 
 def test_cli_trains_a_relu_maxpool_softmax_network(tmp_path):
     from convprop.cli import main
-    from convprop.io import load_model
+    from convprop.formats.npz import load_model
     from idx_helpers import tiny_dataset
 
     data = tiny_dataset(tmp_path / "tiny")

@@ -10,8 +10,10 @@ import itertools
 import numpy as np
 import pytest
 
-from convprop import ConvpropError, Network, activations
-from convprop.layers import Conv, Dense, Input
+from convprop import ConvpropError, Network
+
+from convprop.engine import activations
+from convprop.engine.layers import Conv, Dense, Input
 from layers_oracle import batch, check_against_torch, check_central_differences
 
 torch = pytest.importorskip("torch")

@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 
-from convprop import ConvpropError, Network, activations, losses
-from convprop.layers import Conv, Dense, Input, MaxPool
+from convprop import ConvpropError, Network
+
+from convprop.engine import activations
+
+from convprop.engine import losses
+from convprop.engine.layers import Conv, Dense, Input, MaxPool
 from layers_oracle import batch, check_against_torch, check_central_differences
 
 torch = pytest.importorskip("torch")

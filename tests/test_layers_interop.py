@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from convprop import ConvpropError, Network, activations
-from convprop.layers import Conv, Dense, Input, MaxPool, Subsample
+from convprop import ConvpropError, Network
+
+from convprop.engine import activations
+from convprop.engine.layers import Conv, Dense, Input, MaxPool, Subsample
 
 NETS = {
     "lenet-relu-maxpool-softmax": (
@@ -25,7 +27,7 @@ NETS = {
 def test_onnxruntime_runs_every_new_layer(name, layout):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from convprop.onnx_export import to_onnx
+    from convprop.formats.onnx import to_onnx
 
     layers, k, output = NETS[name]
     net = Network(layers, k, output=output, dtype=np.float32, seed=1)
@@ -45,7 +47,7 @@ def test_onnxruntime_runs_every_new_layer(name, layout):
 
 def test_onnx_node_types_cover_the_new_layers():
     pytest.importorskip("onnx")
-    from convprop.onnx_export import to_onnx
+    from convprop.formats.onnx import to_onnx
 
     seen = set()
     for layers, k, output in NETS.values():
@@ -63,7 +65,7 @@ def test_float64_graph_in_the_onnx_reference_runtime():
     pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
 
-    from convprop.onnx_export import to_onnx
+    from convprop.formats.onnx import to_onnx
 
     layers, k, output = NETS["colour-stride-pad-tanh-leaky"]  # slope 0.25: ONNX keeps LeakyRelu's alpha in float32
     net = Network(layers, k, output=output, seed=3)
@@ -128,7 +130,7 @@ def test_sklearn_classifier_with_new_layers_and_softmax():
     ([Input(8, 8), Conv(2, 3)], "softmax", "its softmax output has no DeepLearnToolbox equivalent"),
 ])
 def test_mat_save_of_a_non_toolbox_network_is_a_clear_error(tmp_path, layers, output, reason):
-    from convprop.matfile import save_mat
+    from convprop.formats.matlab import save_mat
 
     net = Network(layers, 3, output=output, seed=0)
     with pytest.raises(ConvpropError, match="the toolbox cannot represent network .*" + reason):
@@ -138,7 +140,7 @@ def test_mat_save_of_a_non_toolbox_network_is_a_clear_error(tmp_path, layers, ou
 
 
 def test_explain_runs_on_a_network_with_new_layers():
-    from convprop.explain import explain
+    from convprop.training.explain import explain
 
     net = Network([Input(6, 6), Conv(2, 3, "relu", padding="same"), MaxPool(2), Dense(4, "tanh")], 3,
                   output="softmax", seed=0)

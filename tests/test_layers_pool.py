@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from convprop import ConvpropError, Network, ops
-from convprop.layers import Conv, Dense, Input, MaxPool, Subsample
+from convprop import ConvpropError, Network
+
+from convprop.engine import ops
+from convprop.engine.layers import Conv, Dense, Input, MaxPool, Subsample
 from layers_oracle import batch, check_against_torch, check_central_differences
 
 torch = pytest.importorskip("torch")

@@ -3,7 +3,9 @@
 import numpy as np
 from scipy.signal import convolve
 
-from convprop import Conv, Input, Network, Subsample, layout
+from convprop import Conv, Input, Network, Subsample
+
+from convprop.engine import layout
 
 
 def test_kernel_round_trip_is_exact_and_is_a_rot180():

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from convprop import Conv, ConvpropError, Input, Network, Subsample, dlt, evaluate, layout
+from convprop import Conv, ConvpropError, Input, Network, Subsample, dlt
+
+from convprop import evaluate
+
+from convprop.engine import layout
 from convprop.dlt import load_mat, save_mat
 
 OCTAVE_DIR = Path(__file__).parent / "octave"

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import random_batch
-from convprop import Conv, ConvpropError, Input, Network, Subsample, evaluate, train
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+from convprop import evaluate
+from convprop import train
 
 
 def small(dtype=np.float64, seed=0, **kw):
@@ -58,7 +60,7 @@ def test_single_image_prediction_and_batches_agree():
 
 
 def test_predict_chunks_do_not_change_results(monkeypatch):
-    from convprop import network
+    from convprop.engine import network
 
     net = small()
     x, _ = random_batch(net, 25)

@@ -44,7 +44,7 @@ def _npy_with_object_array(marker: Path) -> bytes:
 
 
 def _model_file(tmp_path: Path) -> Path:
-    io_mod = pytest.importorskip("convprop.io", reason="convprop.io (branch cli) not merged yet")
+    io_mod = pytest.importorskip("convprop.formats.npz", reason="convprop.formats.npz (branch cli) not merged yet")
     from convprop import Conv, Input, Network, Subsample
 
     net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
@@ -81,7 +81,7 @@ def _crafted_npz(tmp_path: Path, marker: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("loader", ["load_model", "load_checkpoint"])
 def test_model_and_checkpoint_loaders_refuse_pickles(tmp_path, loader):
     marker = tmp_path / "PWNED"
-    io_mod = pytest.importorskip("convprop.io")
+    io_mod = pytest.importorskip("convprop.formats.npz")
     for case, path in _crafted_npz(tmp_path, marker).items():
         with pytest.raises(ConvpropError) as info:
             getattr(io_mod, loader)(path)
@@ -106,7 +106,7 @@ def test_cli_refuses_pickled_model(tmp_path, capsys):
 
 
 def test_mat_readers_refuse_pickles(tmp_path):
-    from convprop.data import read_mat
+    from convprop.datasets import read_mat
 
     marker = tmp_path / "PWNED"
     p = tmp_path / "net.mat"
@@ -115,7 +115,7 @@ def test_mat_readers_refuse_pickles(tmp_path):
         with pytest.raises(ConvpropError, match="not a MATLAB .mat file|corrupt"):
             read_mat(p)
         try:
-            from convprop.matfile import load_mat
+            from convprop.formats.matlab import load_mat
         except ImportError:
             continue
         with pytest.raises(ConvpropError, match="not a readable MATLAB .mat file"):
@@ -127,7 +127,7 @@ def test_mat_function_handles_and_opaque_objects_refused(tmp_path):
     """A .mat file can hold MATLAB function handles and opaque objects: never decoded."""
     import struct
 
-    from convprop.data import read_mat
+    from convprop.datasets import read_mat
 
     def el(mtype, data):
         return struct.pack("<II", mtype, len(data)) + data + b"\0" * (-len(data) % 8)
@@ -142,7 +142,7 @@ def test_mat_function_handles_and_opaque_objects_refused(tmp_path):
 
 
 def test_idx_and_image_readers_refuse_pickles(tmp_path):
-    from convprop.data import read_idx
+    from convprop.datasets import read_idx
 
     marker = tmp_path / "PWNED"
     p = tmp_path / "train-images-idx3-ubyte"

@@ -5,13 +5,15 @@ import os
 import numpy as np
 import pytest
 
-from convprop import Conv, ConvpropError, Input, Network, Subsample, train
-from convprop.layers import Layer
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+
+from convprop import train
+from convprop.engine.layers import Layer
 from mnist_idx import load_mnist
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from convprop.onnx_export import EXPORTERS, export_onnx, register_exporter, to_onnx  # noqa: E402
+from convprop.formats.onnx import EXPORTERS, export_onnx, register_exporter, to_onnx  # noqa: E402
 
 LENET = [Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)]
 

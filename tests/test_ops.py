@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import convolve, correlate
 
-from convprop import ops
+from convprop.engine import ops
 
 
 def test_seed_2x2_example_rot180_full_convolution():

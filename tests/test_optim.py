@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import random_batch
-from convprop import Conv, ConvpropError, Input, Network, Subsample, train
-from convprop.optim import SGD, Adam, AdamW, CosineLR, ExponentialLR, StepLR
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+from convprop import train
+from convprop.engine.optim import SGD, Adam, AdamW, CosineLR, ExponentialLR, StepLR
 
 torch = pytest.importorskip("torch")
 from test_torch_oracle import TorchTwin  # noqa: E402  (needs torch)

@@ -68,7 +68,9 @@ def test_forked_child_does_not_hang_on_the_parents_pool(monkeypatch):
 def test_blas_is_capped_while_training_and_predicting(monkeypatch):
     from threadpoolctl import threadpool_info
 
-    from convprop import Conv, Input, Network, Subsample, train
+    from convprop import Conv, Input, Network, Subsample
+
+    from convprop import train
 
     seen = []
 

@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from convprop import Conv, ConvpropError, Input, Network, Subsample, evaluate, gradcheck, train
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+
+from convprop import evaluate
+
+from convprop import gradcheck
+
+from convprop import train
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

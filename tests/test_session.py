@@ -4,10 +4,12 @@ import signal
 import numpy as np
 import pytest
 
-from convprop import Conv, ConvpropError, Input, Network, Subsample, train
-from convprop.io import load_checkpoint
-from convprop.optim import SGD, Adam, StepLR
-from convprop.session import Diverged, Interrupted, fit
+from convprop import Conv, ConvpropError, Input, Network, Subsample
+
+from convprop import train
+from convprop.formats.npz import load_checkpoint
+from convprop.engine.optim import SGD, Adam, StepLR
+from convprop.training.session import Diverged, Interrupted, fit
 
 N, BATCH = 40, 7  # 6 batches per epoch, the last one partial
 

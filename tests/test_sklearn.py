@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from convprop import Conv, ConvpropError, Subsample  # noqa: E402
-from convprop.optim import SGD, StepLR  # noqa: E402
+from convprop.engine.optim import SGD, StepLR  # noqa: E402
 from convprop.sklearn import CNNClassifier, parse_layers  # noqa: E402
 from mnist_idx import load_mnist  # noqa: E402
 
@@ -95,12 +95,13 @@ def test_partial_fit_continues_and_equals_fit_epoch_by_epoch(mnist):
 
 
 def test_default_network_is_the_toolbox_example_and_sgd_is_the_toolbox_update(mnist):
-    from convprop import Input, Network, train
+    from convprop import Input, Network
+    from convprop import train
 
     x, y = mnist[0][:100], mnist[1][:100]
     clf = CNNClassifier(random_state=0, shuffle=False).fit(x, y)
     assert clf.network_.spec == "28x28-6c5-s2-12c5-s2-10o" and clf.network_.dtype == np.float32
-    # The same network trained by convprop.train with the toolbox's update.
+    # The same network trained by convprop.training.train with the toolbox's update.
     net = Network([Input(28, 28), *parse_layers("6c5-s2-12c5-s2")], 10, dtype=np.float32, seed=0)
     init = CNNClassifier(random_state=0)  # the same initial weights (private helpers)
     init._validate(x, y, reset=True)

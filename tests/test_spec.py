@@ -1,7 +1,7 @@
 import pytest
 
 from convprop import Conv, ConvpropError, Input, Network, Subsample
-from convprop.spec import format_layers, parse_layers, parse_network_spec
+from convprop.engine.spec import format_layers, parse_layers, parse_network_spec
 
 
 def test_parse_dlt_example():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import random_batch
-from convprop import Conv, Input, Network, Subsample, train
-from convprop.layers import Subsample as SubsampleLayer
+from convprop import Conv, Input, Network, Subsample
+from convprop import train
+from convprop.engine.layers import Subsample as SubsampleLayer
 
 torch = pytest.importorskip("torch")
 

@@ -7,7 +7,11 @@ not learn stays near 90 %.
 
 import pytest
 
-from convprop import Conv, Input, Network, Subsample, evaluate, train
+from convprop import Conv, Input, Network, Subsample
+
+from convprop import evaluate
+
+from convprop import train
 from mnist_idx import load_mnist
 
 

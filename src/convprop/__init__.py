@@ -4,11 +4,11 @@ A faithful, vectorised NumPy port of the CNN of the MATLAB DeepLearnToolbox.
 """
 
 from .errors import ConvpropError
-from .evaluate import Evaluation, evaluate
-from .gradcheck import GradcheckReport, gradcheck
-from .layers import Conv, Dense, Input, MaxPool, Subsample
-from .network import Network
-from .train import History, train
+from .training.evaluate import Evaluation, evaluate
+from .training.gradcheck import GradcheckReport, gradcheck
+from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
+from .engine.network import Network
+from .training.train import History, train
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConvpropError
-from .io import model_file
+from .formats.npz import model_file
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
 DATASETS = ("mnist", "fashion-mnist")
@@ -48,7 +48,7 @@ def _say(args, *text) -> None:
 
 
 def _load(dataset: str, split: str, data_dir: str | None, dtype, quiet: bool):
-    from .data import images_to_float, load_dataset
+    from .datasets import images_to_float, load_dataset
 
     # An explicit directory is read as it is; only the default look-up may download.
     images, labels = load_dataset(dataset, split=split, path=data_dir, download=data_dir is None,
@@ -75,11 +75,11 @@ def _class_names(extra: dict, n: int) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from .io import load_checkpoint, save_model
-    from .layers import Input
-    from .network import Network
-    from .session import fit, new_state
-    from .spec import format_layers, parse_layers
+    from .formats.npz import load_checkpoint, save_model
+    from .engine.layers import Input
+    from .engine.network import Network
+    from .training.session import fit, new_state
+    from .engine.spec import format_layers, parse_layers
 
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     if args.resume:
@@ -168,7 +168,7 @@ def cmd_train(args) -> int:
 
 def _optimizer(config: dict):
     """None for the toolbox's plain SGD (net.step(alpha)), else the run's optimiser."""
-    from .optim import make_optimizer
+    from .engine.optim import make_optimizer
 
     name = config.get("optimizer", "sgd")
     momentum, nesterov = config.get("momentum", 0.0), config.get("nesterov", False)
@@ -192,7 +192,7 @@ def _write_summary(path: Path, config: dict, net, state) -> None:
 
 def _norm(key: str, value):
     if key == "layers":
-        from .spec import format_layers, parse_layers
+        from .engine.spec import format_layers, parse_layers
 
         return format_layers(parse_layers(value))
     return float(value) if key in ("alpha", "momentum", "weight_decay") else value
@@ -211,7 +211,7 @@ def _summary_table(state, first_new: int) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from ._atomic import atomic_write_text
+    from ._files import atomic_write_text
 
     atomic_write_text(path, text)
 
@@ -236,8 +236,8 @@ def _all_plots(net, state, extra, images, x_test, y_test, out: Path, batches_per
 
 
 def cmd_test(args) -> int:
-    from .evaluate import evaluate
-    from .io import load_model
+    from .training.evaluate import evaluate
+    from .formats.npz import load_model
 
     path = model_file(args.model)
     net, extra = load_model(path)
@@ -259,7 +259,7 @@ def cmd_test(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .io import load_checkpoint
+    from .formats.npz import load_checkpoint
 
     path = model_file(args.run)
     if path.name == "model.npz" and path.with_name("checkpoint.npz").is_file():
@@ -344,7 +344,7 @@ def _is_idx(path: Path) -> bool:
 
 
 def cmd_predict(args) -> int:
-    from .io import load_model
+    from .formats.npz import load_model
 
     net, extra = load_model(model_file(args.model))
     names = _class_names(extra, net.n_outputs)
@@ -354,7 +354,7 @@ def cmd_predict(args) -> int:
         if not f.exists():
             raise ConvpropError(f"{f}: no such file")
         if _is_idx(f):
-            from .data import read_idx
+            from .datasets import read_idx
 
             arr = np.asarray(read_idx(f))
             if arr.ndim == (2 if c == 1 else 3):
@@ -385,11 +385,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import gradcheck
-    from .io import load_model
-    from .layers import Input
-    from .network import Network
-    from .spec import parse_layers
+    from .training.gradcheck import gradcheck
+    from .formats.npz import load_model
+    from .engine.layers import Input
+    from .engine.network import Network
+    from .engine.spec import parse_layers
 
     if args.model:
         net, _ = load_model(model_file(args.model))
@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", help="where to write the PNGs (default <run>/plots)")
     q.set_defaults(func=cmd_plot)
 
-    from .explain import add_explain_command
+    from .training.explain import add_explain_command
 
     add_explain_command(sub)
     return p
@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from .session import Interrupted
+    from .training.session import Interrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from . import layout
-from ._checks import as_float_array
+from .engine import layout
+from ._validation import as_float_array
 from .errors import ConvpropError
-from .evaluate import evaluate
-from .gradcheck import GradcheckReport, gradcheck
-from .layers import Conv, Input, Subsample
-from .network import Network
-from .train import train
+from .training.evaluate import evaluate
+from .training.gradcheck import GradcheckReport, gradcheck
+from .engine.layers import Conv, Input, Subsample
+from .engine.network import Network
+from .training.train import train
 
 Struct = dict[str, Any]
 
@@ -422,4 +422,4 @@ def cnnnumgradcheck(net: Struct, x: np.ndarray, y: np.ndarray) -> GradcheckRepor
 
 
 # .mat import/export lives in its own module; imported last because it uses this one.
-from .matfile import load_mat, save_mat  # noqa: E402
+from .formats.matlab import load_mat, save_mat  # noqa: E402

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write
+from ._files import atomic_write
 from .errors import ConvpropError
-from .layers import Conv
-from .network import Network
+from .engine.layers import Conv
+from .engine.network import Network
 
 #: Size in pixels (width, height) of each figure.
 SIZES: dict[str, tuple[int, int]] = {

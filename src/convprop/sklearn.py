@@ -27,11 +27,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"convprop.sklearn needs scikit-learn >= 1.6: pip install 'convprop[sklearn]' ({exc})") from exc
 
 from .errors import ConvpropError
-from .layers import Input, Layer
-from .network import OUTPUTS, Network
-from .optim import OPTIMIZERS, Optimizer, make_optimizer
-from .spec import parse_token
-from .train import train
+from .engine.layers import Input, Layer
+from .engine.network import OUTPUTS, Network
+from .engine.optim import OPTIMIZERS, Optimizer, make_optimizer
+from .engine.spec import parse_token
+from .training.train import train
 
 def parse_layers(spec: str) -> list[Layer]:
     """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.

@@ -24,11 +24,11 @@ from typing import TextIO
 
 import numpy as np
 
-from ._checks import check_images, check_targets
-from .errors import ConvpropError
+from .._validation import check_images, check_targets
+from ..errors import ConvpropError
 from .gradcheck import GradcheckReport, gradcheck
-from .layers import Conv, Input, Subsample
-from .network import Network
+from ..engine.layers import Conv, Input, Subsample
+from ..engine.network import Network
 
 __all__ = ["Summary", "Explanation", "explanation", "explain", "add_explain_command", "run_explain_command", "main"]
 
@@ -255,12 +255,12 @@ def add_explain_command(subparsers) -> argparse.ArgumentParser:
 def _load_images(path: Path, var: str | None) -> np.ndarray:
     """Images as (N, H, W) from .npy (N×H×W or H×W) or .mat (toolbox H×W×N)."""
     if path.suffix == ".npy":
-        from ._npz import read_npy
+        from ..formats._npz import read_npy
 
         arr = read_npy(path)  # header checked against the file size; no pickles
         return arr[None] if arr.ndim == 2 else arr
     if path.suffix == ".mat":
-        from .data import read_mat
+        from ..datasets import read_mat
 
         contents = read_mat(path)  # structure checked before scipy.io.loadmat sees it
         if var is None:
@@ -279,11 +279,11 @@ def run_explain_command(args: argparse.Namespace, out: TextIO | None = None) -> 
     """Run ``explain`` for parsed arguments (see :func:`add_explain_command`); returns the exit code."""
     out = out if out is not None else sys.stdout
     if args.model and Path(args.model).suffix.lower() == ".mat":
-        from .matfile import load_mat
+        from ..formats.matlab import load_mat
 
         net = load_mat(args.model)
     elif args.model:
-        from .io import load_model, model_file
+        from ..formats.npz import load_model, model_file
 
         net, _ = load_model(model_file(args.model))
     else:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_images, check_targets
-from .network import Network
+from .._validation import check_images, check_targets
+from ..engine.network import Network
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import ConvpropError
-from .._atomic import atomic_write
+from .._files import atomic_write
 from .catalog import DatasetSpec, FileSpec
 
 __all__ = ["mirrors_for", "download_file", "fetch_split"]

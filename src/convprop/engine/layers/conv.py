@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations, ops, parallel
-from .._checks import positive_int
-from ..errors import ConvpropError
+from ..._validation import positive_int
+from ...errors import ConvpropError
 from .base import Layer
 
 

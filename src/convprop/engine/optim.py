@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ConvpropError
+from ..errors import ConvpropError
 
 Schedule = Callable[[int], float]
 

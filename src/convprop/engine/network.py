@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ._checks import check_dtype, check_images, check_targets, positive_int
-from .errors import ConvpropError
+from .._validation import check_dtype, check_images, check_targets, positive_int
+from ..errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
 from .ops import from_nhwc, to_nhwc

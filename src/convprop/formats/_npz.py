@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConvpropError
+from ..errors import ConvpropError
 
 __all__ = ["read_npz", "read_npy"]
 

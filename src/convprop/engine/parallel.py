@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .errors import ConvpropError
+from ..errors import ConvpropError
 
 T = TypeVar("T")
 _pools: dict[int, ThreadPoolExecutor] = {}

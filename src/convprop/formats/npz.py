@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from ._npz import file_errors, read_npz
-from ._atomic import atomic_write
-from .errors import ConvpropError
-from .layers import Conv, Dense, Input, MaxPool, Subsample
-from .network import Network
-from .spec import format_layers, parse_layers
+from .._files import atomic_write
+from ..errors import ConvpropError
+from ..engine.layers import Conv, Dense, Input, MaxPool, Subsample
+from ..engine.network import Network
+from ..engine.spec import format_layers, parse_layers
 
 FORMAT = "convprop"
 VERSION = 1

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_dtype
-from ._atomic import atomic_write
-from .errors import ConvpropError
-from . import activations
-from .layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
+from .._validation import check_dtype
+from .._files import atomic_write
+from ..errors import ConvpropError
+from ..engine import activations
+from ..engine.layers import Conv, Dense, Input, Layer, MaxPool, SigmoidOutput, SoftmaxOutput, Subsample
 
 #: Default opset: 17 is read by every onnxruntime since 1.13.
 DEFAULT_OPSET = 17

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import labels_array
-from .errors import ConvpropError
-from .network import Network
+from .._validation import labels_array
+from ..errors import ConvpropError
+from ..engine.network import Network
 
 
 @dataclass

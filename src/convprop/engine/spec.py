@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 
 from . import activations
-from .errors import ConvpropError
+from ..errors import ConvpropError
 from .layers import Conv, Dense, Input, Layer, MaxPool, Subsample
 
 _ACT = r"(?P<act>[rti]|l(?P<slope>\d*\.\d+|\d+)?)?"

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import ConvpropError
-from .._atomic import atomic_write
+from .._files import atomic_write
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from . import layout
-from .data.matfile import read_mat
-from ._atomic import atomic_write
-from .errors import ConvpropError
-from .layers import Conv, Input, Subsample
-from .network import Network
+from ..engine import layout
+from .mat import read_mat
+from .._files import atomic_write
+from ..errors import ConvpropError
+from ..engine.layers import Conv, Input, Subsample
+from ..engine.network import Network
 
 __all__ = ["load_mat", "save_mat", "network_from_struct", "struct_from_network"]
 
@@ -405,7 +405,7 @@ def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn")
         MATLAB variable name (default ``cnn``).
     """
     if isinstance(net, dict):
-        from . import dlt  # the façade builds the engine's network from its struct
+        from .. import dlt
 
         rl = net.get("rL")
         net = dlt._network(net, None)

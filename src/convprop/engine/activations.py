@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
-from .errors import ConvpropError
+from ..errors import ConvpropError
 
 
 class Activation:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_images, check_targets, positive_int
-from .errors import ConvpropError
-from .network import Network
-from .parallel import blas_limit
-from .optim import Optimizer
+from .._validation import check_images, check_targets, positive_int
+from ..errors import ConvpropError
+from ..engine.network import Network
+from ..engine.parallel import blas_limit
+from ..engine.optim import Optimizer
 
 
 @dataclass

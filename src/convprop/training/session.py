@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_images, check_targets, labels_array, positive_int
-from .errors import ConvpropError
+from .._validation import check_images, check_targets, labels_array, positive_int
+from ..errors import ConvpropError
 from .evaluate import evaluate
-from .io import TrainingState, rng_from_state, save_checkpoint
-from .network import Network
-from .parallel import blas_limit
-from .optim import Optimizer
+from ..formats.npz import TrainingState, rng_from_state, save_checkpoint
+from ..engine.network import Network
+from ..engine.parallel import blas_limit
+from ..engine.optim import Optimizer
 
 
 class Diverged(ConvpropError):

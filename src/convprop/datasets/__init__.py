@@ -14,10 +14,10 @@
 """
 
 from .catalog import DATASETS, SPLITS
-from .datasets import images_to_float, load_dataset, load_fashion_mnist, load_mnist
-from .idx import read_idx, write_idx
+from .load import images_to_float, load_dataset, load_fashion_mnist, load_mnist
+from ..formats.idx import read_idx, write_idx
 from .locate import cache_dir
-from .matfile import load_mnist_mat, mnist_mat_images, read_mat
+from ..formats.mat import load_mnist_mat, mnist_mat_images, read_mat
 
 __all__ = [
     "read_idx",

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ConvpropError
 from .catalog import check_split, dataset_spec
 from .download import fetch_split
-from .idx import read_idx
+from ..formats.idx import read_idx
 from .locate import dataset_cache_dir, locate
 
 __all__ = ["load_dataset", "load_mnist", "load_fashion_mnist", "images_to_float"]
