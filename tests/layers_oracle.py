@@ -88,8 +88,8 @@ def central_differences(net, x, y, epsilon=1e-5):
     targets = check_targets(y, maps.shape[0], net.n_outputs, net.dtype)
 
     def loss():
-        net._forward(maps)
-        return net._backward(targets)
+        net.forward_batch(maps)
+        return net.backward_batch(targets)
 
     numeric = {}
     for name, param in net.parameters().items():

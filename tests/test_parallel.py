@@ -75,9 +75,9 @@ def test_blas_is_capped_while_training_and_predicting(monkeypatch):
     seen = []
 
     class Spy(Network):
-        def _forward(self, maps):
+        def forward_batch(self, maps):
             seen.append(max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1))
-            return super()._forward(maps)
+            return super().forward_batch(maps)
 
     net = Spy([Input(8, 8), Conv(2, 3), Subsample(2)], n_outputs=2, seed=0)
     x = np.random.default_rng(0).random((6, 8, 8))

@@ -211,11 +211,22 @@ class Network:
             The sigmoid outputs, also kept as ``self.o`` for :meth:`backward`.
         """
         maps, single = check_images(x, self.image_shape, self.dtype)
-        o = self._forward(maps)
+        o = self.forward_batch(maps)
         return o[0] if single else o
 
-    def _forward(self, maps: np.ndarray) -> np.ndarray:
-        """Forward pass on validated (N, H, W, C) maps of the network's dtype.
+    def forward_batch(self, maps: np.ndarray) -> np.ndarray:
+        """Forward pass on a batch already validated by :func:`convprop._validation.check_images`.
+
+        For callers that check a whole data set once and then feed it batch by
+        batch (the training loop, gradcheck, explain): no per-batch checks.
+
+        Parameters
+        ----------
+        maps : ndarray, shape (N, H, W, C), of the network's dtype
+
+        Returns
+        -------
+        o : ndarray, shape (N, n_outputs)
 
         Inside, maps travel batch-last, (C, H, W, N); the feature vector is
         flattened (H, W, C) per sample, as the output weights expect.
@@ -250,10 +261,20 @@ class Network:
         """
         if self.o is None:
             raise ConvpropError("backward(y) needs a forward(x) first")
-        return self._backward(check_targets(y, self.o.shape[0], self.n_outputs, self.dtype))
+        return self.backward_batch(check_targets(y, self.o.shape[0], self.n_outputs, self.dtype))
 
-    def _backward(self, targets: np.ndarray) -> float:
-        """Backward pass on validated (N, n_outputs) targets of the network's dtype."""
+    def backward_batch(self, targets: np.ndarray) -> float:
+        """Backward pass after :meth:`forward_batch`, on already validated targets.
+
+        Parameters
+        ----------
+        targets : ndarray, shape (N, n_outputs), of the network's dtype
+
+        Returns
+        -------
+        L : float
+            The batch's loss; the gradients are left in each layer's ``grads``.
+        """
         self.L, self.e = self.output.loss(self.o, targets)  # sigmoid: ½·Σ(o−y)²/N, e = o − y
         delta = self.output.backward(self.e)
         delta = delta.T if len(self.map_shape) == 1 else from_nhwc(delta.reshape(self.o.shape[0], *self.map_shape))
@@ -292,7 +313,7 @@ class Network:
         out = np.empty((maps.shape[0], self.n_outputs), dtype=self.dtype)
         with blas_limit():
             for start in range(0, maps.shape[0], PREDICT_CHUNK):
-                out[start : start + PREDICT_CHUNK] = self._forward(maps[start : start + PREDICT_CHUNK])
+                out[start : start + PREDICT_CHUNK] = self.forward_batch(maps[start : start + PREDICT_CHUNK])
         return out[0] if single else out
 
     def predict(self, x: np.ndarray) -> np.ndarray | int:

@@ -145,12 +145,12 @@ def explanation(
     if not single or maps.shape[0] != 1:
         raise ConvpropError(f"explain takes one input of shape {net.image_shape[:2]} (or with channels); "
                             f"got {np.shape(x)}")
-    o = net._forward(maps)
+    o = net.forward_batch(maps)
     if y is None:
         y = int(np.argmax(o[0]))
     targets = check_targets(np.atleast_1d(y) if np.ndim(y) == 0 else np.asarray(y)[None],
                             1, net.n_outputs, np.float64)
-    loss = net._backward(targets)
+    loss = net.backward_batch(targets)
 
     rows = []
     for i, (layer, a) in enumerate(zip(net.layers, net.activations)):

@@ -82,8 +82,8 @@ def gradcheck(
     targets = check_targets(y, maps.shape[0], net.n_outputs, net.dtype)
 
     def loss() -> float:
-        net._forward(maps)
-        return net._backward(targets)
+        net.forward_batch(maps)
+        return net.backward_batch(targets)
 
     loss()
     analytic = {name: g.copy() for name, g in net.gradients().items()}

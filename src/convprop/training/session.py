@@ -216,8 +216,8 @@ def fit(
                     for b in range(first, n_batches):
                         idx = perm[b * batch_size : (b + 1) * batch_size]
                         with np.errstate(over="ignore", invalid="ignore"):  # the guard below reports
-                            net._forward(images[idx])  # checked above, once for the whole set
-                            loss = float(net._backward(targets[idx]))
+                            net.forward_batch(images[idx])  # checked above, once for the whole set
+                            loss = float(net.backward_batch(targets[idx]))
                         if not np.isfinite(loss):
                             raise Diverged(
                                 _diverged_msg("the loss", loss, epoch, b, n_batches, saved),

@@ -133,8 +133,8 @@ def train(
             start_time = time.perf_counter()
             for b, start in enumerate(range(0, stop, batch_size)):
                 idx = orders[epoch, start : start + batch_size]
-                net._forward(maps[idx])
-                loss = net._backward(targets[idx])
+                net.forward_batch(maps[idx])
+                loss = net.backward_batch(targets[idx])
                 if optimizer is None:
                     net.step(alpha)
                 else:
