@@ -1,19 +1,28 @@
 """convprop: classic convolutional neural networks with hand-derived backpropagation.
 
 A faithful, vectorised NumPy port of the CNN of the MATLAB DeepLearnToolbox.
+The packages, from the bottom up (see docs/architecture.md): ``engine``
+(layers, network, optimisers), ``formats`` (files), ``datasets``,
+``training`` (the loop and its callbacks), ``dlt`` (the toolbox façade),
+``sklearn`` (the estimator), ``cli`` (the command).
 """
 
-from .errors import ConvpropError
-from .training.evaluate import Evaluation, evaluate
-from .training.gradcheck import GradcheckReport, gradcheck
 from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
 from .engine.network import Network
-from .training.train import History, train
+from .errors import ConvpropError, Diverged, Interrupted
+from .formats.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from .formats.model import load_model, save_model
+from .training.callbacks import Callback
+from .training.evaluate import Evaluation, evaluate
+from .training.gradcheck import GradcheckReport, gradcheck
+from .training.loop import fit, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvpropError",
+    "Diverged",
+    "Interrupted",
     "Network",
     "Input",
     "Conv",
@@ -21,10 +30,16 @@ __all__ = [
     "MaxPool",
     "Dense",
     "train",
-    "History",
+    "fit",
+    "Callback",
+    "TrainingState",
     "evaluate",
     "Evaluation",
     "gradcheck",
     "GradcheckReport",
+    "save_model",
+    "load_model",
+    "save_checkpoint",
+    "load_checkpoint",
     "__version__",
 ]

@@ -112,3 +112,14 @@ def positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConvpropError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def positive_float(value, what: str) -> float:
+    """``value`` as a float, which must be finite and > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConvpropError(f"{what} must be a positive finite number, got {value!r}") from None
+    if not np.isfinite(number) or number <= 0:
+        raise ConvpropError(f"{what} must be a positive finite number, got {number}")
+    return number

@@ -39,7 +39,7 @@ from .training.evaluate import evaluate
 from .training.gradcheck import GradcheckReport, gradcheck
 from .engine.layers import Conv, Input, Subsample
 from .engine.network import Network
-from .training.train import train
+from .training.loop import train
 
 Struct = dict[str, Any]
 

@@ -31,7 +31,7 @@ from .engine.layers import Input, Layer
 from .engine.network import OUTPUTS, Network
 from .engine.optim import OPTIMIZERS, Optimizer, make_optimizer
 from .engine.spec import parse_token
-from .training.train import train
+from .training.loop import train
 
 def parse_layers(spec: str) -> list[Layer]:
     """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.
