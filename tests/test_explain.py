@@ -159,3 +159,18 @@ def test_convprop_explain_command_on_a_saved_model(tmp_path, capsys):
     assert "12x10-2c3-s2-3c2x3-4o" in out
     assert cli_main(["explain", str(tmp_path / "missing.npz")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_equations_follow_the_network_not_the_toolbox():
+    """explain prints the equations of the layers it explains (issue 11: it printed σ and means for any net)."""
+    from convprop import Dense, MaxPool
+
+    relu = Network([Input(12, 12), Conv(2, 3, "relu", padding="same"), MaxPool(2), Dense(5, "tanh")], 3,
+                   output="softmax", seed=0)
+    text = explain(relu, np.random.default_rng(0).random((12, 12)), 1, check=False)
+    assert "a = relu(Σ_i conv(a_prev{i}, k{i}{j}) + b{j})" in text and "a = max of each 2×2 block" in text
+    assert "d = δ·(1 − a²)" in text and "o = softmax(ffW·fv + ffb)" in text and "od = o − y" in text
+    assert "loss L = −Σ y·log o = " in text and "σ" not in text and "mean of each" not in text
+    toolbox = explain(_net(), np.zeros((14, 14)), 0, check=False)
+    assert "a = σ(Σ_i conv(a_prev{i}, k{i}{j}) + b{j})" in toolbox and "d = δ·a(1 − a)" in toolbox
+    assert "od = (o − y)·o(1 − o)" in toolbox and "loss L = ½·Σ(o − y)² = " in toolbox

@@ -15,7 +15,7 @@ From the command line (:mod:`convprop.cli.explain`)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -24,10 +24,10 @@ import numpy as np
 from .._validation import check_images, check_targets
 from ..errors import ConvpropError
 from .gradcheck import GradcheckReport, gradcheck
-from ..engine.layers import Conv, Input, Subsample
+from ..engine.layers import Conv, Dense, MaxPool, Subsample
 from ..engine.network import Network
 
-__all__ = ["Summary", "Explanation", "explanation", "explain"]
+__all__ = ["Summary", "Explanation", "explanation", "explain", "equations"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,13 @@ class Explanation:
     output : ndarray, shape (K,)
         The outputs ``o`` for the input.
     loss : float
-        L = ½·Σ(o − y)².
+        L = ½·Σ(o − y)² (sigmoid outputs) or −Σ y·log o (softmax outputs).
     rows : list of Summary
         Forward rows (input to output), then backward rows (output to first conv).
     check : GradcheckReport or None
+    forward, backward : list of str
+        The equations of this network's layers, forward and backward (see :func:`equations`).
+    loss_formula : str
     """
 
     spec: str
@@ -92,16 +95,17 @@ class Explanation:
     loss: float
     rows: list[Summary]
     check: GradcheckReport | None
+    forward: list[str] = field(default_factory=list)
+    backward: list[str] = field(default_factory=list)
+    loss_formula: str = "½·Σ(o − y)²"
 
     def __str__(self) -> str:
         head = f"  {'layer':<12} {'name':<5} {'shape':<12} {'min':>12} {'mean':>12} {'max':>12} {'rms':>12}"
-        out = [f"network {self.spec}, one input", "", "forward: a = σ(Σ conv + b), pooling means, o = σ(ffW·fv + ffb)", head]
+        out = [f"network {self.spec}, one input", "", "forward:", *self.forward, head]
         out += [r.line() for r in self.rows if r.phase == "forward"]
         out += ["", f"output o = {np.array2string(self.output, precision=4, max_line_width=100)}",
                 f"target y = {np.array2string(self.target, precision=4, max_line_width=100)}",
-                f"loss L = ½·Σ(o − y)² = {self.loss:.10g}", "",
-                "backward: od = (o − y)·o(1 − o), fvd = ffWᵀ·od, d = a(1 − a)·expand(d)/scale², "
-                "d = Σ full-conv(d, rot180 k)", head]
+                f"loss L = {self.loss_formula} = {self.loss:.10g}", "", "backward:", *self.backward, head]
         out += [r.line() for r in self.rows if r.phase == "backward"]
         if self.check is not None:
             out += ["", "gradient check: central differences against backprop, per parameter tensor",
@@ -112,6 +116,52 @@ class Explanation:
 
 def _label(i: int, layer) -> str:
     return f"{i} {layer.code} {layer.spec()}"
+
+
+#: f(z) and f'(z) written from the output a = f(z), by activation name.
+_ACTIVATION = {"sigmoid": ("σ", "a(1 − a)"), "tanh": ("tanh", "(1 − a²)"), "relu": ("relu", "[a > 0]"),
+               "leaky_relu": ("leaky_relu", "([a > 0] + slope·[a ≤ 0])"), "identity": ("", "1")}
+
+
+def _layer_equations(i: int, layer) -> tuple[str, str]:
+    """The forward and backward equation of one hidden layer, as explain prints them."""
+    where = f"  {_label(i, layer):<16}"
+    if isinstance(layer, Conv):
+        f, df = _ACTIVATION[layer.activation.name]
+        return (f"{where}a = {f}(Σ_i conv(a_prev{{i}}, k{{i}}{{j}}) + b{{j}})",
+                f"{where}d = δ·{df};  δ_prev{{i}} = Σ_j full-conv(d{{j}}, rot180 k{{i}}{{j}});  dk = conv(a_prev, d)/N")
+    if isinstance(layer, Subsample):
+        return (f"{where}a = mean of each {layer.scale}×{layer.scale} block",
+                f"{where}δ_prev = expand(δ)/{layer.scale * layer.scale}")
+    if isinstance(layer, MaxPool):
+        return (f"{where}a = max of each {layer.scale}×{layer.scale} block",
+                f"{where}δ_prev = δ at each block's arg-max, 0 elsewhere")
+    if isinstance(layer, Dense):
+        f, df = _ACTIVATION[layer.activation.name]
+        return (f"{where}a = {f}(W·x + b)", f"{where}d = δ·{df};  δ_prev = Wᵀ·d;  dW = d·xᵀ/N")
+    return f"{where}{type(layer).__name__}", f"{where}{type(layer).__name__}"
+
+
+def equations(net: Network) -> tuple[list[str], list[str], str]:
+    """This network's forward and backward equations, layer by layer, and its loss.
+
+    Returns
+    -------
+    forward : list of str
+        Input to output.
+    backward : list of str
+        Output to the first hidden layer.
+    loss : str
+    """
+    pairs = [_layer_equations(i, layer) for i, layer in enumerate(net.layers) if i]
+    where = f"  {'output':<16}"
+    if net.output_kind == "softmax":
+        out_f, out_b, loss = "o = softmax(ffW·fv + ffb)", "od = o − y;  fvd = ffWᵀ·od", "−Σ y·log o"
+    else:
+        out_f, out_b, loss = "o = σ(ffW·fv + ffb)", "od = (o − y)·o(1 − o);  fvd = ffWᵀ·od", "½·Σ(o − y)²"
+    forward = [p[0] for p in pairs] + [where + out_f]
+    backward = [where + out_b] + [p[1] for p in reversed(pairs)]
+    return forward, backward, loss
 
 
 def explanation(
@@ -166,7 +216,9 @@ def explanation(
             rows.append(Summary.of("backward", _label(i, layer), "db", layer.grads["bias"]))
     batch = maps[..., 0] if net.image_shape[2] == 1 else maps
     report = gradcheck(net, batch, targets, epsilon=epsilon) if check else None
-    return Explanation(net.spec, targets[0].copy(), o[0].copy(), float(loss), rows, report)
+    forward, backward, loss_formula = equations(net)
+    return Explanation(net.spec, targets[0].copy(), o[0].copy(), float(loss), rows, report, forward, backward,
+                       loss_formula)
 
 
 def explain(
