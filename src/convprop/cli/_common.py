@@ -85,3 +85,31 @@ def run_optimizer(config: dict):
     if name == "sgd" and not (momentum or nesterov or decay):
         return None
     return make(name, config["alpha"], momentum=momentum, nesterov=nesterov, weight_decay=decay)
+
+
+def add_model_command(sub, name: str, help: str, run, target: tuple[str, str],
+                      option: tuple[str, str]) -> argparse.ArgumentParser:
+    """A sub-command that reads a saved model (or run) and a data set.
+
+    ``convprop <name> TARGET [--data flags] [--OPTION DIR]``, with ``target`` and ``option``
+    given as (name, help).
+    """
+    q = sub.add_parser(name, help=help)
+    q.add_argument(target[0], help=target[1])
+    add_data_arguments(q)
+    q.add_argument(option[0], metavar="DIR", help=option[1])
+    q.set_defaults(func=run)
+    return q
+
+
+def test_split_for(args, net) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(dataset, raw images, float images, labels) of the test split a model is tested on.
+
+    --dataset, else the one the model was trained on; its directory from --data-dir, else the one
+    recorded with the model (when the data set is the model's own).
+    """
+    extra = net.extra
+    dataset = args.dataset or extra.get("dataset", "mnist")
+    data_dir = data_dir_for(args, extra) if dataset == extra.get("dataset") else args.data_dir
+    images, x, y = load_split(dataset, "test", data_dir, net.dtype, args.quiet)
+    return dataset, images, x, y

@@ -5,30 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_data_arguments, class_names, data_dir_for, load_split, model_file, say
+from ..formats.model import load_model
+from ..training.evaluate import evaluate
+from ._common import add_model_command, class_names, model_file, say, test_split_for
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``test`` to the sub-commands."""
-    e = sub.add_parser("test", help="test error of a saved model")
-    e.add_argument("model", help="model.npz / checkpoint.npz or a run directory")
-    add_data_arguments(e)
-    e.add_argument("--plots", metavar="DIR", help="also write confusion.png and misclassified.png here")
-    e.set_defaults(func=run)
-    return e
+    return add_model_command(sub, "test", "test error of a saved model", run,
+                             ("model", "model.npz / checkpoint.npz or a run directory"),
+                             ("--plots", "also write confusion.png and misclassified.png here"))
 
 
 def run(args) -> int:
     """Run ``convprop test``; returns the exit status."""
-    from ..training.evaluate import evaluate
-    from ..formats.model import load_model
-
     path = model_file(args.model)
     net = load_model(path)
     extra = net.extra
-    dataset = args.dataset or extra.get("dataset", "mnist")
-    data_dir = data_dir_for(args, extra) if dataset == extra.get("dataset") else args.data_dir
-    images, x, y = load_split(dataset, "test", data_dir, net.dtype, args.quiet)
+    dataset, images, x, y = test_split_for(args, net)
     result = evaluate(net, x, y)
     if args.plots:
         from .. import plots
