@@ -11,7 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from convprop import Conv, ConvpropError, Subsample  # noqa: E402
 from convprop.engine.optim import SGD, StepLR  # noqa: E402
-from convprop.sklearn import CNNClassifier, parse_layers  # noqa: E402
+from convprop.engine.spec import parse_layers  # noqa: E402
+from convprop.sklearn import CNNClassifier  # noqa: E402
 from mnist_idx import load_mnist  # noqa: E402
 
 # scikit-learn's checks feed tabular data of 1 to 10 features, i.e. images of
@@ -160,6 +161,15 @@ def test_old_parameter_names_still_work_with_a_future_warning():
     for name, arr in new.network_.parameters().items():
         np.testing.assert_array_equal(arr, old.network_.parameters()[name])
     assert old.n_iter_ == 2
+    # 0.1 code, recognised by its old names, keeps 0.1's meaning of alpha (the step) for one release
+    with pytest.warns(FutureWarning, match="alpha=0.5 is taken as the step"):
+        old = CNNClassifier("2c3", epochs=2, optimizer="sgd", momentum=0.5, nesterov=True, weight_decay=1e-3,
+                            alpha=0.5, batch_size=8, random_state=0).fit(x, y)
+    for name, arr in new.network_.parameters().items():
+        np.testing.assert_array_equal(arr, old.network_.parameters()[name])
+    # new code that sets alpha alone is told what alpha means now
+    with pytest.warns(FutureWarning, match="alpha is the L2 penalty"):
+        CNNClassifier("2c3", alpha=1e-3, max_iter=1, random_state=0).fit(x, y)
 
 
 def test_parameter_constraints_give_one_message_format():
@@ -169,6 +179,6 @@ def test_parameter_constraints_give_one_message_format():
                         ({"learning_rate_init": -1.0}, "learning_rate_init must be a positive finite number"),
                         ({"alpha": -0.1}, "alpha must be a non-negative finite number, got -0.1"),
                         ({"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\), got 1.0"),
-                        ({"output": "tanh"}, "output must be one of 'sigmoid', 'softmax', got 'tanh'")]:
+                        ({"output": "tanh"}, "output must be one of sigmoid, softmax, got 'tanh'")]:
         with pytest.raises(ConvpropError, match=message):
             CNNClassifier("2c3", **kw).fit(x, y)

@@ -165,7 +165,7 @@ class Options:
             return False
 
     def __str__(self) -> str:
-        return "one of " + ", ".join(repr(v) for v in self.values)
+        return "one of " + ", ".join(str(v) for v in self.values)
 
 
 class InstanceOf:

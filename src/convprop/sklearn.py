@@ -206,12 +206,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _settings(self) -> dict:
         """The parameters checked against :attr:`_parameter_constraints`, old names applied."""
         values = {name: getattr(self, name) for name in self._parameter_constraints}
-        for old, new in self._renamed.items():
-            value = getattr(self, old)
-            if not (isinstance(value, str) and value == "deprecated"):
-                warnings.warn(f"CNNClassifier({old}=...) is deprecated and will be removed in convprop 0.3; "
-                              f"use {new}=...", FutureWarning, stacklevel=3)
-                values[new] = value
+        old_names = [old for old in self._renamed if not (isinstance(getattr(self, old), str)
+                                                          and getattr(self, old) == "deprecated")]
+        if old_names and self.alpha != 0:  # 0.1 code: alpha was the step then
+            warnings.warn(f"CNNClassifier with 0.1's parameter names: alpha={self.alpha!r} is taken as the step "
+                          "(learning_rate_init), as in 0.1; from 0.3 alpha is only the L2 penalty",
+                          FutureWarning, stacklevel=3)
+            values["learning_rate_init"], values["alpha"] = self.alpha, 0.0
+        elif self.alpha != 0 and self.learning_rate_init == 1.0:
+            warnings.warn("alpha is the L2 penalty since convprop 0.2, as in scikit-learn (it was the step in "
+                          "0.1); the step is learning_rate_init", FutureWarning, stacklevel=3)
+        for old in old_names:
+            warnings.warn(f"CNNClassifier({old}=...) is deprecated and will be removed in convprop 0.3; "
+                          f"use {self._renamed[old]}=...", FutureWarning, stacklevel=3)
+            values[self._renamed[old]] = getattr(self, old)
         if isinstance(values["solver"], str):
             values["solver"] = values["solver"].lower()
         return check_params(values, self._parameter_constraints)
@@ -374,4 +382,4 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(o, axis=1)]
 
 
-__all__ = ["CNNClassifier", "parse_layers"]
+__all__ = ["CNNClassifier"]
