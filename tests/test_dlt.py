@@ -170,7 +170,9 @@ def test_cnntest_returns_error_rate_and_zero_based_bad():
 
 
 def _engine_of(net):
-    return dlt._network(net, None)
+    from convprop.dlt import structs
+
+    return structs.to_network(net)  # 28×28 worked back from ffW (square maps)
 
 
 def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(monkeypatch):
@@ -178,14 +180,21 @@ def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(
     x = rng.random((28, 28, 5))
     y = rng.random((10, 5))
     net = dlt.cnnsetup({"layers": copy.deepcopy(TOOLBOX_LAYERS[:2]) + [{"type": "s", "scale": 2}]}, x, y, seed=0)
-    report = dlt.cnnnumgradcheck(net, x, y)
+    good = dlt.cnnbp(dlt.cnnff(net, x), y)
+    result = dlt.cnnnumgradcheck(good, x, y)
+    assert result.passed and result.max_abs_error < 1e-8
+    assert result.checked == 10 + 10 * 288 + 2 + 2 * 25
+    report = dlt.engine_gradcheck(net, x, y)
     assert report.passed and report.max_abs_error < 1e-8
     from convprop.engine.layers import output
 
     real = output.ops.sigmoid_backward
     monkeypatch.setattr(output.ops, "sigmoid_backward", lambda d, a: real(d, a) * 1.001)
+    bad = dlt.cnnbp(dlt.cnnff(net, x), y)  # a broken backward stores wrong gradients: the check reads them
+    with pytest.raises(ConvpropError, match=r"numerical gradient checking failed\n  at net\.dffb\(1\)"):
+        dlt.cnnnumgradcheck(bad, x, y)
     with pytest.raises(ConvpropError, match="numerical gradient checking failed"):
-        dlt.cnnnumgradcheck(net, x, y)
+        dlt.engine_gradcheck(net, x, y)
 
 
 def test_float32_inputs_run_in_float32():
@@ -212,10 +221,10 @@ def test_facade_errors_are_clear():
 
 @pytest.mark.parametrize("damage, words", [
     (lambda net: net.pop("ffb"), "no field 'ffb'"),
-    (lambda net: net.update(ffb=net["ffb"][:1]), "ffb has 1 values; its layer needs 3"),
+    (lambda net: net.update(ffb=net["ffb"][:1]), r"net\['ffb'\] has 1 values; its layer needs 3"),
     (lambda net: net.update(ffW=net["ffW"].ravel()), "must be a matrix"),
     (lambda net: net["layers"][1].pop("k"), "no field 'k'"),
-    (lambda net: net["layers"][1].update(b=[0.0]), "b has 1 values; its layer needs 2"),
+    (lambda net: net["layers"][1].update(b=[0.0]), r"net\['layers'\]\[1\]\['b'\] has 1 values; its layer needs 2"),
 ])
 def test_a_damaged_struct_is_a_clear_error(damage, words):
     from convprop.dlt import cnnff, cnnsetup

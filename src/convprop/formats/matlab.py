@@ -2,9 +2,12 @@
 
 A network trained with the toolbox (``cnnsetup`` / ``cnntrain``) and saved
 with ``save('cnn.mat', 'cnn', '-v7')`` in MATLAB or Octave loads into a
-:class:`~convprop.network.Network` that gives the same outputs; a convprop
+:class:`~convprop.engine.network.Network` that gives the same outputs; a convprop
 network saved with :func:`save_mat` loads back into MATLAB/Octave as a
 ``cnn`` struct that the toolbox's ``cnnff`` and ``cnntest`` run unchanged.
+This module speaks Networks (``load_mat(path) -> Network``,
+``save_mat(net, path)``); :func:`convprop.dlt.load_mat` and
+:func:`convprop.dlt.save_mat` do the same for the façade's dict structs.
 
 What is read and written: the layer list (``type``, ``outputmaps``,
 ``kernelsize``, ``scale``), the kernels ``k{i}{j}``, the biases ``b{j}``,
@@ -386,7 +389,7 @@ def load_mat(
     return network_from_struct(cnn, image_size=image_size, where=var)
 
 
-def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn") -> None:
+def save_mat(net: Network, path: str | os.PathLike, *, name: str = "cnn") -> None:
     """Save a network as a toolbox struct that MATLAB/Octave load and run with ``cnnff``.
 
     The file is a MATLAB v5 (``-v7``-compatible, uncompressed-or-compressed
@@ -396,22 +399,17 @@ def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn")
 
     Parameters
     ----------
-    net : Network or dict
-        A convprop network, or a struct of the :mod:`convprop.dlt` façade
-        (a dict with ``layers``, ``ffW``, ``ffb``).
+    net : Network
+        A convprop network the toolbox can represent. (A struct of the
+        :mod:`convprop.dlt` façade is saved with :func:`convprop.dlt.save_mat`.)
     path : str or path-like
         Destination (``.mat`` is not appended).
     name : str
         MATLAB variable name (default ``cnn``).
     """
-    if isinstance(net, dict):
-        from .. import dlt
-
-        rl = net.get("rL")
-        net = dlt._network(net, None)
-        net.rL = None if rl is None else np.asarray(rl, dtype=np.float64).reshape(-1)
     if not isinstance(net, Network):
-        raise ConvpropError(f"save_mat needs a Network or a toolbox struct (dict), got {type(net).__name__}")
+        hint = " (a toolbox struct, a dict, is saved with convprop.dlt.save_mat)" if isinstance(net, dict) else ""
+        raise ConvpropError(f"save_mat needs a Network, got {type(net).__name__}{hint}")
     if not name.isidentifier():
         raise ConvpropError(f"{name!r} is not a valid MATLAB variable name")
     struct = struct_from_network(net)
