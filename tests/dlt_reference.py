@@ -194,3 +194,23 @@ def cnnnumgradcheck(net, x, y):
                             check(f"layers{{{l + 1}}}.dk{{{i + 1}}}{{{j + 1}}}({u + 1},{v + 1})",
                                   layer["dk"][i][j][u, v], add(["layers", l, "k", i, j], (u, v)))
     return checked
+
+
+def cnntrain(net, x, y, opts, randperm):
+    """CNN/cnntrain.m; ``randperm(m)`` stands for MATLAB's (a permutation of 0 … m−1 here)."""
+    m = x.shape[2]
+    numbatches = m / opts["batchsize"]
+    if numbatches % 1 != 0:
+        raise ValueError("numbatches not integer")
+    net["rL"] = []
+    for i in range(opts["numepochs"]):
+        kk = randperm(m)
+        for l in range(int(numbatches)):
+            batch = kk[l * opts["batchsize"] : (l + 1) * opts["batchsize"]]
+            net = cnnff(net, x[:, :, batch])
+            net = cnnbp(net, y[:, batch])
+            net = cnnapplygrads(net, opts)
+            if len(net["rL"]) == 0:
+                net["rL"].append(net["L"])
+            net["rL"].append(0.99 * net["rL"][-1] + 0.01 * net["L"])
+    return net

@@ -160,7 +160,7 @@ def cnnapplygrads(net: Struct, opts: Struct) -> Struct:
     alpha = _alpha(opts, "cnnapplygrads")
     if "dffW" not in net:
         raise ConvpropError("cnnapplygrads needs gradients: call cnnff and cnnbp first")
-    engine = structs.checked_network(net, None, structs.dtype_of(net["ffW"]), grads=True)
+    engine = structs.checked_network(net, None, structs.dtype_of(net.get("ffW")), grads=True)
     engine.step(alpha)
     out = structs.copy_struct(net)
     structs.store_params(out, engine)
