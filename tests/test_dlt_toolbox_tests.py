@@ -11,9 +11,13 @@ run by tests/test_dlt_example.py.)
 
 import copy
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
 import dlt_reference as ref
 from convprop import ConvpropError
@@ -179,3 +183,59 @@ def test_a_nan_stored_gradient_fails():
         cnnnumgradcheck(planted, batch_x, batch_y)
     found = FAILURE.fullmatch(str(caught.value))
     assert found["at"] == "dffW(1,6)" and found["stored"] == "nan" and found["diff"] == "nan"
+
+
+# ------------------------------------------------- the original, under GNU Octave
+
+OCTAVE_DIR = Path(__file__).parent / "octave"
+octave = shutil.which("octave")
+needs_octave = pytest.mark.skipif(octave is None, reason="GNU Octave is not on PATH")
+
+
+def _cell(items):
+    """A MATLAB 1×n cell array for scipy.io.savemat."""
+    out = np.empty((1, len(items)), dtype=object)
+    for j, item in enumerate(items):
+        out[0, j] = item
+    return out
+
+
+def _matlab_struct(cnn):
+    """The whole struct, state and gradients included, as MATLAB's cells and structs."""
+    layers = np.empty((len(cnn["layers"]), 1), dtype=object)
+    for l, spec in enumerate(cnn["layers"]):
+        out = {}
+        for key, value in spec.items():
+            if key in ("k", "dk"):
+                out[key] = _cell([_cell([np.asarray(k, dtype=float) for k in row]) for row in value])
+            elif key in ("a", "d", "b", "db"):
+                out[key] = _cell([np.asarray(v, dtype=float) for v in value])
+            else:
+                out[key] = value if key == "type" else float(value)
+        layers[l, 0] = out
+    top = {k: np.asarray(v, dtype=float) for k, v in cnn.items() if k != "layers"}
+    return {"layers": layers, **top}
+
+
+def _toolbox_check(cnn, x, y, folder):
+    scipy.io.savemat(folder / "net.mat", {"cnn": _matlab_struct(cnn), "x": x, "y": y})
+    (folder / "check.m").write_text(f"addpath('{OCTAVE_DIR}');\nload('net.mat');\n"
+                                    "cnnnumgradcheck(cnn, x, y);\ndisp('cnnnumgradcheck passed');\n")
+    return subprocess.run([octave, "--no-gui", "--no-window-system", "--quiet", "--norc", "check.m"],
+                          cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+@needs_octave
+def test_the_original_cnnnumgradcheck_agrees_under_octave(tmp_path):
+    """The toolbox's own cnnnumgradcheck.m passes the struct convprop's cnnbp filled, and rejects
+    the planted error that convprop's cnnnumgradcheck rejects."""
+    cnn, batch_x, batch_y = toolbox_test(0)
+    clean = _toolbox_check(cnn, batch_x, batch_y, tmp_path)
+    assert clean.returncode == 0 and "cnnnumgradcheck passed" in clean.stdout, clean.stderr
+    path, index, name, _ = PLANTED[3]  # layers{4}.dk{2}{1}(5,1)
+    planted, _ = plant(cnn, path, index)
+    with pytest.raises(ConvpropError, match=re.escape(f"at net.{name} ")):
+        cnnnumgradcheck(planted, batch_x, batch_y)
+    rejected = _toolbox_check(planted, batch_x, batch_y, tmp_path)
+    assert rejected.returncode != 0 and "numerical gradient checking failed" in rejected.stderr
+    assert "cnnnumgradcheck passed" not in rejected.stdout
