@@ -68,7 +68,7 @@ def mat_seeds() -> dict[str, bytes]:
     buf = io.BytesIO()
     scipy.io.savemat(buf, {"a": np.arange(4.0).reshape(2, 2), "t": "txt"}, format="4")
     out["v4"] = buf.getvalue()
-    try:  # a toolbox net as convprop.dlt.save_mat writes it (branch matlab)
+    try:  # a toolbox net as convprop.formats.matlab.save_mat writes it
         import tempfile
 
         from convprop import Conv, Input, Network, Subsample

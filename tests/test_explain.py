@@ -10,7 +10,7 @@ import pytest
 from convprop import Conv, ConvpropError, Input, Network, Subsample
 
 from convprop.engine import layout
-from convprop.dlt import load_mat, save_mat
+from convprop.formats.matlab import load_mat, save_mat
 from convprop.cli import main as cli_main
 from convprop.cli.explain import add_parser as add_explain_command
 from convprop.cli.explain import run as run_explain_command
