@@ -179,8 +179,8 @@ def test_a_checkpoint_of_2_ranks_resumes_on_3_ranks_and_on_one(alone, data_dir, 
 
 @pytest.fixture(scope="module")
 def long_data(tmp_path_factory):
-    """Enough images that a run lasts long enough to be interrupted (300 steps an epoch)."""
-    return tiny_dataset(tmp_path_factory.mktemp("long"), n_train=3000, n_test=20)
+    """60 steps an epoch (the runs ask for 10000 epochs: they last until stopped)."""
+    return tiny_dataset(tmp_path_factory.mktemp("long"), n_train=600, n_test=20)
 
 
 def _rank_pids(tag: str) -> dict[int, int]:
@@ -201,7 +201,7 @@ def _rank_pids(tag: str) -> dict[int, int]:
     return pids
 
 
-def _start_long_run(k, long_data, out, *extra, epochs="100"):
+def _start_long_run(k, long_data, out, *extra, epochs="10000"):
     tag = uuid.uuid4().hex
     proc = mpi_launch.start(k, *CONVPROP, "train", "--data-dir", str(long_data), "--out", str(out), "--epochs", epochs,
                             *TINY, *extra, CONVPROP_TEST_TAG=tag)
@@ -230,7 +230,7 @@ def _resumes(out, long_data, epochs):
                          str(epochs), "--quiet", "--no-plots", timeout=120)
     assert res.returncode == 0, res.stderr
     _, after = load_checkpoint(out / "checkpoint.npz")
-    assert after.epoch == epochs and len(after.L) == epochs * 300
+    assert after.epoch == epochs and len(after.L) == epochs * 60
     return state
 
 
@@ -241,7 +241,7 @@ def test_a_signal_to_mpiexec_stops_every_rank_at_the_same_batch_with_a_checkpoin
     proc.send_signal(getattr(signal, how))
     rc, err, seconds = _wait(proc, 30)
     assert seconds < 10
-    state = _resumes(tmp_path, long_data, epochs=load_checkpoint(tmp_path / "checkpoint.npz")[1].epoch + 2)
+    state = _resumes(tmp_path, long_data, epochs=load_checkpoint(tmp_path / "checkpoint.npz")[1].epoch + 1)
     if how == "SIGUSR1":  # forwarded without a kill: a clean stop, said once, mid-epoch
         assert rc == 130 and err.count("convprop: interrupted at epoch") == 1, err
         assert state.batch > 0
