@@ -156,6 +156,17 @@ def test_mpiexec_convprop_train_matches_one_process_and_only_rank_0_speaks(alone
     assert s1.test_error == s0.test_error and np.allclose(s1.rL, s0.rL, rtol=TOL, atol=0)
 
 
+def test_test_and_predict_under_mpiexec_say_what_one_process_says(alone, data_dir):
+    env = mpi_launch.environment()
+    images = str(data_dir / "t10k-images-idx3-ubyte.gz")
+    for argv, k in ((["test", str(alone), "--data-dir", str(data_dir)], 3),
+                    (["predict", str(alone), images, "--limit", "0"], 2)):
+        one = subprocess.run([*CONVPROP, *argv], env=env, capture_output=True, text=True, timeout=120)
+        many = mpi_launch.run(k, *CONVPROP, *argv)
+        assert one.returncode == many.returncode == 0, many.stderr
+        assert many.stdout == one.stdout and len(one.stdout.splitlines()) >= 1  # printed once, by rank 0
+
+
 def test_a_checkpoint_of_2_ranks_resumes_on_3_ranks_and_on_one(alone, data_dir, tmp_path):
     first = mpi_launch.run(2, *CONVPROP, "train", "--data-dir", str(data_dir), "--out", str(tmp_path / "a"),
                            "--epochs", "1", *TINY)
