@@ -13,7 +13,8 @@ network and draws the same permutation from the shared seed; at every step
    its ``n_k`` images;
 3. ``on_gradients`` packs ``n_k`` × every gradient, ``n_k`` × the loss and the
    rank's stop request into ONE flat float64 buffer, sums it over the ranks
-   with one ``Allreduce`` and divides by the global batch size ``N``:
+   with one ``Allreduce`` (non-blocking, waited for politely: see
+   :func:`convprop.training.mpi.wait_politely`) and divides by the global batch size ``N``:
    ``Σ_k n_k·mean_k / N`` is the single-process mean gradient, up to the order
    of the sums (≈ 1e-16 relative per step).
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from ..errors import ConvpropError
 from .callbacks import Callback
-from .mpi import set_threads, share, sharded_predict
+from .mpi import set_threads, share, sharded_predict, wait_politely
 
 if TYPE_CHECKING:
     from .loop import Loop
@@ -112,7 +113,7 @@ class DataParallel(Callback):
         buf[offset] = loop.loss * n_local if n_local else 0.0
         buf[offset + 1] = 1.0 if loop.sigint.pending else 0.0
         with self._waiting(f"the Allreduce of epoch {loop.epoch + 1}, batch {loop.batch + 1}"):
-            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            wait_politely(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
         buf /= n
         offset = 0
         for g in grads.values():
