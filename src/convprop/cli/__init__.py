@@ -47,8 +47,21 @@ def _error(exc: BaseException, args) -> int:
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{exc.filename}: {text}"
     hint = "; try a smaller --alpha" if isinstance(exc, Diverged) else ""
-    print(f"convprop {args.command}: error: {text}{hint}", file=sys.stderr)
+    from ..training.mpi import launched_rank
+
+    rank = launched_rank()
+    who = f" (rank {rank})" if rank else ""
+    print(f"convprop {args.command}{who}: error: {text}{hint}", file=sys.stderr)
     return 2
+
+
+def _said_by_rank_0(exc: BaseException) -> bool:
+    """Under mpiexec with several ranks: whether ``exc`` happened alike on every rank, so that rank 0
+    alone reports it (an agreed stop, a divergence seen in the summed loss, a failed start-up check)."""
+    from ..training.mpi import launched_rank
+
+    alike = isinstance(exc, (Interrupted, Diverged)) or getattr(exc, "everywhere", False)
+    return alike and launched_rank() != 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,12 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Interrupted as exc:
-        return _interrupted(exc, args)
+        return 130 if _said_by_rank_0(exc) else _interrupted(exc, args)
     except KeyboardInterrupt:
         print("convprop: interrupted", file=sys.stderr)
         return 130
     except (ConvpropError, Diverged, OSError, MemoryError, ImportError) as exc:
-        return _error(exc, args)
+        return 2 if _said_by_rank_0(exc) else _error(exc, args)
     except Exception as exc:  # a bug: still one line, with a way to see more
         if os.environ.get("CONVPROP_DEBUG"):
             raise

@@ -113,3 +113,18 @@ def test_split_for(args, net) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     data_dir = data_dir_for(args, extra) if dataset == extra.get("dataset") else args.data_dir
     images, x, y = load_split(dataset, "test", data_dir, net.dtype, args.quiet)
     return dataset, images, x, y
+
+
+def mpi_world():
+    """The MPI communicator when ``mpiexec`` / ``srun`` started several processes, else None.
+
+    Only rank 0 prints: the others' ``args.quiet`` is set by the callers that take it.
+    """
+    from ..training.mpi import world
+
+    return world()
+
+
+def speaks(comm) -> bool:
+    """Whether this process prints and writes: always, but under MPI only rank 0."""
+    return comm is None or comm.Get_rank() == 0

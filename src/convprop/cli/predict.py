@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets.images import read_image
 from ..errors import ConvpropError
 from ..formats.idx import looks_like_idx, read_idx
-from ._common import class_names, model_file
+from ._common import class_names, model_file, mpi_world, speaks
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -50,7 +50,15 @@ def run(args) -> int:
         else:
             rows.append((str(f), read_image(f, net.image_shape, args.invert)))
     x = np.stack([r[1] for r in rows])
-    proba = net.predict_proba(x.astype(net.dtype))
+    comm = mpi_world()  # under mpiexec: each rank classifies its share of the images
+    if comm is None:
+        proba = net.predict_proba(x.astype(net.dtype))
+    else:
+        from ..training.mpi import sharded_predict_proba
+
+        proba = sharded_predict_proba(net, x.astype(net.dtype), comm)
+        if not speaks(comm):
+            return 0
     pred = np.argmax(proba, axis=1)
     shown = rows if args.limit <= 0 else rows[: args.limit]
     for (name, _), k, p in zip(shown, pred, proba):

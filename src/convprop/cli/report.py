@@ -30,6 +30,8 @@ class EpochReport(Callback):
         self.path, self.config, self.quiet = path, config, quiet
 
     def on_epoch_end(self, loop) -> None:
+        if not loop.is_writer:
+            return
         st = loop.state
         write_summary(self.path, self.config, loop.net, st)
         if not self.quiet:

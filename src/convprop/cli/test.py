@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..formats.model import load_model
 from ..training.evaluate import evaluate
-from ._common import add_model_command, class_names, model_file, say, test_split_for
+from ._common import add_model_command, class_names, model_file, mpi_world, say, speaks, test_split_for
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,11 +19,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``convprop test``; returns the exit status."""
+    comm = mpi_world()  # under mpiexec: each rank classifies its share of the images, rank 0 speaks
+    args.quiet = args.quiet or not speaks(comm)
     path = model_file(args.model)
     net = load_model(path)
     extra = net.extra
     dataset, images, x, y = test_split_for(args, net)
-    result = evaluate(net, x, y)
+    if comm is None:
+        result = evaluate(net, x, y)
+    else:
+        from functools import partial
+
+        from ..training.mpi import sharded_predict
+
+        result = evaluate(net, x, y, predict=partial(sharded_predict, net, comm=comm))
+    if not speaks(comm):
+        return 0
     if args.plots:
         from .. import plots
 

@@ -39,6 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>)")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (file or run directory)")
     t.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    t.add_argument("--mpi-timeout", type=float, metavar="S",
+                   help="under mpiexec: seconds a rank waits for the others before ending the job (default 300)")
     t.set_defaults(func=run)
     return t
 
@@ -107,7 +109,7 @@ def _network(config: dict, x_train: np.ndarray):
                    seed=config["seed"], output=config["output"])
 
 
-def _banner(args, config, net, state, n_train, n_test, epochs, out) -> str:
+def _banner(args, config, net, state, n_train, n_test, epochs, out, parallel=None) -> str:
     opt = run_optimizer(config)
     resumed = ""
     if args.resume:
@@ -116,7 +118,33 @@ def _banner(args, config, net, state, n_train, n_test, epochs, out) -> str:
     return (f"convprop train: {config['dataset']} ({n_train} train / {n_test} test images), "
             f"network {net.spec}, {net.dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}"
             f"{'' if opt is None else ' (' + repr(opt) + ')'}, seed {config['seed']}, {epochs} epoch(s)"
-            f"{resumed} -> {out}/")
+            f"{resumed}{'' if parallel is None else f', on {parallel.size} MPI processes'} -> {out}/")
+
+
+def _parallel(args):
+    """The DataParallel callback when started by mpiexec / srun with several processes, else None."""
+    from ..training.mpi import world
+
+    comm = world()
+    if comm is None:
+        return None
+    from ..training.distributed import DEFAULT_TIMEOUT, DataParallel
+
+    if comm.Get_rank() != 0:
+        args.quiet, args.no_plots = True, True  # rank 0 alone prints, draws progress and writes files
+    timeout = args.mpi_timeout if args.mpi_timeout is not None else DEFAULT_TIMEOUT
+    return DataParallel(comm, timeout=timeout if timeout > 0 else None)
+
+
+def _load_data(config, data_dir, dtype, quiet, parallel):
+    """(train split, test split); under MPI rank 0 first (it may download), then the others."""
+    first = parallel is None or parallel.rank == 0
+    if not first:
+        parallel.comm.Barrier()
+    splits = [load_split(config["dataset"], split, data_dir, dtype, quiet) for split in ("train", "test")]
+    if first and parallel is not None:
+        parallel.comm.Barrier()
+    return splits
 
 
 def run(args) -> int:
@@ -124,6 +152,7 @@ def run(args) -> int:
     from ..formats.model import save_model
     from ..training.loop import fit
 
+    parallel = _parallel(args)
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
     epochs = args.epochs if args.epochs is not None else 1
@@ -131,19 +160,20 @@ def run(args) -> int:
     data_dir = data_dir_for(args, extra)
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
-    _, x_train, y_train = load_split(config["dataset"], "train", data_dir, dtype, args.quiet)
-    test_images, x_test, y_test = load_split(config["dataset"], "test", data_dir, dtype, args.quiet)
+    (_, x_train, y_train), (test_images, x_test, y_test) = _load_data(config, data_dir, dtype, args.quiet, parallel)
     net = net if net is not None else _network(config, x_train)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     if not args.resume and checkpoint.exists():
         say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
-    say(args, _banner(args, config, net, state, len(x_train), len(x_test), epochs, out))
+    say(args, _banner(args, config, net, state, len(x_train), len(x_test), epochs, out, parallel))
     first_new = state.epoch
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
-                callbacks=[EpochReport(out / "summary.json", config, args.quiet)])
+                callbacks=[EpochReport(out / "summary.json", config, args.quiet)], comm=parallel)
+    if parallel is not None and parallel.rank != 0:
+        return 0
     save_model(net, out / "model.npz", extra)
     write_summary(out / "summary.json", config, net, state)
     if not args.no_plots:

@@ -147,7 +147,8 @@ class Evaluate(Callback):
         self.x_test, self.y_test = x_test, y_test
 
     def on_epoch_end(self, loop: "Loop") -> None:
-        loop.state.test_error.append(float(evaluate(loop.net, self.x_test, self.y_test).error))
+        result = evaluate(loop.net, self.x_test, self.y_test, predict=loop.predict)
+        loop.state.test_error.append(float(result.error))
 
 
 class Checkpoint(Callback):

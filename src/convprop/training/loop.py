@@ -38,26 +38,39 @@ Seed = int | np.random.Generator | None
 
 
 class _SigintFlag:
-    """While active (main thread only), the first Ctrl-C only sets ``raised``."""
+    """While active (main thread only), the first Ctrl-C only sets ``raised``.
+
+    A distributed run sets ``deferred``: a signal then only sets ``pending``,
+    and the processes agree at the gradient hook on when to stop (they set
+    ``raised`` together). :meth:`catch` adds a signal (SIGTERM) while active.
+    """
 
     def __init__(self) -> None:
-        self.raised = False
+        self.raised = self.pending = self.deferred = False
+        self._previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
-        if self.raised:  # second Ctrl-C: stop now
+        if self.raised or self.pending:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self.raised = True
+        if self.deferred:
+            self.pending = True
+        else:
+            self.raised = True
+
+    def catch(self, signum: int) -> None:
+        """Handle ``signum`` like Ctrl-C until the ``active`` block ends (main thread only)."""
+        if threading.current_thread() is threading.main_thread() and signum not in self._previous:
+            self._previous[signum] = signal.signal(signum, self._handler)
 
     @contextmanager
     def active(self) -> Iterator["_SigintFlag"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = signal.signal(signal.SIGINT, self._handler)
+        self.catch(signal.SIGINT)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            self._previous.clear()
 
 
 class Loop:
@@ -84,6 +97,11 @@ class Loop:
     is_writer : bool
         Whether this process writes files and draws progress (False on all
         but one process of a distributed run).
+    predict : callable
+        ``predict(x)`` → classes, how callbacks classify images (``net.predict``;
+        a distributed run shares the images out over its processes).
+    sigint : _SigintFlag
+        Ctrl-C's flag (``raised``: stop after this batch).
     saved_checkpoint : Path or None
         The run's last good checkpoint.
     """
@@ -108,6 +126,8 @@ class Loop:
         self.stop = False
         self.consistent = True
         self.is_writer = True
+        self.predict = net.predict
+        self.sigint = _SigintFlag()
         self.saved_checkpoint: Path | None = None
         self._epoch_rng_state = state.rng_state
         self._started = time.perf_counter()
@@ -132,8 +152,11 @@ class Loop:
         self.batch_indices = self.indices = perm[start:min(start + self.batch_size, self.stop_at)]
         self._emit("on_batch_begin")
         with np.errstate(over="ignore", invalid="ignore"):  # the divergence guard reports
-            self.net.forward_batch(self.x[self.indices])
-            self.loss = float(self.net.backward_batch(self.targets[self.indices]))
+            if len(self.indices):
+                self.net.forward_batch(self.x[self.indices])
+                self.loss = float(self.net.backward_batch(self.targets[self.indices]))
+            else:  # an empty share of a distributed batch: the gradient hook brings the gradients
+                self.loss = 0.0
             self._emit("on_gradients")  # the gradient hook: between backward and update
             self.consistent = False
             if self.optimizer is None:
@@ -149,7 +172,7 @@ class Loop:
         self.consistent = True
         self._emit("on_batch_end")
 
-    def _epoch(self, flag: _SigintFlag) -> None:
+    def _epoch(self) -> None:
         st = self.state
         self.epoch = st.epoch
         self._epoch_rng_state = self.rng.bit_generator.state
@@ -158,7 +181,7 @@ class Loop:
         self._emit("on_epoch_begin")
         for self.batch in range(st.batch, self.n_batches):
             self._step(perm)
-            if flag.raised:
+            if self.sigint.raised:
                 raise KeyboardInterrupt
         self.consistent = False
         st.epoch_seconds.append(st.epoch_elapsed + time.perf_counter() - self._started)
@@ -173,12 +196,11 @@ class Loop:
 
     def run(self) -> TrainingState:
         """Train up to ``epochs`` epochs in all; returns the final state."""
-        flag = _SigintFlag()
         try:
-            with flag.active(), blas_limit():
+            with self.sigint.active(), blas_limit():
                 self._emit("on_train_begin")
                 while self.state.epoch < self.epochs and not self.stop:
-                    self._epoch(flag)
+                    self._epoch()
                 self._emit("on_train_end")
         except KeyboardInterrupt:
             self._interrupted()
@@ -250,6 +272,7 @@ def fit(
     progress: bool = False,
     callbacks: Sequence[Callback] = (),
     explode: float | None = 1e3,
+    comm=None,
 ) -> TrainingState:
     """Train ``net`` in place up to ``epochs`` epochs in all (mini-batch SGD as cnntrain, or an optimiser).
 
@@ -289,6 +312,10 @@ def fit(
     explode : float or None
         The :class:`~convprop.training.callbacks.DivergenceGuard`'s runaway factor
         (it is always on: NaN / inf stop any run).
+    comm : mpi4py communicator or DataParallel, optional
+        Train one model over the ranks of ``comm`` (every rank calls ``fit``
+        alike): each computes its share of every batch, one Allreduce sums the
+        gradients (:class:`~convprop.training.distributed.DataParallel`).
 
     Returns
     -------
@@ -317,12 +344,19 @@ def fit(
         built.append(Checkpoint(checkpoint, extra))
     if progress:
         built.insert(0, ProgressBar())
+    tail: list[Callback] = []
+    if comm is not None:  # first, so that every other callback sees the whole batch's gradients and loss
+        from .distributed import DataParallel
+
+        parallel = comm if isinstance(comm, DataParallel) else DataParallel(comm)
+        built.insert(0, parallel)
+        tail.append(parallel.finisher())
     orders = _orders(order, images.shape[0], epochs)
     if orders is None and not shuffle:
         orders = np.broadcast_to(np.arange(images.shape[0]), (epochs, images.shape[0]))
     state, rng = _start(state, seed, optimizer, epochs)
     loop = Loop(net, images, targets, epochs=epochs, batch_size=batch_size, alpha=alpha, optimizer=optimizer,
-                state=state, rng=rng, order=orders, drop_last=drop_last, callbacks=[*built, *callbacks])
+                state=state, rng=rng, order=orders, drop_last=drop_last, callbacks=[*built, *callbacks, *tail])
     return loop.run()
 
 
