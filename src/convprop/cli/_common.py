@@ -108,8 +108,6 @@ def test_split_for(args, net) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     --dataset, else the one the model was trained on; its directory from --data-dir, else the one
     recorded with the model (when the data set is the model's own).
     """
-    extra = net.extra
-    dataset = args.dataset or extra.get("dataset", "mnist")
-    data_dir = data_dir_for(args, extra) if dataset == extra.get("dataset") else args.data_dir
-    images, x, y = load_split(dataset, "test", data_dir, net.dtype, args.quiet)
-    return dataset, images, x, y
+    from ._data import load_test_split  # own images too (and --data-dir checked)
+
+    return load_test_split(args, net.extra, net)

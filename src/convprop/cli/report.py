@@ -10,8 +10,8 @@ from ..training.callbacks import Callback
 from ._common import class_names, run_optimizer
 
 
-def write_summary(path: Path, config: dict, net, state) -> None:
-    """summary.json: the run's settings, test error and seconds per epoch (rewritten each epoch)."""
+def write_summary(path: Path, config: dict, net, state, class_names: list[str] | None = None) -> None:
+    """summary.json: the run's settings, classes, test error and seconds per epoch (rewritten each epoch)."""
     opt = run_optimizer(config)
     summary = {
         "dataset": config["dataset"], "network": net.spec, "dtype": net.dtype.name,
@@ -20,18 +20,22 @@ def write_summary(path: Path, config: dict, net, state) -> None:
         "epochs": state.epoch, "test_error": state.test_error, "epoch_seconds": state.epoch_seconds,
         "final_rL": state.rL[-1],
     }
+    if config.get("dataset") == "images":
+        summary.update({k: config[k] for k in ("image_size", "color", "val_split") if k in config})
+    if class_names is not None:
+        summary["class_names"] = list(class_names)
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 class EpochReport(Callback):
     """After every epoch: rewrite summary.json and print the epoch's test error (above the progress bar)."""
 
-    def __init__(self, path: Path, config: dict, quiet: bool):
-        self.path, self.config, self.quiet = path, config, quiet
+    def __init__(self, path: Path, config: dict, quiet: bool, class_names: list[str] | None = None):
+        self.path, self.config, self.quiet, self.class_names = path, config, quiet, class_names
 
     def on_epoch_end(self, loop) -> None:
         st = loop.state
-        write_summary(self.path, self.config, loop.net, st)
+        write_summary(self.path, self.config, loop.net, st, self.class_names)
         if not self.quiet:
             from tqdm.auto import tqdm
 

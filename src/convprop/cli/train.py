@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConvpropError
-from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, load_split, model_file, say
+from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, model_file, say
+from ._data import IMAGES, add_image_arguments, check_data_dir, load_run_data, own_images
 from .report import EpochReport, all_plots, summary_table, write_summary
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
@@ -21,6 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the sub-commands."""
     t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")
     add_data_arguments(t)
+    add_image_arguments(t)
     t.add_argument("--layers", metavar="SPEC",
                    help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>[r|t|i|l][p<n>|ps][/<stride>], "
                         "s<scale>, m<scale>, <units>f[r|t|i|l] (e.g. 6c5rps-m2-16c5r-m2-120fr)")
@@ -78,8 +80,11 @@ def _new_run(args, given: dict):
     from ..engine.spec import format_layers, parse_layers
     from ..formats.checkpoint import TrainingState
 
+    if given.get("dataset") and own_images(args.data_dir):
+        raise ConvpropError(f"--data-dir {args.data_dir} holds image folders, not {given['dataset']} IDX files: "
+                            "leave out --dataset")
     config = {
-        "dataset": given.get("dataset", "mnist"),
+        "dataset": given.get("dataset") or (IMAGES if own_images(args.data_dir) else "mnist"),
         "layers": format_layers(parse_layers(given.get("layers", DEFAULT_LAYERS))),
         "output": given.get("output", "sigmoid"),
         "batch_size": given.get("batch_size", 50),
@@ -92,28 +97,29 @@ def _new_run(args, given: dict):
         "seed": given.get("seed", 0),
     }
     state = TrainingState.new(config["seed"], config)
-    extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES[config["dataset"]]}
-    return None, state, extra, config, Path(args.out or f"runs/{config['dataset']}")
+    extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES.get(config["dataset"])}
+    name = Path(args.data_dir).resolve().stem if config["dataset"] == IMAGES else config["dataset"]
+    return None, state, extra, config, Path(args.out or f"runs/{name}")
 
 
-def _network(config: dict, x_train: np.ndarray):
+def _network(config: dict, x_train: np.ndarray, n_outputs: int):
     from ..engine.layers import Input
     from ..engine.network import Network
     from ..engine.spec import parse_layers
 
     h, w = x_train.shape[1:3]
     c = x_train.shape[3] if x_train.ndim == 4 else 1
-    return Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=10, dtype=np.dtype(config["dtype"]),
+    return Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=n_outputs, dtype=np.dtype(config["dtype"]),
                    seed=config["seed"], output=config["output"])
 
 
-def _banner(args, config, net, state, n_train, n_test, epochs, out) -> str:
+def _banner(args, config, net, state, data, epochs, out) -> str:
     opt = run_optimizer(config)
     resumed = ""
     if args.resume:
         resumed = (f", resuming epoch {state.epoch + 1} after batch {state.batch}" if state.batch
                    else f", resuming after epoch {state.epoch}")
-    return (f"convprop train: {config['dataset']} ({n_train} train / {n_test} test images), "
+    return (f"convprop train: {data.description} ({len(data.y_train)} train / {len(data.y_test)} test images), "
             f"network {net.spec}, {net.dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}"
             f"{'' if opt is None else ' (' + repr(opt) + ')'}, seed {config['seed']}, {epochs} epoch(s)"
             f"{resumed} -> {out}/")
@@ -122,8 +128,10 @@ def _banner(args, config, net, state, n_train, n_test, epochs, out) -> str:
 def run(args) -> int:
     """Run ``convprop train`` for parsed arguments; returns the exit status."""
     from ..formats.model import save_model
+    from ..training.callbacks import MetricsLog
     from ..training.loop import fit
 
+    check_data_dir(args.data_dir)
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
     epochs = args.epochs if args.epochs is not None else 1
@@ -131,23 +139,25 @@ def run(args) -> int:
     data_dir = data_dir_for(args, extra)
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
-    _, x_train, y_train = load_split(config["dataset"], "train", data_dir, dtype, args.quiet)
-    test_images, x_test, y_test = load_split(config["dataset"], "test", data_dir, dtype, args.quiet)
-    net = net if net is not None else _network(config, x_train)
+    data = load_run_data(args, config, state, extra, dtype, data_dir)
+    extra["class_names"] = data.class_names
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    net = net if net is not None else _network(config, x_train, len(data.class_names))
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     if not args.resume and checkpoint.exists():
         say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
-    say(args, _banner(args, config, net, state, len(x_train), len(x_test), epochs, out))
+    say(args, _banner(args, config, net, state, data, epochs, out))
     first_new = state.epoch
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
-                callbacks=[EpochReport(out / "summary.json", config, args.quiet)])
+                callbacks=[EpochReport(out / "summary.json", config, args.quiet, data.class_names),
+                           MetricsLog(out / "metrics.csv")])
     save_model(net, out / "model.npz", extra)
-    write_summary(out / "summary.json", config, net, state)
+    write_summary(out / "summary.json", config, net, state, data.class_names)
     if not args.no_plots:
-        paths = all_plots(net, state, extra, test_images, x_test, y_test, out / "plots",
+        paths = all_plots(net, state, extra, data.images, x_test, y_test, out / "plots",
                           batches_per_epoch=-(-len(x_train) // config["batch_size"]))
         say(args, f"plots: {', '.join(str(p) for p in paths)}")
     say(args, summary_table(state, first_new))
