@@ -33,3 +33,86 @@ def test_gradcheck_and_explain_agree_on_exit_codes(relu_model, monkeypatch, caps
     assert main(["gradcheck", "--model", str(relu_model), "--images", "2"]) == 1
     assert main(["explain", str(relu_model)]) == 1
     assert capsys.readouterr().out.count("gradient check FAILED") == 2
+
+
+# --- 5. predict: .npy, conversions said, bad files skipped, --limit, images whose meaning was lost
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A small network trained on scikit-learn's 8×8 digits (pixels / 16), and 20 test digits."""
+    from sklearn.datasets import load_digits
+
+    from convprop import Dense, train
+    from convprop.engine.optim import Adam
+
+    d = load_digits()
+    x, y = d.images / 16.0, d.target
+    net = Network([Input(8, 8), Conv(8, 3, "relu", padding="same"), Dense(32, "relu")], n_outputs=10,
+                  output="softmax", seed=0)
+    train(net, x[:1500], y[:1500], epochs=8, batch_size=20, seed=0, optimizer=Adam(3e-3))
+    path = tmp_path_factory.mktemp("model") / "digits.npz"
+    save_model(net, path, {"class_names": [str(i) for i in range(10)]})
+    return path, x[1500:1520], y[1500:1520]
+
+
+def _predicted(out: str) -> list[str]:
+    return [line.split(": ")[1].split(" ")[0] for line in out.splitlines() if "(output" in line]
+
+
+def test_predict_reads_float_tiffs_and_alpha_pictures_as_what_they_show(tmp_path, digits_model, capsys):
+    from PIL import Image
+
+    path, x, y = digits_model
+    plain, tiffs, alphas = [], [], []
+    for i, img in enumerate(x):
+        grey = np.round(img * 255).astype(np.uint8)
+        Image.fromarray(grey).save(tmp_path / f"{i}.png")
+        Image.fromarray(img.astype(np.float32), mode="F").save(tmp_path / f"{i}.tif")  # values in [0, 1]
+        rgba = np.zeros((8, 8, 4), np.uint8)
+        rgba[..., 3] = grey  # black ink, the digit drawn in the alpha channel
+        Image.fromarray(rgba, mode="RGBA").save(tmp_path / f"{i}-alpha.png")
+        plain.append(str(tmp_path / f"{i}.png"))
+        tiffs.append(str(tmp_path / f"{i}.tif"))
+        alphas.append(str(tmp_path / f"{i}-alpha.png"))
+    assert main(["predict", str(path), *plain]) == 0
+    expected = _predicted(capsys.readouterr().out)
+    assert np.mean(np.array(expected, int) == y) >= 0.9  # measured: 20 of 20 right
+    assert main(["predict", str(path), *tiffs]) == 0
+    out = capsys.readouterr().out
+    assert _predicted(out) == expected and out.count("[floating-point pixels read as [0, 1]]") == 20
+    assert main(["predict", str(path), *alphas]) == 0
+    out = capsys.readouterr().out
+    assert _predicted(out) == expected and out.count("the picture is in the alpha channel") == 20
+
+
+def test_predict_says_what_it_converted_and_skips_unreadable_files(tmp_path, digits_model, capsys):
+    from PIL import Image
+
+    path, x, _ = digits_model
+    photo = np.zeros((480, 640, 3), np.uint8)
+    photo[100:380, 200:440] = (255, 200, 0)
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    np.save(tmp_path / "x.npy", np.round(x[:3] * 255).astype(np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    argv = ["predict", str(path), str(tmp_path / "photo.jpg"), str(tmp_path / "broken.png"), str(tmp_path / "x.npy")]
+    assert main(argv) == 1  # some files could not be read; the others are classified
+    captured = capsys.readouterr()
+    assert "[RGB → grey; resized 640x480 → 8x8]" in captured.out
+    assert captured.out.count("[uint8 pixels / 255]") == 3 and f"{tmp_path / 'x.npy'}[2]: " in captured.out
+    assert f"convprop predict: error: {tmp_path / 'broken.png'}: " in captured.err
+    assert "1 of 3 file(s) could not be read; the others are classified above" in captured.err
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(path), str(tmp_path / "photo.jpg"), "--limit", "-1"])
+    assert exc.value.code == 2 and "--limit must be 0 (print all) or more, got -1" in capsys.readouterr().err
+
+
+def test_uint8_pixels_given_to_a_network_are_warned_about(tmp_path, relu_model, capsys):
+    from convprop import load_model
+
+    net = load_model(relu_model)
+    pixels = np.full((2, 12, 12), 200, np.uint8)
+    with pytest.warns(UserWarning, match=r"uint8 pixels \(0-255\) and are used as they are"):
+        net.predict(pixels)
+    np.save(tmp_path / "u8.npy", pixels)
+    assert main(["explain", str(relu_model), "--input", str(tmp_path / "u8.npy"), "--no-gradcheck"]) == 0
+    assert "u8.npy holds uint8 pixels (0-255): divided by 255" in capsys.readouterr().out

@@ -94,11 +94,14 @@ def _resize_float(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(np.asarray(im.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float64), 0.0, 1.0)
 
 
-def _pixels(im, h: int, w: int, c: int, notes: list[str]) -> np.ndarray:
-    """A decoded Pillow image → floats in [0, 1] of shape (h, w) (c = 1) or (h, w, 3)."""
+def _pixels(im, h: int, w: int, c: int, notes: list[str], source: tuple[str, str]) -> np.ndarray:
+    """A decoded Pillow image → floats in [0, 1] of shape (h, w) (c = 1) or (h, w, 3).
+
+    ``source`` is the file's (size, mode) before any JPEG draft decoding changed them.
+    """
     from PIL import Image
 
-    size = f"{im.size[0]}x{im.size[1]}"
+    size, mode = source
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         arr = _deep_pixels(im, notes)
         if (h, w) != arr.shape:
@@ -110,14 +113,15 @@ def _pixels(im, h: int, w: int, c: int, notes: list[str]) -> np.ndarray:
         return arr
     if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in im.info:
         im = _alpha_picture(im, notes)
-    colour = im.mode not in GREY_MODES
+    colour = im.mode not in GREY_MODES or mode not in GREY_MODES
     if colour and c == 1:
-        notes.append(f"{im.mode} → grey")
+        notes.append(f"{mode if mode not in GREY_MODES else im.mode} → grey")
     elif not colour and c == 3:
         notes.append("grey → RGB")
     im = im.convert("L" if c == 1 else "RGB")
-    if im.size != (w, h):
+    if im.size != (w, h) or size != f"{w}x{h}":
         notes.append(f"resized {size} → {w}x{h}")
+    if im.size != (w, h):
         # reducing_gap: shrink by whole factors first (box filter), so that a 1×16,777,216 image
         # does not make a 28×16,777,216 intermediate (found by fuzz/fuzz_image.py: > 1 GB).
         im = im.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -194,9 +198,10 @@ def decode_image(path: Path, shape: tuple[int, int, int], invert: bool = False) 
     notes: list[str] = []
     with _errors(path):
         with _open(path) as im:
+            source = (f"{im.size[0]}x{im.size[1]}", im.mode)
             if im.format == "JPEG":  # decode a big photo at 1/2 … 1/8 scale straight away
                 im.draft("L" if c == 1 else "RGB", (4 * w, 4 * h))
-            arr = _pixels(im, h, w, c, notes)
+            arr = _pixels(im, h, w, c, notes, source)
     if arr.shape != ((h, w) if c == 1 else (h, w, 3)):
         raise ConvpropError(f"{path}: decoded to shape {arr.shape}, expected {(h, w)}")
     if arr.max() == arr.min():
