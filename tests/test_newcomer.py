@@ -116,3 +116,82 @@ def test_uint8_pixels_given_to_a_network_are_warned_about(tmp_path, relu_model, 
     np.save(tmp_path / "u8.npy", pixels)
     assert main(["explain", str(relu_model), "--input", str(tmp_path / "u8.npy"), "--no-gradcheck"]) == 0
     assert "u8.npy holds uint8 pixels (0-255): divided by 255" in capsys.readouterr().out
+
+
+# --- 4. messages that speak CLI to CLI users
+
+def test_data_dir_messages_name_the_flag(tmp_path, capsys, monkeypatch):
+    from convprop.datasets import load_mnist
+    from convprop.errors import ConvpropError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["train", "--data-dir", str(afile), "-q"]) == 2
+    assert capsys.readouterr().err == (f"convprop train: error: --data-dir {afile} is a file; give the directory that "
+                                       "holds the IDX files, a folder of class folders, or a .csv of path,label\n")
+    assert main(["train", "--data-dir", str(tmp_path / "nope"), "-q"]) == 2
+    assert capsys.readouterr().err == f"convprop train: error: --data-dir {tmp_path / 'nope'}: no such directory\n"
+    with pytest.raises(ConvpropError, match="afile is a file; name the directory that holds the mnist IDX files"):
+        load_mnist(path=afile)  # Python: not "no such directory" either
+    monkeypatch.setenv("CONVPROP_MIRRORS", "http://127.0.0.1:9")
+    monkeypatch.setenv("CONVPROP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CONVPROP_DATA", raising=False)
+    assert main(["train", "--dataset", "fashion-mnist", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "(--data-dir on the command line, path= in Python)" in err
+    assert err.endswith("sudo apt-get install dataset-fashion-mnist puts it in /usr/share/datasets/fashion-mnist\n")
+
+
+# --- 6. examples/lenet.py without Fashion-MNIST
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _env(tmp_path, **extra):
+    import os
+
+    env = {**os.environ, "CONVPROP_MIRRORS": "http://127.0.0.1:9", "CONVPROP_CACHE": str(tmp_path / "cache"), **extra}
+    env.pop("CONVPROP_DATA", None)
+    return env
+
+
+def test_lenet_example_skips_a_missing_fashion_mnist(tmp_path, shared):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "examples" / "lenet.py"), "--epochs", "1", "--train-size", "200",
+           "--data-dir", str(shared / "data" / "mnist")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "MNIST epoch 1:" in done.stdout
+    assert "Fashion-MNIST skipped (--dataset both makes this an error): fashion-mnist train files not found" in done.stdout
+    done = subprocess.run([*cmd, "--dataset", "fashion"], capture_output=True, text=True, env=_env(tmp_path),
+                          timeout=300)
+    assert done.returncode == 1 and "sudo apt-get install dataset-fashion-mnist" in done.stderr
+
+
+# --- 7. Ctrl-C in the first moments
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, shared, delay):
+    """Ctrl-C while NumPy, the sub-commands and the data load, before training starts: one line, status 130.
+
+    The launcher is the console script's own (``from convprop.cli import main; sys.exit(main())``)
+    with a line printed when ``main`` is about to run; before that, only the interpreter's start-up
+    and the import of ``convprop.cli`` (argparse and the error classes: about 12 ms) remain.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    launcher = "import sys; from convprop.cli import main; print('started', flush=True); sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "train", "--data-dir", str(shared / "data" / "mnist"),
+                             "--out", str(tmp_path / "run"), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(tmp_path))
+    assert proc.stdout.readline() == "started\n"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("convprop: interrupted"), err
