@@ -195,3 +195,18 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, shared, delay):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("convprop: interrupted"), err
+
+
+# --- 8. help texts
+
+def test_train_and_gradcheck_help_explain_themselves(capsys):
+    for argv in (["train", "--help"], ["gradcheck", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    out = capsys.readouterr().out
+    assert "Train a network on MNIST, Fashion-MNIST or your own images" in out
+    assert "examples:\n  convprop train --data-dir ../shared/data/mnist --out runs/mnist-1epoch" in out
+    assert "--image-size HxW" in out and "--val-split F" in out
+    for flag, words in (("--epsilon EPS", "finite-difference step"), ("--tolerance TOL", "largest |numerical"),
+                        ("--seed SEED", "seed of the network's weights")):
+        assert flag in out and words in out

@@ -11,9 +11,11 @@ from .report import all_plots
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``plot`` to the sub-commands."""
-    return add_model_command(sub, "plot", "(re)draw a run's plots from its checkpoint", run,
-                             ("run", "run directory or checkpoint.npz"),
-                             ("--out", "where to write the PNGs (default <run>/plots)"))
+    q = add_model_command(sub, "plot", "(re)draw a run's plots from its checkpoint", run,
+                          ("run", "run directory or checkpoint.npz"),
+                          ("--out", "where to write the PNGs (default <run>/plots)"))
+    q.add_argument("--log-loss", action="store_true", help="logarithmic y axis for the loss curve")
+    return q
 
 
 def run(args) -> int:
@@ -28,7 +30,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else path.parent / "plots"
     bs = state.config.get("batch_size")
     per_epoch = len(state.L) // state.epoch if state.epoch and not state.batch else None
-    paths = all_plots(net, state, net.extra, images, x, y, out, batches_per_epoch=per_epoch if bs else None)
+    paths = all_plots(net, state, net.extra, images, x, y, out, batches_per_epoch=per_epoch if bs else None,
+                      log_loss=args.log_loss)
     for p in paths:
         print(p)
     return 0

@@ -54,13 +54,19 @@ def summary_table(state, first_new: int) -> str:
     rows.append(f" total |            | {total:>8.1f} | mean {total / max(len(state.epoch_seconds), 1):.1f} s/epoch")
     return "\n".join(rows)
 
-def all_plots(net, state, extra, images, x_test, y_test, out: Path, batches_per_epoch=None) -> list[Path]:
+
+def all_plots(net, state, extra, images, x_test, y_test, out: Path, batches_per_epoch=None,
+              log_loss: bool = False) -> list[Path]:
+    """The run's PNGs in ``out``: loss, metrics (per epoch), kernels, feature maps, confusion, misclassified."""
     from .. import plots
+    from ..training.callbacks import metrics_rows
 
     names = class_names(extra, net.n_outputs)
     predicted = net.predict(x_test)
     paths = [plots.plot_loss(state.rL, out / "loss.png", batches_per_epoch=batches_per_epoch,
-                             output=net.output_kind)]
+                             output=net.output_kind, log=log_loss)]
+    if state.epoch:
+        paths.append(plots.plot_metrics(metrics_rows(state), out / "metrics.png", output=net.output_kind))
     for name, _ in plots.conv_layers(net):
         paths.append(plots.plot_kernels(net, name, out / f"kernels_{name}.png"))
     paths.append(plots.plot_feature_maps(net, x_test[0], out / "feature_maps.png", class_names=names,

@@ -18,9 +18,27 @@ RUN_SETTINGS = ("dataset", "layers", "output", "batch_size", "alpha", "optimizer
                 "weight_decay", "dtype", "seed")
 
 
+TRAIN_DESCRIPTION = """\
+Train a network on MNIST, Fashion-MNIST or your own images, with the toolbox's settings by default
+(6c5-s2-12c5-s2, sigmoid outputs, SGD alpha 1, batch 50, seed 0). Shows a progress bar and the test
+error after each epoch; writes model.npz, checkpoint.npz, summary.json, metrics.csv and plots/ to the
+run directory (--out). Ctrl-C saves a checkpoint; --resume continues it bit for bit."""
+TRAIN_EXAMPLES = """\
+examples:
+  convprop train --data-dir ../shared/data/mnist --out runs/mnist-1epoch
+  convprop train --dataset fashion-mnist --epochs 5
+  convprop train --data-dir ../shared/data/mnist --layers 6c5rps-m2-16c5r-m2-120fr-84fr --output softmax \\
+      --optimizer adam --alpha 0.001 --epochs 3 --dtype float32 --out runs/lenet
+  convprop train --data-dir photos/ --image-size 32 --color rgb --layers 8c3rps-m2-16c3rps-m2-64fr \\
+      --output softmax --optimizer adam --alpha 0.001 --epochs 10     # photos/<class>/*.jpg
+  convprop train --resume runs/mnist-1epoch --epochs 10"""
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the sub-commands."""
-    t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")
+    t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)",
+                       description=TRAIN_DESCRIPTION, epilog=TRAIN_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(t)
     add_image_arguments(t)
     t.add_argument("--layers", metavar="SPEC",
