@@ -20,6 +20,9 @@ with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
     import zipfile  # noqa: F401
 
     import convprop as _io
+    # convprop's exports load on first use: import the loaders here, so that they are instrumented
+    import convprop.formats.checkpoint  # noqa: F401
+    import convprop.formats.model  # noqa: F401
 
 _ARRAYS: dict = {}
 

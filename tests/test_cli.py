@@ -51,7 +51,11 @@ def test_train_writes_model_checkpoint_summary_and_plots(run3, capsys):
     _, state = load_checkpoint(run3 / "checkpoint.npz")
     assert state.epoch == 3 and len(state.rL) == 3 * 6 + 1
     names = sorted(p.name for p in (run3 / "plots").iterdir())
-    assert names == ["confusion.png", "feature_maps.png", "kernels_conv1.png", "loss.png", "misclassified.png"]
+    assert names == ["confusion.png", "feature_maps.png", "kernels_conv1.png", "loss.png", "metrics.png",
+                     "misclassified.png"]
+    metrics = (run3 / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "epoch,rL,mean_loss,test_error,seconds" and len(metrics) == 4
+    assert [float(line.split(",")[3]) for line in metrics[1:]] == summary["test_error"]
     for p in (run3 / "plots").iterdir():
         with Image.open(p) as im:
             assert im.size[0] >= 800 and p.stat().st_size > 3000
@@ -167,7 +171,7 @@ def test_predict_png_jpeg_and_idx(run3, tmp_path, capsys):
 def test_plot_command_redraws_from_the_checkpoint(run3, data_dir, tmp_path, capsys):
     assert main(["plot", str(run3), "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 5 and all(Path(p).is_file() for p in printed)
+    assert len(printed) == 6 and all(Path(p).is_file() for p in printed)  # with metrics.png
 
 
 def test_gradcheck_command(capsys):

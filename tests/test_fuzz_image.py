@@ -44,7 +44,7 @@ def test_valid_seeds_read():
 
 
 HOSTILE = [
-    (_png(5000, 5000, zlib.compress(bytes(1000))), r"PNG image of 5000x5000 pixels; predict reads images of 1 to"),
+    (_png(5000, 5000, zlib.compress(bytes(1000))), r"PNG image of 5000x5000 pixels; convprop reads images of 1 to"),
     (_png(100_000, 100_000, zlib.compress(bytes(1000))), r"too many pixels to decode"),
     (_png(4, 4, b"not zlib"), "corrupt or truncated image"),
     (_png(28, 28, zlib.compress(bytes(20))), "corrupt or truncated image"),

@@ -7,15 +7,52 @@ The packages, from the bottom up (see docs/architecture.md): ``engine``
 ``sklearn`` (the estimator), ``cli`` (the command).
 """
 
-from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
-from .engine.network import Network
-from .errors import ConvpropError, Diverged, Interrupted
-from .formats.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from .formats.model import load_model, save_model
-from .training.callbacks import Callback
-from .training.evaluate import Evaluation, evaluate
-from .training.gradcheck import GradcheckReport, gradcheck
-from .training.loop import fit, train
+import importlib
+from typing import TYPE_CHECKING
+
+#: Where each public name lives. They are imported on first use (PEP 562), so that
+#: ``convprop``'s command starts at once and a Ctrl-C in its first moments is handled.
+_EXPORTS = {
+    **dict.fromkeys(("Conv", "Dense", "Input", "MaxPool", "Subsample"), ".engine.layers"),
+    "Network": ".engine.network",
+    **dict.fromkeys(("ConvpropError", "Diverged", "Interrupted"), ".errors"),
+    **dict.fromkeys(("TrainingState", "load_checkpoint", "save_checkpoint"), ".formats.checkpoint"),
+    **dict.fromkeys(("load_model", "save_model"), ".formats.model"),
+    "Callback": ".training.callbacks",
+    **dict.fromkeys(("Evaluation", "evaluate"), ".training.evaluate"),
+    **dict.fromkeys(("GradcheckReport", "gradcheck"), ".training.gradcheck"),
+    **dict.fromkeys(("fit", "train"), ".training.loop"),
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
+    from .engine.network import Network
+    from .errors import ConvpropError, Diverged, Interrupted
+    from .formats.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+    from .formats.model import load_model, save_model
+    from .training.callbacks import Callback
+    from .training.evaluate import Evaluation, evaluate
+    from .training.gradcheck import GradcheckReport, gradcheck
+    from .training.loop import fit, train
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:  # convprop.datasets, convprop.plots … after a bare ``import convprop``
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import ConvpropError
@@ -16,9 +18,13 @@ def as_float_array(x, dtype: np.dtype, what: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise ConvpropError(f"{what} must hold real numbers, got dtype {arr.dtype}")
     arr = arr.astype(dtype, copy=False)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ConvpropError(f"{what} contains {bad} NaN or infinite value(s)")
+    if arr.dtype.kind == "f":
+        # in slices of the first axis: a file-backed array larger than memory stays on disk
+        step = max(1, (1 << 24) // max(1, arr[:1].size)) if arr.ndim else 1
+        parts = [arr[i:i + step] for i in range(0, len(arr), step)] if arr.ndim else [arr]
+        bad = sum(int(p.size - np.count_nonzero(np.isfinite(p))) for p in parts)
+        if bad:
+            raise ConvpropError(f"{what} contains {bad} NaN or infinite value(s)")
     return arr
 
 
@@ -28,6 +34,7 @@ def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: st
     Accepts (N, H, W) or (H, W) when C = 1, and (N, H, W, C) or (H, W, C) otherwise;
     one-map images may also carry their trailing axis of 1, (N, H, W, 1) or (H, W, 1).
     """
+    _warn_uint8(x, what)
     arr = as_float_array(x, dtype, what)
     h, w, c = image_shape
     if c == 1 and arr.shape[-1:] == (1,) and arr.shape[-3:] == (h, w, 1) and arr.ndim in (3, 4) \
@@ -49,6 +56,14 @@ def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: st
     if c == 1:
         arr = arr[..., None]
     return arr, single
+
+
+def _warn_uint8(x, what: str) -> None:
+    """uint8 pixels (0–255) fed to a network are almost always a missing ``/ 255``: say so."""
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.size and x.max() > 1:
+        warnings.warn(f"{what} are uint8 pixels (0-255) and are used as they are; networks are trained on "
+                      "pixels / 255 (convprop.datasets.images_to_float(x)): divide them, or pass floats to "
+                      "silence this", UserWarning, stacklevel=4)
 
 
 def check_targets(y, n: int, n_outputs: int, dtype: np.dtype, what: str = "targets") -> np.ndarray:

@@ -1,7 +1,10 @@
 """The ``convprop`` command: one module per sub-command.
 
 Every error is one line on stderr with exit status 2; Ctrl-C during training
-saves a checkpoint and exits with status 130.
+saves a checkpoint and exits with status 130, and at any other moment prints
+``convprop: interrupted`` and exits with status 130. The sub-commands (and
+NumPy) are imported inside :func:`main`, so that a Ctrl-C while they load is
+handled too.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConvpropError, Diverged, Interrupted
-from . import explain, gradcheck, plot, predict, test, train
-from ._common import Parser
 
-COMMANDS = (train, test, predict, gradcheck, plot, explain)
+#: The sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ("train", "test", "predict", "gradcheck", "plot", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``convprop`` parser with every sub-command."""
+    import importlib
+
     from .. import __version__
+    from ._common import Parser
 
     p = Parser(prog="convprop", description="Classic CNNs with hand-derived backprop (DeepLearnToolbox port).")
     p.add_argument("--version", action="version", version=f"convprop {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
-        command.add_parser(sub)
+        importlib.import_module(f"{__name__}.{command}").add_parser(sub)
     return p
 
 
@@ -66,7 +71,12 @@ def _said_by_rank_0(exc: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported
+        print("convprop: interrupted", file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except Interrupted as exc:

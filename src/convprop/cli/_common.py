@@ -102,19 +102,6 @@ def add_model_command(sub, name: str, help: str, run, target: tuple[str, str],
     return q
 
 
-def test_split_for(args, net) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    """(dataset, raw images, float images, labels) of the test split a model is tested on.
-
-    --dataset, else the one the model was trained on; its directory from --data-dir, else the one
-    recorded with the model (when the data set is the model's own).
-    """
-    extra = net.extra
-    dataset = args.dataset or extra.get("dataset", "mnist")
-    data_dir = data_dir_for(args, extra) if dataset == extra.get("dataset") else args.data_dir
-    images, x, y = load_split(dataset, "test", data_dir, net.dtype, args.quiet)
-    return dataset, images, x, y
-
-
 def mpi_world():
     """The MPI communicator when ``mpiexec`` / ``srun`` started several processes, else None.
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..formats.model import load_model
 from ..training.evaluate import evaluate
-from ._common import add_model_command, class_names, model_file, mpi_world, say, speaks, test_split_for
+from ._common import add_model_command, class_names, model_file, mpi_world, say, speaks
+from ._data import load_test_split
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def run(args) -> int:
     path = model_file(args.model)
     net = load_model(path)
     extra = net.extra
-    dataset, images, x, y = test_split_for(args, net)
+    dataset, images, x, y = load_test_split(args, net.extra, net)
     if comm is None:
         result = evaluate(net, x, y)
     else:

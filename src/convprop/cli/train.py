@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConvpropError
-from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, load_split, model_file, say
+from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, model_file, say
+from ._data import IMAGES, add_image_arguments, check_data_dir, load_run_data, own_images
 from .report import EpochReport, all_plots, summary_table, write_summary
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
@@ -17,10 +18,29 @@ RUN_SETTINGS = ("dataset", "layers", "output", "batch_size", "alpha", "optimizer
                 "weight_decay", "dtype", "seed")
 
 
+TRAIN_DESCRIPTION = """\
+Train a network on MNIST, Fashion-MNIST or your own images, with the toolbox's settings by default
+(6c5-s2-12c5-s2, sigmoid outputs, SGD alpha 1, batch 50, seed 0). Shows a progress bar and the test
+error after each epoch; writes model.npz, checkpoint.npz, summary.json, metrics.csv and plots/ to the
+run directory (--out). Ctrl-C saves a checkpoint; --resume continues it bit for bit."""
+TRAIN_EXAMPLES = """\
+examples:
+  convprop train --data-dir ../shared/data/mnist --out runs/mnist-1epoch
+  convprop train --dataset fashion-mnist --epochs 5
+  convprop train --data-dir ../shared/data/mnist --layers 6c5rps-m2-16c5r-m2-120fr-84fr --output softmax \\
+      --optimizer adam --alpha 0.001 --epochs 3 --dtype float32 --out runs/lenet
+  convprop train --data-dir photos/ --image-size 32 --color rgb --layers 8c3rps-m2-16c3rps-m2-64fr \\
+      --output softmax --optimizer adam --alpha 0.001 --epochs 10     # photos/<class>/*.jpg
+  convprop train --resume runs/mnist-1epoch --epochs 10"""
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the sub-commands."""
-    t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)")
+    t = sub.add_parser("train", help="train a network (checkpoint each epoch, plots at the end)",
+                       description=TRAIN_DESCRIPTION, epilog=TRAIN_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(t)
+    add_image_arguments(t)
     t.add_argument("--layers", metavar="SPEC",
                    help=f"layer spec (default {DEFAULT_LAYERS}): <maps>c<kernel>[r|t|i|l][p<n>|ps][/<stride>], "
                         "s<scale>, m<scale>, <units>f[r|t|i|l] (e.g. 6c5rps-m2-16c5r-m2-120fr)")
@@ -80,8 +100,11 @@ def _new_run(args, given: dict):
     from ..engine.spec import format_layers, parse_layers
     from ..formats.checkpoint import TrainingState
 
+    if given.get("dataset") and own_images(args.data_dir):
+        raise ConvpropError(f"--data-dir {args.data_dir} holds image folders, not {given['dataset']} IDX files: "
+                            "leave out --dataset")
     config = {
-        "dataset": given.get("dataset", "mnist"),
+        "dataset": given.get("dataset") or (IMAGES if own_images(args.data_dir) else "mnist"),
         "layers": format_layers(parse_layers(given.get("layers", DEFAULT_LAYERS))),
         "output": given.get("output", "sigmoid"),
         "batch_size": given.get("batch_size", 50),
@@ -94,28 +117,29 @@ def _new_run(args, given: dict):
         "seed": given.get("seed", 0),
     }
     state = TrainingState.new(config["seed"], config)
-    extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES[config["dataset"]]}
-    return None, state, extra, config, Path(args.out or f"runs/{config['dataset']}")
+    extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES.get(config["dataset"])}
+    name = Path(args.data_dir).resolve().stem if config["dataset"] == IMAGES else config["dataset"]
+    return None, state, extra, config, Path(args.out or f"runs/{name}")
 
 
-def _network(config: dict, x_train: np.ndarray):
+def _network(config: dict, x_train: np.ndarray, n_outputs: int):
     from ..engine.layers import Input
     from ..engine.network import Network
     from ..engine.spec import parse_layers
 
     h, w = x_train.shape[1:3]
     c = x_train.shape[3] if x_train.ndim == 4 else 1
-    return Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=10, dtype=np.dtype(config["dtype"]),
+    return Network([Input(h, w, c), *parse_layers(config["layers"])], n_outputs=n_outputs, dtype=np.dtype(config["dtype"]),
                    seed=config["seed"], output=config["output"])
 
 
-def _banner(args, config, net, state, n_train, n_test, epochs, out, parallel=None) -> str:
+def _banner(args, config, net, state, data, epochs, out, parallel=None) -> str:
     opt = run_optimizer(config)
     resumed = ""
     if args.resume:
         resumed = (f", resuming epoch {state.epoch + 1} after batch {state.batch}" if state.batch
                    else f", resuming after epoch {state.epoch}")
-    return (f"convprop train: {config['dataset']} ({n_train} train / {n_test} test images), "
+    return (f"convprop train: {data.description} ({len(data.y_train)} train / {len(data.y_test)} test images), "
             f"network {net.spec}, {net.dtype.name}, batch {config['batch_size']}, alpha {config['alpha']:g}"
             f"{'' if opt is None else ' (' + repr(opt) + ')'}, seed {config['seed']}, {epochs} epoch(s)"
             f"{resumed}{'' if parallel is None else f', on {parallel.size} MPI processes'} -> {out}/")
@@ -136,23 +160,25 @@ def _parallel(args):
     return DataParallel(comm, timeout=timeout if timeout > 0 else None)
 
 
-def _load_data(config, data_dir, dtype, quiet, parallel):
-    """(train split, test split); under MPI rank 0 first (it may download), then the others."""
+def _load_data(parallel, load):
+    """``load()``; under MPI rank 0 first (it may download or decode), then the others."""
     first = parallel is None or parallel.rank == 0
     if not first:
         parallel.comm.Barrier()
-    splits = [load_split(config["dataset"], split, data_dir, dtype, quiet) for split in ("train", "test")]
+    data = load()
     if first and parallel is not None:
         parallel.comm.Barrier()
-    return splits
+    return data
 
 
 def run(args) -> int:
     """Run ``convprop train`` for parsed arguments; returns the exit status."""
     from ..formats.model import save_model
+    from ..training.callbacks import MetricsLog
     from ..training.loop import fit
 
     parallel = _parallel(args)
+    check_data_dir(args.data_dir)
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
     epochs = args.epochs if args.epochs is not None else 1
@@ -160,24 +186,27 @@ def run(args) -> int:
     data_dir = data_dir_for(args, extra)
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
-    (_, x_train, y_train), (test_images, x_test, y_test) = _load_data(config, data_dir, dtype, args.quiet, parallel)
-    net = net if net is not None else _network(config, x_train)
+    data = _load_data(parallel, lambda: load_run_data(args, config, state, extra, dtype, data_dir))
+    extra["class_names"] = data.class_names
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    net = net if net is not None else _network(config, x_train, len(data.class_names))
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.npz"
     if not args.resume and checkpoint.exists():
         say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
-    say(args, _banner(args, config, net, state, len(x_train), len(x_test), epochs, out, parallel))
+    say(args, _banner(args, config, net, state, data, epochs, out, parallel))
     first_new = state.epoch
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
-                callbacks=[EpochReport(out / "summary.json", config, args.quiet)], comm=parallel)
+                callbacks=[EpochReport(out / "summary.json", config, args.quiet, data.class_names),
+                           MetricsLog(out / "metrics.csv")], comm=parallel)
     if parallel is not None and parallel.rank != 0:
         return 0
     save_model(net, out / "model.npz", extra)
-    write_summary(out / "summary.json", config, net, state)
+    write_summary(out / "summary.json", config, net, state, data.class_names)
     if not args.no_plots:
-        paths = all_plots(net, state, extra, test_images, x_test, y_test, out / "plots",
+        paths = all_plots(net, state, extra, data.images, x_test, y_test, out / "plots",
                           batches_per_epoch=-(-len(x_train) // config["batch_size"]))
         say(args, f"plots: {', '.join(str(p) for p in paths)}")
     say(args, summary_table(state, first_new))

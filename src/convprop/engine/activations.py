@@ -41,6 +41,8 @@ class Activation:
     name: str = ""
     #: Letter in spec strings (``6c5r``: a ReLU convolution); '' for sigmoid, the default.
     code: str = ""
+    #: Whether f has a kink at z = 0 (f' jumps there: ReLU, leaky ReLU).
+    kinked: bool = False
 
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -87,6 +89,7 @@ class Tanh(Activation):
 
 class ReLU(Activation):
     name, code = "relu", "r"
+    kinked = True
 
     # a = max(z, 0)
     def forward(self, z, out=None):
@@ -101,6 +104,7 @@ class LeakyReLU(Activation):
     """``LeakyReLU(slope)``: z for z > 0, slope·z otherwise (0 ≤ slope < 1)."""
 
     name, code = "leaky_relu", "l"
+    kinked = True
 
     def __init__(self, slope: float = 0.01) -> None:
         slope = float(slope)

@@ -238,15 +238,20 @@ class MetricsLog(Callback):
 
         if not loop.is_writer:
             return
-        st, rows = loop.state, []
-        per = len(st.L) // st.epoch if st.epoch else 0
-        for e in range(st.epoch):
-            losses = st.L[e * per:(e + 1) * per]
-            test = st.test_error[e] if e < len(st.test_error) else ""
-            rows.append([e + 1, st.rL[min((e + 1) * per, len(st.rL) - 1)], float(np.mean(losses)) if losses else "",
-                         test, st.epoch_seconds[e] if e < len(st.epoch_seconds) else ""])
-        lines = [",".join(self.FIELDS)] + [",".join(_csv(v) for v in row) for row in rows]
+        lines = [",".join(self.FIELDS)] + [",".join(_csv(v) for v in row) for row in metrics_rows(loop.state)]
         atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+
+def metrics_rows(st) -> list[list]:
+    """One row per finished epoch of a TrainingState: :attr:`MetricsLog.FIELDS` ("" where unknown)."""
+    rows = []
+    per = len(st.L) // st.epoch if st.epoch else 0
+    for e in range(st.epoch):
+        losses = st.L[e * per:(e + 1) * per]
+        test = st.test_error[e] if e < len(st.test_error) else ""
+        rows.append([e + 1, st.rL[min((e + 1) * per, len(st.rL) - 1)], float(np.mean(losses)) if losses else "",
+                     test, st.epoch_seconds[e] if e < len(st.epoch_seconds) else ""])
+    return rows
 
 
 def _csv(value) -> str:
@@ -254,4 +259,4 @@ def _csv(value) -> str:
 
 
 __all__ = ["Callback", "BatchFunction", "DivergenceGuard", "GradientClipping", "Evaluate", "Checkpoint",
-           "ProgressBar", "MetricsLog"]
+           "ProgressBar", "MetricsLog", "metrics_rows"]

@@ -165,7 +165,8 @@ def equations(net: Network) -> tuple[list[str], list[str], str]:
 
 
 def explanation(
-    net: Network, x: np.ndarray, y: np.ndarray | int | None = None, *, check: bool = True, epsilon: float = 1e-4
+    net: Network, x: np.ndarray, y: np.ndarray | int | None = None, *, check: bool = True, epsilon: float = 1e-4,
+    progress: bool = False,
 ) -> Explanation:
     """Run one input forward and backward and collect the per-layer summaries.
 
@@ -181,7 +182,10 @@ def explanation(
     check : bool
         Also run the gradient check (every parameter entry, two passes each).
     epsilon : float
-        Step of the central differences.
+        Step of the central differences (smaller where a step would cross a ReLU kink or a
+        max-pool tie; see :func:`~convprop.training.gradcheck.gradcheck`).
+    progress : bool
+        A progress bar on stderr during the gradient check.
 
     Returns
     -------
@@ -215,7 +219,7 @@ def explanation(
                                    .transpose(1, 0, 2, 3)))
             rows.append(Summary.of("backward", _label(i, layer), "db", layer.grads["bias"]))
     batch = maps[..., 0] if net.image_shape[2] == 1 else maps
-    report = gradcheck(net, batch, targets, epsilon=epsilon) if check else None
+    report = gradcheck(net, batch, targets, epsilon=epsilon, progress=progress) if check else None
     forward, backward, loss_formula = equations(net)
     return Explanation(net.spec, targets[0].copy(), o[0].copy(), float(loss), rows, report, forward, backward,
                        loss_formula)
