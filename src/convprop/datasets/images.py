@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import open_regular
 from ..errors import ConvpropError
 
 #: Formats convprop decodes: plain raster formats only. (Pillow would otherwise also open EPS
@@ -31,9 +32,9 @@ def read_image(path: Path, shape: tuple[int, int, int], invert: bool) -> np.ndar
     if c not in (1, 3):
         raise ConvpropError(f"the model takes {c} input maps; only 1 (grey) or 3 (RGB) can be read from images")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_regular(path, "image") as f:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=IMAGE_FORMATS) as im:
+            with Image.open(f, formats=IMAGE_FORMATS) as im:
                 width, height = im.size
                 if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
                     raise ConvpropError(f"{path}: {im.format} image of {width}x{height} pixels; predict"
