@@ -10,6 +10,8 @@ import numpy as np
 from ..errors import ConvpropError
 from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, load_split, model_file, say
 from .report import EpochReport, all_plots, summary_table, write_summary
+from .runconfig import check_arguments, check_run_config
+from .rundir import RunDir
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
 #: Settings that define a run; a resumed run must not change them.
@@ -36,8 +38,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, help="L2 weight decay (decoupled for adamw; default 0)")
     t.add_argument("--dtype", choices=("float64", "float32"), help="default float64")
     t.add_argument("--seed", type=int, help="initialisation and permutation seed (default 0)")
-    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>); refused if it holds "
+                   "another run, unless --resume or --force")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (file or run directory)")
+    t.add_argument("--force", action="store_true", help="replace the run already in --out (its files and plots)")
     t.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     t.set_defaults(func=run)
     return t
@@ -60,14 +64,14 @@ def _resumed_run(args, given: dict):
         ckpt = ckpt.with_name("checkpoint.npz")
     net, state = load_checkpoint(ckpt)
     extra = net.extra
-    config = state.config
+    config = check_run_config(state.config, net, str(ckpt))
     clash = [f"--{k.replace('_', '-')} {v} (checkpoint: {config.get(k)})"
              for k, v in given.items() if k in config and _norm(k, v) != config.get(k)]
     if clash:
         raise ConvpropError(f"--resume keeps the run's settings; these differ: {', '.join(clash)}")
     if args.epochs is None:
         raise ConvpropError(f"--resume needs --epochs N, the total number of epochs (done: {state.epoch})")
-    if args.epochs <= state.epoch:  # mid-epoch, epoch state.epoch + 1 is still to finish
+    if args.epochs < state.epoch or (args.epochs == state.epoch and state.batch):  # epoch + 1 unfinished
         done = f"{state.epoch} epochs" + (f" and {state.batch} batches" if state.batch else "")
         raise ConvpropError(f"the checkpoint has done {done}; ask for more with --epochs")
     return net, state, extra, config, Path(args.out) if args.out else ckpt.parent
@@ -91,6 +95,7 @@ def _new_run(args, given: dict):
         "dtype": given.get("dtype", "float64"),
         "seed": given.get("seed", 0),
     }
+    run_optimizer(config)  # a bad combination (adam with --momentum) fails now, not after the data loads
     state = TrainingState.new(config["seed"], config)
     extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES[config["dataset"]]}
     return None, state, extra, config, Path(args.out or f"runs/{config['dataset']}")
@@ -122,10 +127,28 @@ def _banner(args, config, net, state, n_train, n_test, epochs, out) -> str:
 def run(args) -> int:
     """Run ``convprop train`` for parsed arguments; returns the exit status."""
     from ..formats.model import save_model
-    from ..training.loop import fit
 
+    check_arguments(args)
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
+    # Locked, writable, cleaned of a crash's leftovers and refused if it holds another run: all
+    # before any data is loaded.
+    with RunDir(out).acquire(force=args.force, resume=bool(args.resume)):
+        if args.resume and state.epoch and not state.batch:
+            write_summary(out / "summary.json", config, net, state)  # may lag the checkpoint after a crash
+            if args.epochs == state.epoch:  # finished: only the final files are missing
+                save_model(net, out / "model.npz", extra)
+                print(f"the checkpoint has done all {state.epoch} epochs; model: {out / 'model.npz'} "
+                      "(rewritten from the checkpoint)")
+                return 0
+        return _train(args, net, state, extra, config, out)
+
+
+def _train(args, net, state, extra, config, out) -> int:
+    from ..formats.model import save_model
+    from ..training.budget import check_batch
+    from ..training.loop import fit
+
     epochs = args.epochs if args.epochs is not None else 1
     dtype = np.dtype(config["dtype"])
     data_dir = data_dir_for(args, extra)
@@ -134,10 +157,8 @@ def run(args) -> int:
     _, x_train, y_train = load_split(config["dataset"], "train", data_dir, dtype, args.quiet)
     test_images, x_test, y_test = load_split(config["dataset"], "test", data_dir, dtype, args.quiet)
     net = net if net is not None else _network(config, x_train)
-    out.mkdir(parents=True, exist_ok=True)
+    check_batch(net, config["batch_size"], len(x_train))
     checkpoint = out / "checkpoint.npz"
-    if not args.resume and checkpoint.exists():
-        say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
     say(args, _banner(args, config, net, state, len(x_train), len(x_test), epochs, out))
     first_new = state.epoch
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
