@@ -188,12 +188,23 @@ def _idx_errors(name: str):
             raise ConvpropError(f"{name}: truncated gzip file (compressed stream ends early)") from None
 
 
-def iter_idx(path: str | os.PathLike, items: int) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
-    """Stream an IDX file: (shape, dtype, chunks of at most ``items`` entries along the first axis).
+#: Most bytes :func:`iter_idx` holds at once (one chunk), unless told otherwise.
+STREAM_BYTES = 64 << 20
 
-    The header is checked as :func:`read_idx` checks it (against the file's size; no cap, since
-    nothing but one chunk is ever held); the chunks are native-byte-order arrays. For
-    reading a file of any number of images in constant memory (``convprop predict``).
+
+def iter_idx(path: str | os.PathLike, items: int, max_chunk_bytes: int = STREAM_BYTES
+             ) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
+    """Stream an IDX file: (shape, dtype, chunks of entries along the first axis).
+
+    The header is checked as :func:`read_idx` checks it (against the file's size; no cap on the
+    whole payload, since only one chunk is ever held). Chunks hold at most ``items`` entries and
+    at most ``max_chunk_bytes``; they are native-byte-order arrays. For reading a file of any
+    number of images in constant memory (``convprop predict``).
+
+    Raises
+    ------
+    ConvpropError
+        As :func:`read_idx`, and for one entry (an image) bigger than ``max_chunk_bytes``.
     """
     name = str(path)
     f = open_regular(path, "IDX")
@@ -205,10 +216,15 @@ def iter_idx(path: str | os.PathLike, items: int) -> tuple[tuple[int, ...], np.d
             stream = gzip.GzipFile(fileobj=f, mode="rb") if gz else f
             shape, dtype, expected = _header(stream, name, None if gz else size, size if gz else None,
                                              max_bytes=1 << 62)
+        row = dtype.itemsize * int(np.prod(shape[1:], dtype=object))
+        if row > max_chunk_bytes:
+            raise ConvpropError(f"{name}: entries of {'×'.join(map(str, shape[1:]))} {dtype.name} values = {row} "
+                                f"bytes each, more than the {max_chunk_bytes} read at once")
     except BaseException:
         f.close()
         raise
-    return shape, dtype, _chunks(f, stream, name, shape, dtype, expected, max(1, items))
+    items = max(1, min(items, max_chunk_bytes // max(row, 1)))
+    return shape, dtype, _chunks(f, stream, name, shape, dtype, expected, items)
 
 
 def _chunks(f, stream, name, shape, dtype, expected, items):
