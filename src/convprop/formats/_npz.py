@@ -88,7 +88,7 @@ def _read_into(stream, nbytes: int, label: str) -> bytearray:
     buf = bytearray(nbytes)
     view, got = memoryview(buf), 0
     while got < nbytes:
-        k = stream.readinto(view[got:])
+        k = stream.readinto(view[got:got + (1 << 20)])  # slices: gzip/zip read() a temporary of the size asked
         if not k:
             raise ConvpropError(f"{label}: truncated data")
         got += k

@@ -51,7 +51,7 @@ def _read_exact(stream: BinaryIO, n: int) -> bytearray:
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
-        k = stream.readinto(view[got:])
+        k = stream.readinto(view[got:got + (1 << 20)])  # slices: gzip/zip read() a temporary of the size asked
         if not k:
             del view
             return buf[:got]
