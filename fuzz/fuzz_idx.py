@@ -18,17 +18,19 @@ with atheris.instrument_imports(include=["convprop", "gzip"]):
     from convprop.formats import idx as _idx
 
 CAP = 64 << 20
+#: The streaming reader is followed for this many bytes (its later chunks repeat the first ones).
+STREAMED = 4 << 20
 
 
 def one_input(path: str) -> None:
     try:
         _idx.read_idx(path, max_bytes=CAP)
-    finally:  # the streaming reader on every input too, one 1000-entry chunk at a time, up to CAP bytes
+    finally:  # the streaming reader on every input too, in 1000-entry chunks, for STREAMED bytes
         shape, dtype, chunks = _idx.iter_idx(path, 1000)
         seen = 0
         for chunk in chunks:
             seen += chunk.nbytes
-            if seen > CAP:
+            if seen > STREAMED:
                 chunks.close()
                 break
 

@@ -37,6 +37,7 @@ class Subsample(Layer):
         out = (h // s, w // s, c)
         return Plan(out, 0, out[0] * out[1] * c)
 
+    # a{j} = mean of each scale×scale block of a_prev{j}
     def forward(self, x: np.ndarray) -> np.ndarray:
         return ops.mean_pool(x, self.scale)  # pools axes 1, 2 of (C, H, W, N)
 
@@ -94,6 +95,7 @@ class MaxPool(Layer):
         # the windows' copy (the input's size), the output and its argmax indices (int64)
         return Plan(out, 0, h * w * c + 2 * out[0] * out[1] * c)
 
+    # a{j} = max of each scale×scale block of a_prev{j};  arg = position of the first maximum
     def forward(self, x: np.ndarray) -> np.ndarray:
         a, self._cache["arg"] = ops.max_pool(x, self.scale)
         return a
