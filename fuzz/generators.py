@@ -94,19 +94,39 @@ def _npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d) + pad + 1) + d + b" " * pad + b"\n"
 
 
+@functools.lru_cache(maxsize=None)
+def _zeros_segment(wbits: int) -> bytes:
+    """1 MiB of zeros as deflate blocks ending in a full flush: self-contained, so that copies of
+    it can follow one another in one stream (a 1 GiB stream is built in milliseconds)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    first = comp.compress(b"")  # the zlib header, if any, is not part of the segment
+    return (first + comp.compress(b"\0" * MIB) + comp.flush(zlib.Z_FULL_FLUSH))[len(first) if wbits > 0 else 0:]
+
+
+def _deflate_then_zeros(prefix: bytes, mib: int, wbits: int) -> tuple[bytes, int]:
+    """(deflate stream of ``prefix`` + ``mib`` MiB of zeros, CRC-32 or Adler-32 of the data)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
+    check, zeros = (zlib.adler32 if wbits > 0 else zlib.crc32)(prefix), bytes(MIB)
+    for _ in range(mib):
+        check = (zlib.adler32 if wbits > 0 else zlib.crc32)(zeros, check)
+    tail = comp.flush(zlib.Z_FINISH)  # a final empty block (and, for zlib, the Adler-32 of prefix only)
+    if wbits > 0:
+        tail = tail[:-4] + struct.pack(">I", check)
+    return head + _zeros_segment(wbits) * mib + tail, check
+
+
 @functools.lru_cache(maxsize=16)
 def _zip_with_zero_meta(mib: int) -> bytes:
-    """An .npz whose ``meta.npy`` is a uint8 array of ``mib`` MiB of zeros, deflated."""
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("meta.npy", "w", force_zip64=True) as member:
-            member.write(_npy_header((mib * MIB,)))
-            block = b"\0" * MIB
-            for _ in range(mib):
-                member.write(block)
-    return buf.getvalue()
+    """An .npz whose ``meta.npy`` is a uint8 array of ``mib`` MiB of zeros, deflated (zip by hand)."""
+    header = _npy_header((mib * MIB,))
+    data, crc = _deflate_then_zeros(header, mib, -15)
+    name, size = b"meta.npy", len(header) + mib * MIB
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size, len(name), 0)
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), size,
+                          len(name), 0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(name) + len(data), 0)
+    return local + name + data + central + end
 
 
 _LAYERS = ("{a}f-{b}f", "{a}f", "{a}c{k}", "{a}c{k}-s{k}", "{a}c{k}/{k}-{b}f", "2c3-s2", "{a}c{k}ps-m{k}c")
@@ -163,27 +183,35 @@ def _matrix(cls: int, dims: list[int], name: bytes, body: bytes = b"") -> bytes:
     return _tag(14, flags + _tag(5, struct.pack(f"<{len(dims)}i", *dims)) + _tag(1, name) + body)
 
 
+def _compressed(payload: bytes) -> bytes:
+    """An miCOMPRESSED element: no padding after it (loadmat reads the next tag right after)."""
+    return struct.pack("<II", 15, len(payload)) + payload
+
+
 def _mat_header() -> bytes:
     return b"MATLAB 5.0 MAT-file, convprop fuzz generator".ljust(116, b" ") + b"\0" * 8 + b"\x00\x01IM"
 
 
 @functools.lru_cache(maxsize=16)
 def _compressed_empty_cell(n: int) -> bytes:
-    """A v5 .mat holding one compressed 1×n cell array of empty matrices."""
+    """A v5 .mat holding one compressed 1×n cell array of empty matrices (n a multiple of 2¹⁷ or less)."""
     empty = struct.pack("<II", 14, 0)
     flags = _tag(6, struct.pack("<II", 1, 0))
     head = flags + _tag(5, struct.pack("<2i", 1, n)) + _tag(1, b"c")
-    inner_len = len(head) + 8 * n
+    inner = struct.pack("<II", 14, len(head) + 8 * n) + head
+    if n < MIB // 8:
+        return _mat_header() + _compressed(zlib.compress(inner + empty * n, 9))
     comp = zlib.compressobj(9)
-    out = [comp.compress(struct.pack("<II", 14, inner_len) + head)]
-    block = empty * 65536
-    left = n
-    while left:
-        k = min(left, 65536)
-        out.append(comp.compress(block if k == 65536 else empty * k))
-        left -= k
-    out.append(comp.flush())
-    return _mat_header() + _tag(15, b"".join(out))
+    segment = comp.compress(empty * (MIB // 8)) + comp.flush(zlib.Z_FULL_FLUSH)
+    segment = segment[2:]  # without the zlib header
+    comp = zlib.compressobj(9)
+    start = comp.compress(inner) + comp.flush(zlib.Z_FULL_FLUSH)
+    check = zlib.adler32(inner)
+    block = empty * (MIB // 8)
+    for _ in range(n // (MIB // 8)):
+        check = zlib.adler32(block, check)
+    tail = comp.flush(zlib.Z_FINISH)[:-4] + struct.pack(">I", check)
+    return _mat_header() + _compressed(start + segment * (n // (MIB // 8)) + tail)
 
 
 def _toolbox_struct(h: int, w: int, maps: int, k: int, features: int) -> bytes:

@@ -252,3 +252,14 @@ def test_cli_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
         assert out.get("ok"), out
         peaks.append(out["maxrss_mb"])
     assert peaks[1] - peaks[0] < 25, peaks
+
+
+def test_mat_variable_name_with_a_newline_gives_one_line(tmp_path):
+    """Found by fuzz_mat under the new harness: the name was quoted raw into the message."""
+    import struct
+
+    body = generators._tag(9, struct.pack("<d", 1.0))  # one value where the dimensions need two
+    (tmp_path / "n.mat").write_bytes(generators._mat_header() + generators._matrix(6, [1, 2], b"a\nb", body))
+    with pytest.raises(ConvpropError) as info:
+        read_mat(tmp_path / "n.mat")
+    assert "\n" not in str(info.value) and "'a\\nb'" in str(info.value)

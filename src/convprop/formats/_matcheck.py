@@ -124,7 +124,7 @@ class _Reader:
         if mtype not in (MI_INT8, MI_UINT8, MI_UTF8):
             raise _Bad(f"{what}: array name has type {mtype}, expected miINT8")
         name = bytes(self.buf[s:s + n]).split(b"\0", 1)[0].decode("latin-1")
-        where = f"{what} '{name}'" if name else what
+        where = f"{what} {name!r:.60}" if name else what  # repr: a name may hold a newline (found by fuzz_mat)
         if cls in _MX_NUMERIC:
             pos = self.numeric(pos, stop, count, where, "real part", numeric_only=True)
             if is_complex:
