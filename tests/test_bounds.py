@@ -263,3 +263,26 @@ def test_mat_variable_name_with_a_newline_gives_one_line(tmp_path):
     with pytest.raises(ConvpropError) as info:
         read_mat(tmp_path / "n.mat")
     assert "\n" not in str(info.value) and "'a\\nb'" in str(info.value)
+
+
+def test_streaming_idx_chunks_are_bounded_by_bytes(tmp_path):
+    """Found by fuzz_idx under RLIMIT_AS: iter_idx read 1000 entries per chunk whatever their size,
+    so 34 entries of 26 MB (a 1-MB gzip file) made one 890 MB chunk."""
+    import base64
+
+    path = tmp_path / "rows.idx.gz"
+    path.write_bytes(generators.idx(base64.b64decode("R2JHgR+LR4EAFNTHAOwrOLf///b/Cw==")[1:]))
+    assert path.stat().st_size < 2 << 20
+    out = run_limited(f"""
+        from convprop.formats.idx import iter_idx
+        shape, dtype, chunks = iter_idx({str(path)!r}, 1000)
+        sizes = [next(chunks).nbytes for _ in range(3)]
+        chunks.close()
+        extra = {{"shape": list(shape), "largest": max(sizes)}}
+    """, as_mb=AS_MB, timeout=120)
+    assert out.get("ok"), out
+    assert out["shape"] == [34, 13095956] and out["largest"] <= 64 << 20, out
+    from convprop.formats.idx import iter_idx
+
+    with pytest.raises(ConvpropError, match="more than the 1048576 read at once"):
+        iter_idx(path, 10, max_chunk_bytes=1 << 20)
