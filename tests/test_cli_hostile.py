@@ -20,7 +20,7 @@ cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not 
 from convprop.formats.model import load_model  # noqa: E402
 from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
-SRC = Path(cli.__file__).resolve().parents[1]  # the convprop under test, for subprocesses
+SRC = Path(cli.__file__).resolve().parents[2]  # src/ of the convprop under test (cli/__init__.py), for subprocesses
 
 
 
