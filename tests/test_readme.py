@@ -7,8 +7,8 @@ MNIST files (``load_mnist()`` finds them without a download) and downloads are t
 Python blocks run with ``python -c``; bash blocks command by command, ``convprop`` being
 ``python -m convprop``. A few commands are not run, each for the reason in :data:`NOT_RUN`.
 Files that commands name as the user's own (``digit.png``, ``other.jpg``, ``x.npy``) are made
-first from MNIST test images; so are the MATLAB network ``cnn.mat`` and the ``test_x``, ``test_y``
-that the MATLAB block takes as given (:data:`GIVEN`).
+first from MNIST test images. (The MATLAB block makes its own ``cnn.mat``, as a stand-in for the
+user's MATLAB file.)
 """
 
 from __future__ import annotations
@@ -38,17 +38,6 @@ NOT_RUN = {
                                               + ("" if not FASHION.is_dir() else " (installed: run)"),
 }
 #: What a block takes as the user's own, made before it runs (a line of the block → Python code).
-GIVEN = {
-    'cnn = load_mat("cnn.mat")': """
-import numpy as np
-from convprop import dlt
-from convprop.datasets import load_mnist
-_x, _y = load_mnist("test")
-test_x, test_y = np.moveaxis(_x[:500], 0, -1) / 255, np.eye(10)[_y[:500]].T   # the user's data, toolbox layout
-_net = {"layers": [{"type": "i"}, {"type": "c", "outputmaps": 6, "kernelsize": 5}, {"type": "s", "scale": 2}]}
-dlt.save_mat(dlt.cnnsetup(_net, test_x, test_y, seed=0), "cnn.mat")            # the user's MATLAB network
-""",
-}
 #: What a block prints (a line of the block → text its output must contain).
 EXPECTED = {
     'print(f"test error {100 * result.error:.2f} %")': "test error 11.06 %",
@@ -178,8 +167,7 @@ def _run_block(line, lang, code, env, workdirs):
     _RAN.add(line)
     cwd = workdirs[line]
     if lang == "python":
-        given = "".join(prelude for line, prelude in GIVEN.items() if line in code)
-        done = subprocess.run([sys.executable, "-c", given + code], cwd=cwd, env=env, capture_output=True,
+        done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         _check(code, done.stdout)
