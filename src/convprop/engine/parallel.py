@@ -1,6 +1,10 @@
-"""Threads: optional ones for the convolutions, and a cap on BLAS's own.
+"""Threads: how many the layers use, and a cap on BLAS's own.
 
-``CONVPROP_THREADS=k`` (default 1) shares each convolution's work over k threads.
+The thread count k is, in order of precedence: :func:`set_num_threads`, the
+environment variable ``CONVPROP_THREADS``, else every core this process may run
+on (``os.sched_getaffinity``), as PyTorch does. The compiled engine shares
+each layer's output rows over k threads (:mod:`convprop.engine.kernels`); the
+NumPy engine shares each convolution's row blocks over k threads (below).
 ``CONVPROP_BLAS_THREADS=m`` (default 1) caps the BLAS library's threads while
 convprop trains or predicts (:func:`blas_limit`): the GEMMs of a small CNN are
 thin (6 or 12 output maps), a second BLAS thread gains nothing on them (see
@@ -34,8 +38,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pools.clear)
 
 
-def _env_count(name: str) -> int:
-    raw = os.environ.get(name, "1")
+#: Thread count set by :func:`set_num_threads` (None: the environment / every core).
+_count: int | None = None
+
+
+def _env_count(name: str, default: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
     try:
         k = int(raw)
     except ValueError:
@@ -45,9 +55,37 @@ def _env_count(name: str) -> int:
     return k
 
 
+def cores() -> int:
+    """Number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def n_threads() -> int:
-    """The thread count from ``CONVPROP_THREADS`` (read at every call; 1 when unset)."""
-    return _env_count("CONVPROP_THREADS")
+    """The layers' thread count: :func:`set_num_threads`, else ``CONVPROP_THREADS``, else :func:`cores`.
+
+    The environment variable is read at every call.
+    """
+    return _count if _count is not None else _env_count("CONVPROP_THREADS", cores())
+
+
+def set_num_threads(k: int | None) -> None:
+    """Use ``k`` threads in every layer from now on (None: back to ``CONVPROP_THREADS`` / every core).
+
+    For a given k, results are bit-identical from run to run; the compiled
+    engine's do not depend on k at all, the NumPy engine's only by round-off.
+    """
+    global _count
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ConvpropError(f"the thread count must be a positive integer or None, got {k!r}")
+    _count = k
+
+
+def get_num_threads() -> int:
+    """The thread count the layers use now (see :func:`n_threads`)."""
+    return n_threads()
 
 
 @contextmanager

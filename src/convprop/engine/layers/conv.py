@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, ops, parallel
+from .. import activations, backend, ops, parallel
 from ..._validation import positive_int
 from ...errors import ConvpropError
 from .base import Layer
@@ -166,13 +166,22 @@ class Conv(Layer):
         weight[...] = value[:, :, ::-1, ::-1] if self.mode == "convolution" else value
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
-    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
+    #   compiled: each output row accumulated directly, σ applied while it is in cache;
+    #   only the kept (strided) positions are computed
+    #   NumPy, as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
     #   z is filled in blocks of output rows so that each block's cols stays in cache
     # Beyond the toolbox: σ is the layer's activation f; padding zero-pads x first; a
     #   stride s keeps every s-th row and column of the stride-1 z (simple and easy to
     #   differentiate; the cost: the skipped positions are computed too, s² times the work)
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._pad(x)
+        kernels = backend.compiled()
+        if kernels is not None:
+            a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
+            kernels.conv.forward(np.ascontiguousarray(x), self.params["weight"], self.params["bias"],
+                                 self.stride, *self.activation.kernel_args, a)
+            self._cache.update(x=x, a=a, kept_for=None)
+            return a
         n = x.shape[-1]
         ho, wo = self._valid_shape
         wb = self._weight_matrix()
@@ -202,9 +211,14 @@ class Conv(Layer):
     #   fits KEEP_COLS_BYTES, else rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
     #   as col2im(Wᵀ · d), Wᵀ's rows in (kh, kw, C_in) order: every patch gives back its share
+    #   compiled: dk, db as direct sums over (rows, columns, batch); δ_prev as the forward
+    #   kernel on d zero-padded by k − 1 with rot180 kernels (the 'full' convolution)
     # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
     #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._backward_compiled(kernels, delta, need_input_delta)
         x, a = self._cache["x"], self._cache["a"]
         d = self.activation.backward(delta, a)
         self._d = d
@@ -247,6 +261,28 @@ class Conv(Layer):
         # rows in (kh, kw, C_in) order: each kernel offset's rows form one contiguous block
         dcols = weight.transpose(0, 2, 3, 1).reshape(self.outputmaps, -1).T @ d2
         return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize))
+
+    def _backward_compiled(self, kernels, delta, need_input_delta):
+        """:meth:`backward` by the compiled kernels (same equations)."""
+        x, a = self._cache["x"], self._cache["a"]
+        d = np.empty_like(a)
+        kernels.activation.derivative(np.ascontiguousarray(delta), a, *self.activation.kernel_args, d)
+        self._d = d
+        weight, bias = self.params["weight"], self.params["bias"]
+        scale = d.dtype.type(1.0 / d.shape[-1])
+        self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
+        kernels.conv.weight_grad(x, d, self.stride, scale, self.grads["weight"])
+        kernels.conv.bias_grad(d, scale, self.grads["bias"])
+        if not need_input_delta:
+            return None
+        co, ci, kh, kw = weight.shape
+        (hv, wv), s = self._valid_shape, self.stride
+        full = np.zeros((co, hv + 2 * (kh - 1), wv + 2 * (kw - 1), d.shape[-1]), dtype=d.dtype)
+        full[:, kh - 1 : kh - 1 + hv : s, kw - 1 : kw - 1 + wv : s] = d
+        rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
+        dx = np.empty_like(x)
+        kernels.conv.forward(full, rotated, np.zeros(ci, dtype=d.dtype), 1, activations.Identity.kernel, 0.0, dx)
+        return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         """(C, H, W, N) maps with the layer's zero rows and columns around them."""

@@ -1,0 +1,178 @@
+"""Direct convolution on batch-last maps: forward, weight gradient; the input gradient reuses the forward.
+
+A convolution layer's products are too thin (6 or 12 output maps) for a GEMM
+to pay for the patch matrix around it. Here every output row is accumulated
+in place, vectorised over its Wo·N contiguous numbers, five kernel taps per
+pass over the row (one load and store of the accumulator per five FMAs), and
+the bias and activation are applied while the row is still in cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import ijit, pjit, rjit
+from .activation import apply_
+
+
+@ijit
+def _row_taps(acc, xr, wrow, n, length):
+    """acc[m] += Σ_v wrow[v]·xr[m + v·n] for m < length (stride 1: the row is one flat run).
+
+    The shifted rows are taken as slices: with plain offset arithmetic LLVM does not vectorise.
+    """
+    kw = wrow.shape[0]
+    v = 0
+    while v + 5 <= kw:
+        w0, w1, w2, w3, w4 = wrow[v], wrow[v + 1], wrow[v + 2], wrow[v + 3], wrow[v + 4]
+        o = v * n
+        x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+        x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m] + w4 * x4[m]
+        v += 5
+    while v + 2 <= kw:
+        w0, w1 = wrow[v], wrow[v + 1]
+        o = v * n
+        x0, x1 = xr[o : o + length], xr[o + n : o + n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m] + w1 * x1[m]
+        v += 2
+    if v < kw:
+        w0 = wrow[v]
+        x0 = xr[v * n : v * n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m]
+
+
+@ijit
+def _row_taps_strided(acc, xr, wrow, n, wo, stride):
+    """acc[c·n + k] += Σ_v wrow[v]·xr[(c·stride + v)·n + k]: only the kept columns."""
+    for c in range(wo):
+        for v in range(wrow.shape[0]):
+            wv = wrow[v]
+            o = (c * stride + v) * n
+            for k in range(n):
+                acc[c * n + k] += wv * xr[o + k]
+
+
+@pjit
+def forward(x, w, b, stride, code, slope, z):
+    """z = f(b + Σ_i Σ_u Σ_v w[j, i, u, v] · x[i, r·s + u, c·s + v, n]), in place.
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), padded maps, C-contiguous
+    w : (C_out, C_in, kh, kw) correlation kernels;  b : (C_out,)
+    stride : int;  code, slope : the activation (see :mod:`.activation`)
+    z : (C_out, Ho, Wo, N), out: only the kept (strided) positions are computed
+    """
+    co, ho, wo, n = z.shape
+    ci, kh = w.shape[1], w.shape[2]
+    width = x.shape[2] * n
+    length = wo * n
+    for t in prange(co * ho):
+        j = t // ho
+        r = t - j * ho
+        zr = z[j, r].reshape(length)
+        bj = b[j]
+        for m in range(length):
+            zr[m] = bj
+        for i in range(ci):
+            for u in range(kh):
+                xr = x[i, r * stride + u].reshape(width)
+                if stride == 1:
+                    _row_taps(zr, xr, w[j, i, u], n, length)
+                else:
+                    _row_taps_strided(zr, xr, w[j, i, u], n, wo, stride)
+        apply_(zr, code, slope)
+
+
+@ijit
+def _row_dots(dw, dr, xr, n, length, scale):
+    """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr."""
+    kw = dw.shape[0]
+    v = 0
+    while v < kw:
+        if v + 5 <= kw:
+            o = v * n
+            x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+            x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+            s0 = s1 = s2 = s3 = s4 = dr.dtype.type(0)
+            for m in range(length):
+                dm = dr[m]
+                s0 += dm * x0[m]
+                s1 += dm * x1[m]
+                s2 += dm * x2[m]
+                s3 += dm * x3[m]
+                s4 += dm * x4[m]
+            dw[v] += s0 * scale
+            dw[v + 1] += s1 * scale
+            dw[v + 2] += s2 * scale
+            dw[v + 3] += s3 * scale
+            dw[v + 4] += s4 * scale
+            v += 5
+        else:
+            x0 = xr[v * n : v * n + length]
+            s0 = dr.dtype.type(0)
+            for m in range(length):
+                s0 += dr[m] * x0[m]
+            dw[v] += s0 * scale
+            v += 1
+
+
+@ijit
+def _row_dots_strided(dw, dr, xr, n, wo, stride, scale):
+    """dw[v] += scale · Σ_c Σ_k dr[c·n + k]·xr[(c·stride + v)·n + k]."""
+    for v in range(dw.shape[0]):
+        s0 = dr.dtype.type(0)
+        for c in range(wo):
+            o = (c * stride + v) * n
+            d0, x0 = dr[c * n : c * n + n], xr[o : o + n]
+            for k in range(n):
+                s0 += d0[k] * x0[k]
+        dw[v] += s0 * scale
+
+
+@rjit
+def weight_grad(x, d, stride, scale, dw):
+    """dw[j, i, u, v] = Σ_r scale · Σ_c Σ_n d[j, r, c, n] · x[i, r·s + u, c·s + v, n].
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), the padded maps of the forward pass
+    d : (C_out, Ho, Wo, N), dℓ/dz
+    scale : 1/N (the batch mean)
+    dw : (C_out, C_in, kh, kw), out; each (j, i, u) row is one thread's, summed in a fixed order
+    """
+    co, ci, kh, kw = dw.shape
+    _, ho, wo, n = d.shape
+    width = x.shape[2] * n
+    length = wo * n
+    for t in prange(co * ci * kh):
+        j = t // (ci * kh)
+        i = (t // kh) % ci
+        u = t % kh
+        row = dw[j, i, u]
+        row[:] = 0
+        for r in range(ho):
+            dr = d[j, r].reshape(length)
+            xr = x[i, r * stride + u].reshape(width)
+            if stride == 1:
+                _row_dots(row, dr, xr, n, length, scale)
+            else:
+                _row_dots_strided(row, dr, xr, n, wo, stride, scale)
+
+
+@rjit
+def bias_grad(d, scale, db):
+    """db[j] = scale · Σ_r Σ_c Σ_n d[j, r, c, n]."""
+    co = d.shape[0]
+    length = d.shape[1] * d.shape[2] * d.shape[3]
+    for j in prange(co):
+        dj = d[j].reshape(length)
+        part = dj.dtype.type(0)
+        for m in range(length):
+            part += dj[m]
+        db[j] = part * scale
