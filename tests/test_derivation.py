@@ -12,6 +12,9 @@ from scipy.signal import convolve, convolve2d, correlate2d
 from convprop import Conv, Input, Network, Subsample
 from convprop.engine import ops
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 rng = np.random.default_rng(2024)
 
 

@@ -13,6 +13,9 @@ from convprop import Conv, Input, Network, Subsample
 session = pytest.importorskip("convprop.training.session", reason="convprop.training.session (branch cli) not merged yet")
 from convprop.formats.npz import load_checkpoint  # noqa: E402
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def _data():
     rng = np.random.default_rng(0)

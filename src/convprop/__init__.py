@@ -7,7 +7,9 @@ from .errors import ConvpropError
 from .training.evaluate import Evaluation, evaluate
 from .training.gradcheck import GradcheckReport, gradcheck
 from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
+from .engine.backend import set_engine
 from .engine.network import Network
+from .engine.parallel import get_num_threads, set_num_threads
 from .training.train import History, train
 
 __version__ = "0.1.0"
@@ -26,5 +28,8 @@ __all__ = [
     "Evaluation",
     "gradcheck",
     "GradcheckReport",
+    "set_num_threads",
+    "get_num_threads",
+    "set_engine",
     "__version__",
 ]

@@ -15,7 +15,6 @@ import os
 from types import SimpleNamespace
 
 from ..errors import ConvpropError
-from .parallel import n_threads
 
 ENGINES = ("numba", "numpy")
 
@@ -60,20 +59,12 @@ def engine() -> str:
 
 
 def compiled() -> SimpleNamespace | None:
-    """The kernel modules (``conv``, ``pool``, ``activation``) when the compiled engine is selected, else None.
-
-    Also sets Numba's thread count to the layers' (:func:`convprop.engine.parallel.n_threads`).
-    """
+    """The kernel modules (``conv``, ``pool``, ``activation``) when the compiled engine is selected, else None."""
     global _kernels
     if engine() != "numba":
         return None
-    import numba
-
     if _kernels is None:
         from .kernels import activation, conv, pool
 
         _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation)
-    k = min(n_threads(), numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != k:
-        numba.set_num_threads(k)
     return _kernels

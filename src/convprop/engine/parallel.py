@@ -97,6 +97,32 @@ def blas_limit() -> Iterator[None]:
         yield
 
 
+def run_rows(kernel: Callable[..., None], rows: int, *args) -> None:
+    """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, one per thread.
+
+    The compiled kernels release the GIL, so the ranges run in parallel; the
+    calling thread takes the first. Every row is computed by exactly one call,
+    whatever the split, so results do not depend on the thread count.
+    """
+    k = min(n_threads(), rows)
+    if k <= 1:
+        kernel(*args, 0, rows)
+        return
+    bounds = [rows * i // k for i in range(k + 1)]
+    pool = _pool(k - 1)
+    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, k)]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def _pool(k: int) -> ThreadPoolExecutor:
+    pool = _pools.get(k)
+    if pool is None:
+        pool = _pools[k] = ThreadPoolExecutor(max_workers=k, thread_name_prefix="convprop")
+    return pool
+
+
 def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequence[tuple[int, int]]) -> list[T]:
     """Run ``work(slot, blocks_of_slot)`` for each thread slot; block i goes to slot i mod k.
 
@@ -106,8 +132,6 @@ def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequ
     k = min(n_threads(), len(blocks))
     if k <= 1:
         return [work(0, blocks)]
-    pool = _pools.get(k)
-    if pool is None:
-        pool = _pools[k] = ThreadPoolExecutor(max_workers=k, thread_name_prefix="convprop")
+    pool = _pool(k)
     futures = [pool.submit(work, slot, blocks[slot::k]) for slot in range(k)]
     return [f.result() for f in futures]

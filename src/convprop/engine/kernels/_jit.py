@@ -14,15 +14,14 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-#: Serial kernels (elementwise passes run inside a parallel one).
+#: Kernels (and the helpers they call). Each top-level kernel computes the output rows
+#: lo ≤ t < hi of its work, so that :func:`convprop.engine.parallel.run_rows` can share
+#: the rows out over threads (``nogil``): serial functions compile and load from the
+#: cache several times faster than Numba's ``parallel=True`` ones.
 jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-#: Kernels whose outer loop is a ``prange``.
-pjit = njit(cache=True, nogil=True, error_model="numpy", parallel=True, fastmath={"contract"})
-#: Parallel kernels whose sums may be reassociated so that they vectorise (the order is
-#: then the compiler's, fixed for a given machine; it never depends on the thread count).
-rjit = njit(cache=True, nogil=True, error_model="numpy", parallel=True, fastmath={"contract", "reassoc"})
-#: Serial kernels inlined into their callers.
-ijit = njit(cache=True, nogil=True, error_model="numpy", inline="always", fastmath={"contract"})
+#: Kernels whose sums may be reassociated so that they vectorise (the order is then the
+#: compiler's, fixed for a given machine; it never depends on the thread count).
+rjit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
 
 
 @intrinsic

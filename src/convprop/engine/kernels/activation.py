@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from ._jit import i32_as_f32, i64_as_f64, ijit, jit, pjit
+from ._jit import i32_as_f32, i64_as_f64, jit
 
 SIGMOID, TANH, RELU, LEAKY, IDENTITY = 0, 1, 2, 3, 4
 
@@ -24,7 +23,7 @@ _LN2_HI = 0.693145751953125  # ln 2 split: n·LN2_HI is exact for |n| < 2¹⁰
 _LN2_LO = 1.4286068203094173e-06
 
 
-@ijit
+@jit
 def _exp64(x):
     """e^x for float64 x, |x| ≤ 708 (callers clamp)."""
     n = np.floor(x * _LOG2E + 0.5)
@@ -45,7 +44,7 @@ def _exp64(x):
     return p * i64_as_f64((np.int64(n) + 1023) << 52)
 
 
-@ijit
+@jit
 def _exp32(x):
     """e^x for float32 x, |x| ≤ 87 (callers clamp)."""
     n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
@@ -100,9 +99,9 @@ def apply_(z, code, slope):
             z[m] = v if v > 0 else v * s
 
 
-@pjit
-def derivative(delta, a, code, slope, out):
-    """out = delta · f'(z), f' written through a = f(z); all (C, H, W, N), C-contiguous.
+@jit
+def derivative(delta, a, code, slope, out, lo, hi):
+    """out = delta · f'(z), f' written through a = f(z); all (C, H, W, N), C-contiguous; rows lo…hi of C·H.
 
     sigmoid a(1 − a); tanh 1 − a²; ReLU [a > 0]; leaky ReLU 1 or slope; identity 1.
     """
@@ -114,7 +113,7 @@ def derivative(delta, a, code, slope, out):
     one = a.dtype.type(1)
     zero = a.dtype.type(0)
     s = a.dtype.type(slope)
-    for t in prange(rows):
+    for t in range(lo, hi):
         ar, dr, orow = a2[t], d2[t], o2[t]
         if code == SIGMOID:
             for m in range(length):

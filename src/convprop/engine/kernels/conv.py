@@ -10,13 +10,12 @@ the bias and activation are applied while the row is still in cache.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._jit import ijit, pjit, rjit
+from ._jit import jit, rjit
 from .activation import apply_
 
 
-@ijit
+@jit
 def _row_taps(acc, xr, wrow, n, length):
     """acc[m] += Σ_v wrow[v]·xr[m + v·n] for m < length (stride 1: the row is one flat run).
 
@@ -46,7 +45,7 @@ def _row_taps(acc, xr, wrow, n, length):
             acc[m] += w0 * x0[m]
 
 
-@ijit
+@jit
 def _row_taps_strided(acc, xr, wrow, n, wo, stride):
     """acc[c·n + k] += Σ_v wrow[v]·xr[(c·stride + v)·n + k]: only the kept columns."""
     for c in range(wo):
@@ -57,8 +56,8 @@ def _row_taps_strided(acc, xr, wrow, n, wo, stride):
                 acc[c * n + k] += wv * xr[o + k]
 
 
-@pjit
-def forward(x, w, b, stride, code, slope, z):
+@jit
+def forward(x, w, b, stride, code, slope, z, lo, hi):
     """z = f(b + Σ_i Σ_u Σ_v w[j, i, u, v] · x[i, r·s + u, c·s + v, n]), in place.
 
     Parameters
@@ -72,7 +71,7 @@ def forward(x, w, b, stride, code, slope, z):
     ci, kh = w.shape[1], w.shape[2]
     width = x.shape[2] * n
     length = wo * n
-    for t in prange(co * ho):
+    for t in range(lo, hi):  # rows of z: t = j·Ho + r
         j = t // ho
         r = t - j * ho
         zr = z[j, r].reshape(length)
@@ -89,7 +88,7 @@ def forward(x, w, b, stride, code, slope, z):
         apply_(zr, code, slope)
 
 
-@ijit
+@rjit
 def _row_dots(dw, dr, xr, n, length, scale):
     """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr."""
     kw = dw.shape[0]
@@ -122,7 +121,7 @@ def _row_dots(dw, dr, xr, n, length, scale):
             v += 1
 
 
-@ijit
+@rjit
 def _row_dots_strided(dw, dr, xr, n, wo, stride, scale):
     """dw[v] += scale · Σ_c Σ_k dr[c·n + k]·xr[(c·stride + v)·n + k]."""
     for v in range(dw.shape[0]):
@@ -135,8 +134,40 @@ def _row_dots_strided(dw, dr, xr, n, wo, stride, scale):
         dw[v] += s0 * scale
 
 
+@jit
+def input_grad(dpad, wr, stride, dx, lo, hi):
+    """dx[i, p, q, n] = Σ_j Σ_u Σ_v' wr[i, j, u, v'] · dpad[j, p − u, q + v', n]: the 'full' correlation.
+
+    With dpad[j, r, q + kw − 1] = d[j, r, q] (d on the stride-1 grid, zero-padded by
+    kw − 1 columns on each side) and wr[i, j, u, v'] = w[j, i, u, kw − 1 − v'], this is
+    dx[i, p, q] = Σ_j Σ_u Σ_v d[j, p − u, q − v] · w[j, i, u, v]. Rows p − u outside d,
+    or off the stride's grid, are skipped rather than padded.
+
+    Parameters
+    ----------
+    dpad : (C_out, Hv, Wv + 2(kw − 1), N), C-contiguous
+    wr : (C_in, C_out, kh, kw)
+    dx : (C_in, Hv + kh − 1, Wv + kw − 1, N), out
+    """
+    ci, hp, wp, n = dx.shape
+    co, hv = dpad.shape[0], dpad.shape[1]
+    kh = wr.shape[2]
+    width = dpad.shape[2] * n
+    length = wp * n
+    for t in range(lo, hi):  # rows of dx: t = i·H + p
+        i = t // hp
+        p = t - i * hp
+        acc = dx[i, p].reshape(length)
+        acc[:] = 0
+        for j in range(co):
+            for u in range(kh):
+                r = p - u
+                if 0 <= r < hv and r % stride == 0:
+                    _row_taps(acc, dpad[j, r].reshape(width), wr[i, j, u], n, length)
+
+
 @rjit
-def weight_grad(x, d, stride, scale, dw):
+def weight_grad(x, d, stride, scale, dw, lo, hi):
     """dw[j, i, u, v] = Σ_r scale · Σ_c Σ_n d[j, r, c, n] · x[i, r·s + u, c·s + v, n].
 
     Parameters
@@ -150,7 +181,7 @@ def weight_grad(x, d, stride, scale, dw):
     _, ho, wo, n = d.shape
     width = x.shape[2] * n
     length = wo * n
-    for t in prange(co * ci * kh):
+    for t in range(lo, hi):  # kernel rows: t = (j·C_in + i)·kh + u
         j = t // (ci * kh)
         i = (t // kh) % ci
         u = t % kh
@@ -166,11 +197,11 @@ def weight_grad(x, d, stride, scale, dw):
 
 
 @rjit
-def bias_grad(d, scale, db):
+def bias_grad(d, scale, db, lo, hi):
     """db[j] = scale · Σ_r Σ_c Σ_n d[j, r, c, n]."""
     co = d.shape[0]
     length = d.shape[1] * d.shape[2] * d.shape[3]
-    for j in prange(co):
+    for j in range(lo, hi):
         dj = d[j].reshape(length)
         part = dj.dtype.type(0)
         for m in range(length):

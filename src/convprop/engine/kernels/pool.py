@@ -7,20 +7,19 @@ tie rule); one pass over memory each, shared over threads by output rows.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._jit import pjit
+from ._jit import jit
 
 
-@pjit
-def mean_pool(a, s, out):
+@jit
+def mean_pool(a, s, out, lo, hi):
     """out[c, p, q, n] = (Σ_u Σ_v a[c, p·s + u, q·s + v, n]) · (1/s²), summed u-major as ops.mean_pool.
 
     a : (C, H, W, N);  out : (C, H/s, W/s, N)
     """
     ch, hp, wp, n = out.shape
     inv = a.dtype.type(1.0 / (s * s))
-    for t in prange(ch * hp):
+    for t in range(lo, hi):  # t = c·Hp + p
         c = t // hp
         p = t - c * hp
         orow = out[c, p]
@@ -39,15 +38,15 @@ def mean_pool(a, s, out):
                 orow[q, k] *= inv
 
 
-@pjit
-def mean_pool_backward(delta, s, out):
+@jit
+def mean_pool_backward(delta, s, out, lo, hi):
     """out[c, p·s + u, q·s + v, n] = delta[c, p, q, n] / s².
 
     delta : (C, Hp, Wp, N);  out : (C, Hp·s, Wp·s, N)
     """
     ch, hp, wp, n = delta.shape
     ss = delta.dtype.type(s * s)
-    for t in prange(ch * hp):
+    for t in range(lo, hi):  # t = c·Hp + p
         c = t // hp
         p = t - c * hp
         drow = delta[c, p]
@@ -59,15 +58,15 @@ def mean_pool_backward(delta, s, out):
                         orow[q * s + v, k] = drow[q, k] / ss
 
 
-@pjit
-def max_pool(a, s, out, arg):
+@jit
+def max_pool(a, s, out, arg, lo, hi):
     """out = max of each s×s block; arg = u·s + v of its FIRST maximum in row-major order.
 
     a : (C, H, W, N) (rows / columns past the last whole block are ignored);
     out, arg : (C, H//s, W//s, N), arg of an integer type
     """
     ch, hp, wp, n = out.shape
-    for t in prange(ch * hp):
+    for t in range(lo, hi):  # t = c·Hp + p
         c = t // hp
         p = t - c * hp
         orow, grow = out[c, p], arg[c, p]
@@ -87,15 +86,15 @@ def max_pool(a, s, out, arg):
                                 grow[q, k] = u * s + v
 
 
-@pjit
-def max_pool_backward(delta, arg, s, out):
+@jit
+def max_pool_backward(delta, arg, s, out, lo, hi):
     """out[c, p·s + u, q·s + v, n] = delta[c, p, q, n] where u·s + v = arg, else 0.
 
     out : (C, H, W, N), zero-filled by the caller (rows / columns past the blocks stay 0)
     """
     ch, hp, wp, n = delta.shape
     zero = delta.dtype.type(0)
-    for t in prange(ch * hp):
+    for t in range(lo, hi):  # t = c·Hp + p
         c = t // hp
         p = t - c * hp
         drow, grow = delta[c, p], arg[c, p]

@@ -178,8 +178,9 @@ class Conv(Layer):
         kernels = backend.compiled()
         if kernels is not None:
             a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
-            kernels.conv.forward(np.ascontiguousarray(x), self.params["weight"], self.params["bias"],
-                                 self.stride, *self.activation.kernel_args, a)
+            x = np.ascontiguousarray(x)
+            parallel.run_rows(kernels.conv.forward, a.shape[0] * a.shape[1], x, self.params["weight"],
+                              self.params["bias"], self.stride, *self.activation.kernel_args, a)
             self._cache.update(x=x, a=a, kept_for=None)
             return a
         n = x.shape[-1]
@@ -211,8 +212,8 @@ class Conv(Layer):
     #   fits KEEP_COLS_BYTES, else rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
     #   as col2im(Wᵀ · d), Wᵀ's rows in (kh, kw, C_in) order: every patch gives back its share
-    #   compiled: dk, db as direct sums over (rows, columns, batch); δ_prev as the forward
-    #   kernel on d zero-padded by k − 1 with rot180 kernels (the 'full' convolution)
+    #   compiled: dk, db as direct sums over (rows, columns, batch); δ_prev row by row as
+    #   the 'full' correlation Σ_j Σ_u Σ_v d{j}[p − u, q − v]·W[j, i, u, v]
     # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
     #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
@@ -266,22 +267,24 @@ class Conv(Layer):
         """:meth:`backward` by the compiled kernels (same equations)."""
         x, a = self._cache["x"], self._cache["a"]
         d = np.empty_like(a)
-        kernels.activation.derivative(np.ascontiguousarray(delta), a, *self.activation.kernel_args, d)
+        parallel.run_rows(kernels.activation.derivative, d.shape[0] * d.shape[1], np.ascontiguousarray(delta), a,
+                          *self.activation.kernel_args, d)
         self._d = d
         weight, bias = self.params["weight"], self.params["bias"]
         scale = d.dtype.type(1.0 / d.shape[-1])
         self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
-        kernels.conv.weight_grad(x, d, self.stride, scale, self.grads["weight"])
-        kernels.conv.bias_grad(d, scale, self.grads["bias"])
+        parallel.run_rows(kernels.conv.weight_grad, weight.shape[0] * weight.shape[1] * weight.shape[2],
+                          x, d, self.stride, scale, self.grads["weight"])
+        kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
             return None
         co, ci, kh, kw = weight.shape
         (hv, wv), s = self._valid_shape, self.stride
-        full = np.zeros((co, hv + 2 * (kh - 1), wv + 2 * (kw - 1), d.shape[-1]), dtype=d.dtype)
-        full[:, kh - 1 : kh - 1 + hv : s, kw - 1 : kw - 1 + wv : s] = d
-        rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
+        dpad = np.zeros((co, hv, wv + 2 * (kw - 1), d.shape[-1]), dtype=d.dtype)  # columns padded, rows skipped
+        dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
+        flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        kernels.conv.forward(full, rotated, np.zeros(ci, dtype=d.dtype), 1, activations.Identity.kernel, 0.0, dx)
+        parallel.run_rows(kernels.conv.input_grad, dx.shape[0] * dx.shape[1], dpad, flipped, s, dx)
         return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
