@@ -22,6 +22,7 @@ oversubscribing the cores.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -98,20 +99,30 @@ def blas_limit() -> Iterator[None]:
 
 
 def run_rows(kernel: Callable[..., None], rows: int, *args) -> None:
-    """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, one per thread.
+    """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, over the layers' threads.
 
-    The compiled kernels release the GIL, so the ranges run in parallel; the
-    calling thread takes the first. Every row is computed by exactly one call,
-    whatever the split, so results do not depend on the thread count.
+    The compiled kernels release the GIL, so the ranges run in parallel. The rows
+    are cut into 2k ranges that the calling thread and k − 1 pool threads take in
+    turn, so a thread that the OS delays (another process on its core) holds up
+    at most one small range. Every row is computed by exactly one call, whatever
+    the split and whichever thread, so results do not depend on the thread count.
     """
     k = min(n_threads(), rows)
     if k <= 1:
         kernel(*args, 0, rows)
         return
-    bounds = [rows * i // k for i in range(k + 1)]
-    pool = _pool(k - 1)
-    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, k)]
-    kernel(*args, bounds[0], bounds[1])
+    parts = min(rows, 2 * k)
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    ticket = itertools.count()  # next() is atomic under the GIL
+
+    def take() -> None:
+        for i in iter(ticket.__next__, None):
+            if i >= parts:
+                return
+            kernel(*args, bounds[i], bounds[i + 1])
+
+    futures = [_pool(k - 1).submit(take) for _ in range(k - 1)]
+    take()
     for f in futures:
         f.result()
 

@@ -4,8 +4,11 @@ Codes (``Activation.kernel_code``): 0 sigmoid, 1 tanh, 2 ReLU, 3 leaky ReLU, 4 i
 
 The sigmoid's exp is written out (range reduction by ln 2, a polynomial,
 2ⁿ by its bits) so that the loop vectorises: Numba's ``math.exp`` is a
-scalar libm call, 3× slower than NumPy's SIMD exp. Relative error: float64
-< 2e-16·few (degree-12 Taylor on |r| ≤ ln2/2), float32 < 2e-7.
+scalar libm call, 3× slower than NumPy's SIMD exp. Relative error of σ:
+float64 < 4e-16 (degree-12 Taylor on |r| ≤ ln2/2), float32 < 2.5e-7. e^−z is
+clamped to |z| ≤ 708 (float64) / 87 (float32) so that 2ⁿ stays a normal number:
+below z = −708 σ is a few times the smallest normal number (NumPy: the true tiny
+value, or 0 below −709.8) — an absolute difference under 1e-307 (1e-37).
 """
 
 from __future__ import annotations

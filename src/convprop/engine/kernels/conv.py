@@ -58,33 +58,46 @@ def _row_taps_strided(acc, xr, wrow, n, wo, stride):
 
 @jit
 def forward(x, w, b, stride, code, slope, z, lo, hi):
-    """z = f(b + Σ_i Σ_u Σ_v w[j, i, u, v] · x[i, r·s + u, c·s + v, n]), in place.
+    """z = f(b + Σ_i Σ_u Σ_v w[j, i, u, v] · x[i, r·s + u, c·s + v, n]), in place, rows lo ≤ j·Ho + r < hi.
 
     Parameters
     ----------
     x : (C_in, H, W, N), padded maps, C-contiguous
     w : (C_out, C_in, kh, kw) correlation kernels;  b : (C_out,)
-    stride : int;  code, slope : the activation (see :mod:`.activation`)
-    z : (C_out, Ho, Wo, N), out: only the kept (strided) positions are computed
+    stride : int (1 here; :func:`forward_strided` takes the others)
+    code, slope : the activation (see :mod:`.activation`)
+    z : (C_out, Ho, Wo, N), out
     """
     co, ho, wo, n = z.shape
     ci, kh = w.shape[1], w.shape[2]
     width = x.shape[2] * n
     length = wo * n
-    for t in range(lo, hi):  # rows of z: t = j·Ho + r
+    for t in range(lo, hi):
         j = t // ho
         r = t - j * ho
         zr = z[j, r].reshape(length)
-        bj = b[j]
-        for m in range(length):
-            zr[m] = bj
+        zr[:] = b[j]
         for i in range(ci):
             for u in range(kh):
-                xr = x[i, r * stride + u].reshape(width)
-                if stride == 1:
-                    _row_taps(zr, xr, w[j, i, u], n, length)
-                else:
-                    _row_taps_strided(zr, xr, w[j, i, u], n, wo, stride)
+                _row_taps(zr, x[i, r + u].reshape(width), w[j, i, u], n, length)
+        apply_(zr, code, slope)
+
+
+@jit
+def forward_strided(x, w, b, stride, code, slope, z, lo, hi):
+    """:func:`forward` for a stride s > 1: only the kept positions r·s, c·s are computed."""
+    co, ho, wo, n = z.shape
+    ci, kh = w.shape[1], w.shape[2]
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = t // ho
+        r = t - j * ho
+        zr = z[j, r].reshape(length)
+        zr[:] = b[j]
+        for i in range(ci):
+            for u in range(kh):
+                _row_taps_strided(zr, x[i, r * stride + u].reshape(width), w[j, i, u], n, wo, stride)
         apply_(zr, code, slope)
 
 
@@ -168,12 +181,13 @@ def input_grad(dpad, wr, stride, dx, lo, hi):
 
 @rjit
 def weight_grad(x, d, stride, scale, dw, lo, hi):
-    """dw[j, i, u, v] = Σ_r scale · Σ_c Σ_n d[j, r, c, n] · x[i, r·s + u, c·s + v, n].
+    """dw[j, i, u, v] = Σ_r scale · Σ_c Σ_n d[j, r, c, n] · x[i, r + u, c + v, n], rows lo ≤ (j·C_in + i)·kh + u < hi.
 
     Parameters
     ----------
     x : (C_in, H, W, N), the padded maps of the forward pass
     d : (C_out, Ho, Wo, N), dℓ/dz
+    stride : int (1 here; :func:`weight_grad_strided` takes the others)
     scale : 1/N (the batch mean)
     dw : (C_out, C_in, kh, kw), out; each (j, i, u) row is one thread's, summed in a fixed order
     """
@@ -181,19 +195,31 @@ def weight_grad(x, d, stride, scale, dw, lo, hi):
     _, ho, wo, n = d.shape
     width = x.shape[2] * n
     length = wo * n
-    for t in range(lo, hi):  # kernel rows: t = (j·C_in + i)·kh + u
+    for t in range(lo, hi):
         j = t // (ci * kh)
         i = (t // kh) % ci
         u = t % kh
         row = dw[j, i, u]
         row[:] = 0
         for r in range(ho):
-            dr = d[j, r].reshape(length)
-            xr = x[i, r * stride + u].reshape(width)
-            if stride == 1:
-                _row_dots(row, dr, xr, n, length, scale)
-            else:
-                _row_dots_strided(row, dr, xr, n, wo, stride, scale)
+            _row_dots(row, d[j, r].reshape(length), x[i, r + u].reshape(width), n, length, scale)
+
+
+@rjit
+def weight_grad_strided(x, d, stride, scale, dw, lo, hi):
+    """:func:`weight_grad` for a stride s > 1: x[i, r·s + u, c·s + v, n]."""
+    co, ci, kh, kw = dw.shape
+    _, ho, wo, n = d.shape
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = t // (ci * kh)
+        i = (t // kh) % ci
+        u = t % kh
+        row = dw[j, i, u]
+        row[:] = 0
+        for r in range(ho):
+            _row_dots_strided(row, d[j, r].reshape(length), x[i, r * stride + u].reshape(width), n, wo, stride, scale)
 
 
 @rjit

@@ -179,7 +179,8 @@ class Conv(Layer):
         if kernels is not None:
             a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
             x = np.ascontiguousarray(x)
-            parallel.run_rows(kernels.conv.forward, a.shape[0] * a.shape[1], x, self.params["weight"],
+            kernel = kernels.conv.forward if self.stride == 1 else kernels.conv.forward_strided
+            parallel.run_rows(kernel, a.shape[0] * a.shape[1], x, self.params["weight"],
                               self.params["bias"], self.stride, *self.activation.kernel_args, a)
             self._cache.update(x=x, a=a, kept_for=None)
             return a
@@ -273,7 +274,8 @@ class Conv(Layer):
         weight, bias = self.params["weight"], self.params["bias"]
         scale = d.dtype.type(1.0 / d.shape[-1])
         self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
-        parallel.run_rows(kernels.conv.weight_grad, weight.shape[0] * weight.shape[1] * weight.shape[2],
+        kernel = kernels.conv.weight_grad if self.stride == 1 else kernels.conv.weight_grad_strided
+        parallel.run_rows(kernel, weight.shape[0] * weight.shape[1] * weight.shape[2],
                           x, d, self.stride, scale, self.grads["weight"])
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
