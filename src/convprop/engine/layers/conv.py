@@ -171,8 +171,7 @@ class Conv(Layer):
     #   NumPy, as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
     #   z is filled in blocks of output rows so that each block's cols stays in cache
     # Beyond the toolbox: σ is the layer's activation f; padding zero-pads x first; a
-    #   stride s keeps every s-th row and column of the stride-1 z (simple and easy to
-    #   differentiate; the cost: the skipped positions are computed too, s² times the work)
+    #   stride s takes only every s-th patch (rows and columns): z[r, c] from x[r·s + u, c·s + v]
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._pad(x)
         kernels = backend.compiled()
@@ -185,10 +184,10 @@ class Conv(Layer):
             self._cache.update(x=x, a=a, kept_for=None)
             return a
         n = x.shape[-1]
-        ho, wo = self._valid_shape
+        ho, wo = self.out_shape[:2]
         wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
-        patches = ops.patches_cm(x, *self.kernelsize)
+        patches = ops.patches_cm(x, *self.kernelsize, self.stride)
         kept = self._kept_cols(wb.shape[1], ho * wo * n, x.dtype)
 
         def work(slot, blocks):
@@ -201,9 +200,6 @@ class Conv(Layer):
                 np.matmul(cols.T, wb.T, out=zb.T)
 
         parallel.map_blocks(work, ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize))
-        if self.stride > 1:
-            s = self.stride
-            z = np.ascontiguousarray(z.reshape(self.outputmaps, ho, wo, n)[:, ::s, ::s]).reshape(self.outputmaps, -1)
         a = self.activation.forward(z, out=z).reshape(self.outputmaps, *self.out_shape[:2], n)  # contiguous
         self._cache.update(x=x, a=a, kept_for=x if kept is not None else None)
         return a
@@ -215,8 +211,8 @@ class Conv(Layer):
     #   as col2im(Wᵀ · d), Wᵀ's rows in (kh, kw, C_in) order: every patch gives back its share
     #   compiled: dk, db as direct sums over (rows, columns, batch); δ_prev row by row as
     #   the 'full' correlation Σ_j Σ_u Σ_v d{j}[p − u, q − v]·W[j, i, u, v]
-    # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
-    #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
+    # Beyond the toolbox: d = δ·f'(z) from a; with a stride s the patches are the kept ones
+    #   and col2im adds each back at (r·s, c·s); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
         kernels = backend.compiled()
         if kernels is not None:
@@ -224,17 +220,12 @@ class Conv(Layer):
         x, a = self._cache["x"], self._cache["a"]
         d = self.activation.backward(delta, a)
         self._d = d
-        if self.stride > 1:
-            s = self.stride
-            full = np.zeros((self.outputmaps, *self._valid_shape, d.shape[-1]), dtype=d.dtype)
-            full[:, ::s, ::s] = d
-            d = full
         n = d.shape[-1]
-        wo = self._valid_shape[1]
+        wo = self.out_shape[1]
         weight = self.params["weight"]
         d2 = d.reshape(self.outputmaps, -1)
         k1 = weight[0].size + 1
-        patches = ops.patches_cm(x, *self.kernelsize)
+        patches = ops.patches_cm(x, *self.kernelsize, self.stride)
         kept = self._cache["cols_kept"] if self._cache.get("kept_for") is x else None
 
         def work(slot, blocks):
@@ -252,7 +243,7 @@ class Conv(Layer):
                 part += tmp
             return part
 
-        parts = parallel.map_blocks(work, ops.row_blocks(self._valid_shape[0], k1 * wo * n, d.dtype.itemsize))
+        parts = parallel.map_blocks(work, ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize))
         grad = parts[0]
         for part in parts[1:]:
             grad += part
@@ -262,7 +253,7 @@ class Conv(Layer):
             return None
         # rows in (kh, kw, C_in) order: each kernel offset's rows form one contiguous block
         dcols = weight.transpose(0, 2, 3, 1).reshape(self.outputmaps, -1).T @ d2
-        return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize))
+        return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize, self.stride))
 
     def _backward_compiled(self, kernels, delta, need_input_delta):
         """:meth:`backward` by the compiled kernels (same equations)."""
@@ -332,7 +323,7 @@ class Conv(Layer):
 
     def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
         """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
-        rows = ops.row_blocks(self._valid_shape[0], k1 * row_size, dtype.itemsize)[0][1]
+        rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
         shape = (k1, rows * row_size)
         buf = self._cache.get(f"cols{slot}")
         if buf is None or buf.shape != shape or buf.dtype != dtype:
