@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -98,8 +99,16 @@ def blas_limit() -> Iterator[None]:
         yield
 
 
-def run_rows(kernel: Callable[..., None], rows: int, *args) -> None:
+#: Work (multiply-adds or elements passed over) below which a kernel call stays on one
+#: thread: handing a range to a pool thread costs 10–25 µs, about this much work.
+MIN_WORK_PER_THREAD = 250_000
+
+
+def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = None) -> None:
     """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, over the layers' threads.
+
+    ``work`` (multiply-adds or elements, roughly) limits the threads to one per
+    :data:`MIN_WORK_PER_THREAD`; None: no limit.
 
     The compiled kernels release the GIL, so the ranges run in parallel. The rows
     are cut into 2k ranges that the calling thread and k − 1 pool threads take in
@@ -108,23 +117,37 @@ def run_rows(kernel: Callable[..., None], rows: int, *args) -> None:
     the split and whichever thread, so results do not depend on the thread count.
     """
     k = min(n_threads(), rows)
+    if work is not None:
+        k = min(k, work // MIN_WORK_PER_THREAD)
     if k <= 1:
         kernel(*args, 0, rows)
         return
     parts = min(rows, 2 * k)
     bounds = [rows * i // parts for i in range(parts + 1)]
-    ticket = itertools.count()  # next() is atomic under the GIL
+    ticket, finished = itertools.count(), itertools.count(1)  # next() is atomic under the GIL
+    done = threading.Event()
+    errors: list[BaseException] = []
 
     def take() -> None:
         for i in iter(ticket.__next__, None):
             if i >= parts:
                 return
-            kernel(*args, bounds[i], bounds[i + 1])
+            try:
+                kernel(*args, bounds[i], bounds[i + 1])
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+            if next(finished) == parts:
+                done.set()
 
-    futures = [_pool(k - 1).submit(take) for _ in range(k - 1)]
+    pool = _pool(k - 1)
+    for _ in range(k - 1):
+        pool.submit(take)
     take()
-    for f in futures:
-        f.result()
+    # Wait for the ranges, not for the pool threads: one that the OS has not woken yet
+    # finds no range left when it does, and nobody waits for it.
+    done.wait()
+    if errors:
+        raise errors[0]
 
 
 def _pool(k: int) -> ThreadPoolExecutor:

@@ -178,8 +178,11 @@ class Conv(Layer):
         if kernels is not None:
             a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
             x = np.ascontiguousarray(x)
-            kernel = kernels.conv.forward if self.stride == 1 else kernels.conv.forward_strided
-            parallel.run_rows(kernel, a.shape[0] * a.shape[1], x, self.params["weight"],
+            if self.stride == 1:  # work items: pairs of output maps × rows
+                kernel, rows = kernels.conv.forward, (a.shape[0] + 1) // 2 * a.shape[1]
+            else:
+                kernel, rows = kernels.conv.forward_strided, a.shape[0] * a.shape[1]
+            parallel.run_rows(kernel, rows, x, self.params["weight"],
                               self.params["bias"], self.stride, *self.activation.kernel_args, a)
             self._cache.update(x=x, a=a, kept_for=None)
             return a
@@ -260,13 +263,16 @@ class Conv(Layer):
         x, a = self._cache["x"], self._cache["a"]
         d = np.empty_like(a)
         parallel.run_rows(kernels.activation.derivative, d.shape[0] * d.shape[1], np.ascontiguousarray(delta), a,
-                          *self.activation.kernel_args, d)
+                          *self.activation.kernel_args, d, work=d.size)
         self._d = d
         weight, bias = self.params["weight"], self.params["bias"]
         scale = d.dtype.type(1.0 / d.shape[-1])
         self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
-        kernel = kernels.conv.weight_grad if self.stride == 1 else kernels.conv.weight_grad_strided
-        parallel.run_rows(kernel, weight.shape[0] * weight.shape[1] * weight.shape[2],
+        if self.stride == 1:  # work items: pairs of output maps × kernel rows
+            kernel, rows = kernels.conv.weight_grad, (weight.shape[0] + 1) // 2 * weight.shape[1] * weight.shape[2]
+        else:
+            kernel, rows = kernels.conv.weight_grad_strided, weight.shape[0] * weight.shape[1] * weight.shape[2]
+        parallel.run_rows(kernel, rows,
                           x, d, self.stride, scale, self.grads["weight"])
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
@@ -277,7 +283,7 @@ class Conv(Layer):
         dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
         flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        parallel.run_rows(kernels.conv.input_grad, dx.shape[0] * dx.shape[1], dpad, flipped, s, dx)
+        parallel.run_rows(kernels.conv.input_grad, (dx.shape[0] + 1) // 2 * dx.shape[1], dpad, flipped, s, dx)
         return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:

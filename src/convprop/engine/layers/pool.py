@@ -44,7 +44,8 @@ class Subsample(Layer):
         if kernels is None:
             return ops.mean_pool(x, self.scale)  # pools axes 1, 2 of (C, H, W, N)
         out = np.empty((x.shape[0], *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
-        parallel.run_rows(kernels.pool.mean_pool, out.shape[0] * out.shape[1], np.ascontiguousarray(x), self.scale, out)
+        parallel.run_rows(kernels.pool.mean_pool, out.shape[0] * out.shape[1], np.ascontiguousarray(x), self.scale, out,
+                          work=x.size)
         return out
 
     # δ_prev{j} = expand(δ{j}, [scale scale]) / scale²
@@ -57,7 +58,7 @@ class Subsample(Layer):
             return ops.mean_pool_backward(delta, self.scale)
         out = np.empty((delta.shape[0], *self.in_shape[:2], delta.shape[-1]), dtype=delta.dtype)
         parallel.run_rows(kernels.pool.mean_pool_backward, delta.shape[0] * delta.shape[1],
-                          np.ascontiguousarray(delta), self.scale, out)
+                          np.ascontiguousarray(delta), self.scale, out, work=out.size)
         return out
 
     def spec(self) -> str:
@@ -118,7 +119,8 @@ class MaxPool(Layer):
         shape = (x.shape[0], *self.out_shape[:2], x.shape[-1])
         a = np.empty(shape, dtype=x.dtype)
         arg = np.empty(shape, dtype=np.uint8 if self.scale <= 16 else np.intp)
-        parallel.run_rows(kernels.pool.max_pool, a.shape[0] * a.shape[1], np.ascontiguousarray(x), self.scale, a, arg)
+        parallel.run_rows(kernels.pool.max_pool, a.shape[0] * a.shape[1], np.ascontiguousarray(x), self.scale, a, arg,
+                          work=x.size)
         self._cache["arg"] = arg
         return a
 
@@ -132,7 +134,7 @@ class MaxPool(Layer):
             return ops.max_pool_backward(delta, self._cache["arg"], self.scale, self.in_shape[:2])
         out = np.zeros((delta.shape[0], *self.in_shape[:2], delta.shape[-1]), dtype=delta.dtype)
         parallel.run_rows(kernels.pool.max_pool_backward, delta.shape[0] * delta.shape[1],
-                          np.ascontiguousarray(delta), self._cache["arg"], self.scale, out)
+                          np.ascontiguousarray(delta), self._cache["arg"], self.scale, out, work=out.size)
         return out
 
     def spec(self) -> str:
