@@ -1,4 +1,4 @@
-"""atheris target: :func:`convprop.formats.npz.load_model` and :func:`convprop.formats.npz.load_checkpoint`
+"""atheris target: :func:`convprop.formats.model.load_model` and :func:`convprop.formats.checkpoint.load_checkpoint`
 (``.npz`` archives of plain arrays + JSON metadata) on the same bytes.
 
 Two kinds of input: a whole file (any bytes), or, when the input starts with ``J``, JSON
@@ -19,7 +19,10 @@ with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
     import json  # noqa: F401
     import zipfile  # noqa: F401
 
-    from convprop.formats import npz as _io
+    import convprop as _io
+    # convprop's exports load on first use: import the loaders here, so that they are instrumented
+    import convprop.formats.checkpoint  # noqa: F401
+    import convprop.formats.model  # noqa: F401
 
 _ARRAYS: dict = {}
 

@@ -9,16 +9,16 @@ import numpy  # noqa: F401  (imported before instrumenting)
 with atheris.instrument_imports(include=["convprop", "PIL"]):
     import PIL.Image  # noqa: F401
 
-    from convprop import cli as _cli
+    from convprop.datasets.images import read_image
 
 
 def one_input(path: str) -> None:
     from pathlib import Path
 
     try:
-        _cli._read_image(Path(path), (28, 28, 1), False)
+        read_image(Path(path), (28, 28, 1), False)
     finally:
-        _cli._read_image(Path(path), (32, 32, 3), True)
+        read_image(Path(path), (32, 32, 3), True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""atheris target: the .mat readers, :func:`convprop.dlt.load_mat` (toolbox nets) and
+"""atheris target: the .mat readers, :func:`convprop.formats.matlab.load_mat` (toolbox nets) and
 :func:`convprop.datasets.read_mat` (any variables), on the same bytes."""
 
 import atheris

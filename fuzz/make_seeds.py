@@ -68,7 +68,7 @@ def mat_seeds() -> dict[str, bytes]:
     buf = io.BytesIO()
     scipy.io.savemat(buf, {"a": np.arange(4.0).reshape(2, 2), "t": "txt"}, format="4")
     out["v4"] = buf.getvalue()
-    try:  # a toolbox net as convprop.dlt.save_mat writes it (branch matlab)
+    try:  # a toolbox net as convprop.formats.matlab.save_mat writes it
         import tempfile
 
         from convprop import Conv, Input, Network, Subsample
@@ -84,26 +84,26 @@ def mat_seeds() -> dict[str, bytes]:
 
 def checkpoint_seeds() -> dict[str, bytes]:
     from convprop import Conv, Input, Network, Subsample
-    from convprop.formats import npz as cio
+    import convprop as cio
     import tempfile
 
     net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "model.npz"
-        cio.save_model(p, net)
+        cio.save_model(net, p)
         out["model"] = p.read_bytes()
         if hasattr(cio, "save_checkpoint") and hasattr(cio, "TrainingState"):
             state = cio.TrainingState(epoch=1, batch=0,
                                       rng_state=np.random.default_rng(0).bit_generator.state,
                                       rL=[0.5, 0.4], L=[0.4], epoch_seconds=[0.1])
             p = Path(tmp) / "ckpt.npz"
-            cio.save_checkpoint(p, net, state)
+            cio.save_checkpoint(net, p, state)
             out["checkpoint"] = p.read_bytes()
             out["checkpoint_sgd"] = p.read_bytes()
             try:  # a checkpoint with an optimiser's state (Adam: slots m and v)
                 from convprop.engine.optim import make_optimizer
-                from convprop.training.session import fit
+                from convprop import fit
 
                 rng = np.random.default_rng(0)
                 fit(net, rng.random((4, 6, 6)), np.arange(4) % 3, epochs=1, batch_size=2, seed=0,

@@ -29,7 +29,7 @@ import make_seeds  # noqa: E402
 
 TARGETS = ("idx", "mat", "checkpoint", "image")
 #: The module each target needs (some arrive with later branches).
-MODULES = {"idx": "data/idx.py", "mat": "matfile.py", "checkpoint": "io.py", "image": "cli.py"}
+MODULES = {"idx": "formats/idx.py", "mat": "formats/matlab.py", "checkpoint": "formats/checkpoint.py", "image": "datasets/images.py"}
 
 
 def run_target(target: str, runs: int, rss_mb: int, timeout: int, work: Path,

@@ -11,7 +11,8 @@ from PIL import Image
 
 from convprop import Network
 from convprop.cli import main
-from convprop.formats.npz import load_checkpoint, load_model
+from convprop.formats.model import load_model
+from convprop.formats.checkpoint import load_checkpoint
 from idx_helpers import tiny_dataset, write_idx
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -44,12 +45,17 @@ def test_train_writes_model_checkpoint_summary_and_plots(run3, capsys):
     summary = json.loads((run3 / "summary.json").read_text())
     assert summary["network"] == "28x28-2c5-s4-10o" and summary["epochs"] == 3
     assert len(summary["test_error"]) == 3 and len(summary["epoch_seconds"]) == 3
-    net, extra = load_model(run3 / "model.npz")
+    net = load_model(run3 / "model.npz")
+    extra = net.extra
     assert extra["class_names"][0] == "0" and extra["dataset"] == "mnist"
-    _, state, _ = load_checkpoint(run3 / "checkpoint.npz")
+    _, state = load_checkpoint(run3 / "checkpoint.npz")
     assert state.epoch == 3 and len(state.rL) == 3 * 6 + 1
     names = sorted(p.name for p in (run3 / "plots").iterdir())
-    assert names == ["confusion.png", "feature_maps.png", "kernels_conv1.png", "loss.png", "misclassified.png"]
+    assert names == ["confusion.png", "feature_maps.png", "kernels_conv1.png", "loss.png", "metrics.png",
+                     "misclassified.png"]
+    metrics = (run3 / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "epoch,rL,mean_loss,test_error,seconds" and len(metrics) == 4
+    assert [float(line.split(",")[3]) for line in metrics[1:]] == summary["test_error"]
     for p in (run3 / "plots").iterdir():
         with Image.open(p) as im:
             assert im.size[0] >= 800 and p.stat().st_size > 3000
@@ -71,7 +77,7 @@ def test_train_prints_progress_and_summary_table(tmp_path, data_dir, capsys):
 def test_float32_run(tmp_path, data_dir):
     argv = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--dtype", "float32", "--no-plots", *TINY]
     assert main(argv) == 0
-    net, _ = load_model(tmp_path / "model.npz")
+    net = load_model(tmp_path / "model.npz")
     assert net.dtype == np.float32 and net.parameters()["conv1.weight"].dtype == np.float32
 
 
@@ -79,8 +85,8 @@ def test_resume_through_the_cli_is_bit_identical(tmp_path, data_dir, run3):
     assert main(["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "1", "--no-plots", *TINY]) == 0
     assert main(["train", "--resume", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "3",
                  "--no-plots", "--quiet"]) == 0
-    a, sa, _ = load_checkpoint(tmp_path / "checkpoint.npz")
-    b, sb, _ = load_checkpoint(run3 / "checkpoint.npz")
+    a, sa = load_checkpoint(tmp_path / "checkpoint.npz")
+    b, sb = load_checkpoint(run3 / "checkpoint.npz")
     assert sa.rL == sb.rL and sa.test_error == sb.test_error
     for name, arr in b.parameters().items():
         assert np.array_equal(a.parameters()[name], arr), name
@@ -106,8 +112,8 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, data_dir, run3, monke
                    "the checkpoint has done 1 epochs and 2 batches; ask for more with --epochs")
     assert main(["train", "--resume", str(tmp_path / "checkpoint.npz"), "--data-dir", str(data_dir),
                  "--epochs", "3", "--quiet", "--no-plots"]) == 0
-    a, sa, _ = load_checkpoint(tmp_path / "checkpoint.npz")
-    b, sb, _ = load_checkpoint(run3 / "checkpoint.npz")
+    a, sa = load_checkpoint(tmp_path / "checkpoint.npz")
+    b, sb = load_checkpoint(run3 / "checkpoint.npz")
     assert sa.rL == sb.rL
     for name, arr in b.parameters().items():
         assert np.array_equal(a.parameters()[name], arr), name
@@ -127,7 +133,7 @@ def test_divergence_is_a_one_line_error_keeping_the_checkpoint(tmp_path, data_di
     argv = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--epochs", "3", *TINY]
     one_line_error(capsys, 2, argv, "training diverged at epoch 2, batch 3/6", "output.weight",
                    "last good checkpoint", "smaller --alpha")
-    _, state, _ = load_checkpoint(tmp_path / "checkpoint.npz")
+    _, state = load_checkpoint(tmp_path / "checkpoint.npz")
     assert (state.epoch, state.batch) == (1, 0)
 
 
@@ -141,7 +147,7 @@ def test_test_command_and_its_plots(run3, data_dir, capsys):
 
 
 def test_predict_png_jpeg_and_idx(run3, tmp_path, capsys):
-    net, _ = load_model(run3 / "model.npz")
+    net = load_model(run3 / "model.npz")
     img = np.zeros((28, 28), np.uint8)
     img[8:11, 4:24] = 255  # class 3 of the tiny dataset
     Image.fromarray(img).save(tmp_path / "three.png")
@@ -165,7 +171,7 @@ def test_predict_png_jpeg_and_idx(run3, tmp_path, capsys):
 def test_plot_command_redraws_from_the_checkpoint(run3, data_dir, tmp_path, capsys):
     assert main(["plot", str(run3), "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 5 and all(Path(p).is_file() for p in printed)
+    assert len(printed) == 6 and all(Path(p).is_file() for p in printed)  # with metrics.png
 
 
 def test_gradcheck_command(capsys):
@@ -224,8 +230,8 @@ def test_adam_run_resumes_bit_identically_and_refuses_another_optimizer(tmp_path
                    "--optimizer sgd (checkpoint: adam)")
     assert main(["train", "--resume", str(split), "--data-dir", str(data_dir), "--epochs", "2",
                  "--no-plots", "--quiet"]) == 0
-    a, sa, _ = load_checkpoint(split / "checkpoint.npz")
-    b, sb, _ = load_checkpoint(straight / "checkpoint.npz")
+    a, sa = load_checkpoint(split / "checkpoint.npz")
+    b, sb = load_checkpoint(straight / "checkpoint.npz")
     assert sa.rL == sb.rL and sa.optimizer["t"] == sb.optimizer["t"] > 0
     for name, arr in b.parameters().items():
         assert np.array_equal(a.parameters()[name], arr), name
@@ -235,7 +241,7 @@ def test_adam_run_resumes_bit_identically_and_refuses_another_optimizer(tmp_path
 
 
 def test_predict_tells_idx_files_by_their_bytes_and_inverts_them_too(run3, tmp_path, capsys):
-    net, _ = load_model(run3 / "model.npz")
+    net = load_model(run3 / "model.npz")
     img = np.zeros((28, 28), np.uint8)
     img[8:11, 4:24] = 255
     Image.fromarray(img).save(tmp_path / "idx_digit.png")  # an image whose name says idx

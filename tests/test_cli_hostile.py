@@ -17,7 +17,8 @@ import pytest
 from convprop.datasets import write_idx
 
 cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not merged yet")
-from convprop.formats.npz import load_checkpoint, load_model  # noqa: E402
+from convprop.formats.model import load_model  # noqa: E402
+from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
 SRC = Path(cli.__file__).resolve().parents[1]  # the convprop under test, for subprocesses
 
@@ -196,7 +197,7 @@ def test_sigkill_real_process_then_resume_bit_identical(tmp_path):
         else:  # Ctrl-C: the batch finishes, a checkpoint is saved, one line, status 130
             assert proc.returncode == 130, err
             assert len(err.strip().splitlines()) == 1 and "checkpoint saved to" in err, err
-        _, state, _ = load_checkpoint(ckpt)  # loads after every kill
+        _, state = load_checkpoint(ckpt)  # loads after every kill
         epochs_seen.append(state.epoch + state.batch / 6)
         assert epochs_seen == sorted(epochs_seen)
     target = int(epochs_seen[-1]) + 2
@@ -206,8 +207,8 @@ def test_sigkill_real_process_then_resume_bit_identical(tmp_path):
     ref = subprocess.run(base + ["--out", str(tmp_path / "ref"), "--epochs", str(target)], env=env,
                          capture_output=True, timeout=120)
     assert ref.returncode == 0, ref.stderr.decode()
-    a, _ = load_model(run / "model.npz")
-    b, _ = load_model(tmp_path / "ref" / "model.npz")
+    a = load_model(run / "model.npz")
+    b = load_model(tmp_path / "ref" / "model.npz")
     for name, value in b.parameters().items():
         np.testing.assert_array_equal(a.parameters()[name], value, err_msg=name)
     print(f"{kills} SIGKILLs and a Ctrl-C of `convprop train`; checkpoint epochs: {epochs_seen}")

@@ -10,8 +10,8 @@ import pytest
 
 from convprop import Conv, Input, Network, Subsample
 
-session = pytest.importorskip("convprop.training.session", reason="convprop.training.session (branch cli) not merged yet")
-from convprop.formats.npz import load_checkpoint  # noqa: E402
+import convprop as session  # fit, Diverged, Interrupted
+from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
 # Every test here runs on both engines: the NumPy reference and the compiled kernels.
 pytestmark = pytest.mark.usefixtures("engine")
@@ -44,7 +44,7 @@ def test_too_large_alpha_after_a_good_epoch(tmp_path):
     assert msg.endswith(f"hold NaN or inf; last good checkpoint: {ckpt}")
     assert (info.value.epoch, info.value.batch) == (2, 1) and info.value.checkpoint == ckpt
     assert ckpt.read_bytes() == good  # not rewritten
-    back, st, _ = load_checkpoint(ckpt)
+    back, st = load_checkpoint(ckpt)
     assert (st.epoch, st.batch) == (1, 0)
     for name, value in before.items():
         np.testing.assert_array_equal(back.parameters()[name], value)

@@ -173,7 +173,9 @@ def test_cnntest_returns_error_rate_and_zero_based_bad():
 
 
 def _engine_of(net):
-    return dlt._network(net, None)
+    from convprop.dlt import structs
+
+    return structs.to_network(net)  # 28×28 worked back from ffW (square maps)
 
 
 def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(monkeypatch):
@@ -181,14 +183,21 @@ def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(
     x = rng.random((28, 28, 5))
     y = rng.random((10, 5))
     net = dlt.cnnsetup({"layers": copy.deepcopy(TOOLBOX_LAYERS[:2]) + [{"type": "s", "scale": 2}]}, x, y, seed=0)
-    report = dlt.cnnnumgradcheck(net, x, y)
+    good = dlt.cnnbp(dlt.cnnff(net, x), y)
+    result = dlt.cnnnumgradcheck(good, x, y)
+    assert result.passed and result.max_abs_error < 1e-8
+    assert result.checked == 10 + 10 * 288 + 2 + 2 * 25
+    report = dlt.engine_gradcheck(net, x, y)
     assert report.passed and report.max_abs_error < 1e-8
     from convprop.engine.layers import output
 
     real = output.ops.sigmoid_backward
     monkeypatch.setattr(output.ops, "sigmoid_backward", lambda d, a: real(d, a) * 1.001)
+    bad = dlt.cnnbp(dlt.cnnff(net, x), y)  # a broken backward stores wrong gradients: the check reads them
+    with pytest.raises(ConvpropError, match=r"numerical gradient checking failed\n  at net\.dffb\(1\)"):
+        dlt.cnnnumgradcheck(bad, x, y)
     with pytest.raises(ConvpropError, match="numerical gradient checking failed"):
-        dlt.cnnnumgradcheck(net, x, y)
+        dlt.engine_gradcheck(net, x, y)
 
 
 def test_float32_inputs_run_in_float32():
@@ -215,10 +224,10 @@ def test_facade_errors_are_clear():
 
 @pytest.mark.parametrize("damage, words", [
     (lambda net: net.pop("ffb"), "no field 'ffb'"),
-    (lambda net: net.update(ffb=net["ffb"][:1]), "ffb has 1 values; its layer needs 3"),
+    (lambda net: net.update(ffb=net["ffb"][:1]), r"net\['ffb'\] has 1 values; its layer needs 3"),
     (lambda net: net.update(ffW=net["ffW"].ravel()), "must be a matrix"),
     (lambda net: net["layers"][1].pop("k"), "no field 'k'"),
-    (lambda net: net["layers"][1].update(b=[0.0]), "b has 1 values; its layer needs 2"),
+    (lambda net: net["layers"][1].update(b=[0.0]), r"net\['layers'\]\[1\]\['b'\] has 1 values; its layer needs 2"),
 ])
 def test_a_damaged_struct_is_a_clear_error(damage, words):
     from convprop.dlt import cnnff, cnnsetup
@@ -230,3 +239,101 @@ def test_a_damaged_struct_is_a_clear_error(damage, words):
     damage(net)
     with pytest.raises(ConvpropError, match=words):
         cnnff(net, x)
+
+
+def test_a_bare_list_of_layers_is_a_clear_error():
+    """cnnsetup([...]) used to raise AttributeError: 'list' object has no attribute 'get'."""
+    x, y = _data()
+    with pytest.raises(ConvpropError, match=r"^cnnsetup: net must be the toolbox's struct, a dict with a 'layers' list; "
+                                            r"got list \(a bare list of layers: wrap it as \{\"layers\": \[\.\.\.\]\}"):
+        dlt.cnnsetup(copy.deepcopy(TOOLBOX_LAYERS), x, y)
+    net, x, y = _setup()
+    for call in (lambda: dlt.cnnff(net["layers"], x), lambda: dlt.cnntest(None, x, y),
+                 lambda: dlt.cnnnumgradcheck("cnn", x, y), lambda: dlt.cnnapplygrads([net], {"alpha": 1})):
+        with pytest.raises(ConvpropError, match=r"net must be the toolbox's struct, a dict with a 'layers' list; got"):
+            call()
+    with pytest.raises(ConvpropError, match=r"cnnff: net\['layers'\]\[1\] must be a dict with a 'type'"):
+        dlt.cnnff({**net, "layers": [net["layers"][0], "c"]}, x)
+    with pytest.raises(ConvpropError, match=r"cnnapplygrads: opts must be a dict with alpha; got list"):
+        dlt.cnnapplygrads(dlt.cnnbp(dlt.cnnff(net, x), y), [1])
+    with pytest.raises(ConvpropError, match=r"cnntrain: opts has no 'numepochs'"):
+        dlt.cnntrain(net, x, y, {"alpha": 1, "batchsize": 2})
+    with pytest.raises(ConvpropError, match=r"cnnapplygrads: opts\['alpha'\] must be one finite number, got 'x'"):
+        dlt.cnnapplygrads(dlt.cnnbp(dlt.cnnff(net, x), y), {"alpha": "x"})
+
+
+def _layer(n, l, **change):
+    return {**n, "layers": n["layers"][:l] + [{**n["layers"][l], **change}] + n["layers"][l + 1:]}
+
+
+DAMAGES = {
+    "layers a dict": lambda n: {**n, "layers": {"i": {}}},
+    "no layers": lambda n: {k: v for k, v in n.items() if k != "layers"},
+    "layer without type": lambda n: {**n, "layers": [{}] + n["layers"][1:]},
+    "type a number": lambda n: _layer(n, 1, type=3),
+    "k a string": lambda n: _layer(n, 1, k="abc"),
+    "k None": lambda n: _layer(n, 1, k=None),
+    "k ragged": lambda n: _layer(n, 1, k=[[np.ones((5, 5)), np.ones((2, 2))]]),
+    "b strings": lambda n: _layer(n, 1, b=["x", "y"]),
+    "dk a string": lambda n: _layer(n, 1, dk="x"),
+    "db too short": lambda n: _layer(n, 3, db=[1.0]),
+    "scale 0": lambda n: _layer(n, 2, scale=0),
+    "scale NaN": lambda n: _layer(n, 2, scale=float("nan")),
+    "kernelsize -1": lambda n: _layer(n, 1, kernelsize=-1),
+    "kernelsize 30": lambda n: _layer(n, 1, kernelsize=30),
+    "outputmaps 0": lambda n: _layer(n, 1, outputmaps=0),
+    "ffW a string": lambda n: {**n, "ffW": "x"},
+    "ffW 3-D": lambda n: {**n, "ffW": n["ffW"][None]},
+    "ffb None": lambda n: {**n, "ffb": None},
+    "dffW a string": lambda n: {**n, "dffW": "x"},
+    "o 1 column": lambda n: {**n, "o": n["o"][:, :1]},
+    "a{1} a string": lambda n: _layer(n, 0, a=["x"]),
+    "a{1} 10x10": lambda n: _layer(n, 0, a=[np.ones((10, 10, 2))]),
+    "rL a string": lambda n: {**n, "rL": "x"},
+}
+CALLS = {
+    "cnnsetup": lambda n, x, y: dlt.cnnsetup(n, x, y, seed=0),
+    "cnnff": lambda n, x, y: dlt.cnnff(n, x),
+    "cnnbp": lambda n, x, y: dlt.cnnbp(n, y),
+    "cnnapplygrads": lambda n, x, y: dlt.cnnapplygrads(n, {"alpha": 0.5}),
+    "cnntrain": lambda n, x, y: dlt.cnntrain(n, x, y, {"alpha": 0.5, "batchsize": 3, "numepochs": 1}, seed=0),
+    "cnntest": lambda n, x, y: dlt.cnntest(n, x, y),
+    "cnnnumgradcheck": lambda n, x, y: dlt.cnnnumgradcheck(n, x, y),
+    "engine_gradcheck": lambda n, x, y: dlt.engine_gradcheck(n, x, y),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_every_function_on_a_damaged_struct_runs_or_raises_convprop_error(damage, tmp_path):
+    """One error taxonomy: a damaged struct is a ConvpropError, or harmless where the field is not read."""
+    x, y = _data(n=3, h=14, w=14, k=3)
+    layers = [{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 3}, {"type": "s", "scale": 2},
+              {"type": "c", "outputmaps": 2, "kernelsize": 3}, {"type": "s", "scale": 2}]
+    full = dlt.cnnbp(dlt.cnnff(dlt.cnnsetup({"layers": layers}, x, y, seed=0), x), y)
+    outcomes = {}
+    calls = {**CALLS, "save_mat": lambda n, x, y: dlt.save_mat(n, tmp_path / "net.mat")}
+    for name, call in calls.items():
+        try:
+            call(DAMAGES[damage](copy.deepcopy(full)), x, y)
+            outcomes[name] = "ran"
+        except ConvpropError as exc:
+            outcomes[name] = "error"
+            assert str(exc) and "\n" not in str(exc).split("numerical gradient checking failed")[0], str(exc)
+    # every function that reads the damaged field says so (cnnsetup reads only the layer list)
+    assert outcomes.keys() == calls.keys()
+    reads_parameters = ["cnnff", "cnntest", "cnntrain", "cnnbp", "cnnapplygrads", "cnnnumgradcheck"]
+    if damage in ("layers a dict", "no layers", "layer without type", "type a number", "scale 0", "scale NaN",
+                  "kernelsize -1", "kernelsize 30", "outputmaps 0"):
+        assert set(outcomes.values()) == {"error"}, outcomes
+    elif damage in ("k a string", "k None", "k ragged", "b strings", "ffW a string", "ffW 3-D", "ffb None"):
+        assert all(outcomes[name] == "error" for name in reads_parameters + ["save_mat"]) and outcomes["cnnsetup"] == "ran"
+    elif damage in ("dk a string", "db too short", "dffW a string"):
+        assert {k for k, v in outcomes.items() if v == "error"} == {"cnnapplygrads", "cnnnumgradcheck"}
+    elif damage == "o 1 column":
+        assert {k for k, v in outcomes.items() if v == "error"} == {"cnnbp"}
+    elif damage == "rL a string":
+        assert {k for k, v in outcomes.items() if v == "error"} == {"save_mat"}
+    elif damage == "a{1} a string":  # cnnbp's batch; for the image size, unusable maps are passed over
+        assert {k for k, v in outcomes.items() if v == "error"} == {"cnnbp"}
+    else:  # maps of the wrong size: the batch of cnnbp, the image size of cnnapplygrads and save_mat
+        assert {k for k, v in outcomes.items() if v == "error"} == {"cnnbp", "cnnapplygrads", "save_mat"}

@@ -10,8 +10,11 @@ import pytest
 from convprop import Conv, ConvpropError, Input, Network, Subsample
 
 from convprop.engine import layout
-from convprop.dlt import load_mat, save_mat
-from convprop.training.explain import add_explain_command, explain, explanation, main, run_explain_command
+from convprop.formats.matlab import load_mat, save_mat
+from convprop.cli import main as cli_main
+from convprop.cli.explain import add_parser as add_explain_command
+from convprop.cli.explain import run as run_explain_command
+from convprop.training.explain import explain, explanation
 
 
 def _net():
@@ -118,12 +121,12 @@ def test_cli_hooks(tmp_path):
 
 
 def test_module_entry_reports_errors(tmp_path, capsys):
-    assert main([str(tmp_path / "missing.mat")]) == 2
+    assert cli_main(["explain", str(tmp_path / "missing.mat")]) == 2
     assert "error: cannot read" in capsys.readouterr().err
 
 
 def test_defaults_explain_the_toolbox_example_network(capsys):
-    assert main(["--no-gradcheck", "--seed", "3"]) == 0
+    assert cli_main(["explain", "--no-gradcheck", "--seed", "3"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("network 28x28-6c5-s2-12c5-s2-10o, one input")
     assert re.search(r"3 c 12c5 +dk +6x12x5x5 ", text)
@@ -141,10 +144,10 @@ def test_fixture_network_explained(shared):
 
 def test_convprop_explain_command_on_a_saved_model(tmp_path, capsys):
     from convprop.cli import main as cli_main
-    from convprop.formats.npz import save_model
+    from convprop.formats.model import save_model
 
     net = Network([Input(12, 10), Conv(2, 3), Subsample(2), Conv(3, (2, 3))], n_outputs=4, seed=3)
-    save_model(tmp_path / "model.npz", net)
+    save_model(net, tmp_path / "model.npz")
     image = np.random.default_rng(1).random((12, 10))
     np.save(tmp_path / "x.npy", image)
     assert cli_main(["explain", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--label", "2"]) == 0
@@ -156,3 +159,18 @@ def test_convprop_explain_command_on_a_saved_model(tmp_path, capsys):
     assert "12x10-2c3-s2-3c2x3-4o" in out
     assert cli_main(["explain", str(tmp_path / "missing.npz")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_equations_follow_the_network_not_the_toolbox():
+    """explain prints the equations of the layers it explains (issue 11: it printed σ and means for any net)."""
+    from convprop import Dense, MaxPool
+
+    relu = Network([Input(12, 12), Conv(2, 3, "relu", padding="same"), MaxPool(2), Dense(5, "tanh")], 3,
+                   output="softmax", seed=0)
+    text = explain(relu, np.random.default_rng(0).random((12, 12)), 1, check=False)
+    assert "a = relu(Σ_i conv(a_prev{i}, k{i}{j}) + b{j})" in text and "a = max of each 2×2 block" in text
+    assert "d = δ·(1 − a²)" in text and "o = softmax(ffW·fv + ffb)" in text and "od = o − y" in text
+    assert "loss L = −Σ y·log o = " in text and "σ" not in text and "mean of each" not in text
+    toolbox = explain(_net(), np.zeros((14, 14)), 0, check=False)
+    assert "a = σ(Σ_i conv(a_prev{i}, k{i}{j}) + b{j})" in toolbox and "d = δ·a(1 − a)" in toolbox
+    assert "od = (o − y)·o(1 − o)" in toolbox and "loss L = ½·Σ(o − y)² = " in toolbox

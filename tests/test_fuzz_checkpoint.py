@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, mutated
 
-cio = pytest.importorskip("convprop.formats.npz", reason="convprop.formats.npz (branch cli) not merged yet")
+import convprop as cio  # load_model, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import make_seeds  # noqa: E402
@@ -100,5 +100,5 @@ def test_forged_metadata(case):
 
 def test_valid_seeds_load():
     with bytes_file(SEEDS["checkpoint"], ".npz") as path:
-        net, state, _ = cio.load_checkpoint(path)
+        net, state = cio.load_checkpoint(path)
     assert state.epoch == 1 and net.spec == "6x6-2c3-s2-3o"

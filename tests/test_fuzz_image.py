@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from convprop.errors import ConvpropError
 from fuzzing import bytes_file, in_child, mutated
 
-cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not merged yet")
+from convprop.datasets.images import read_image
 pytest.importorskip("PIL")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
@@ -34,7 +34,7 @@ def _png(width: int, height: int, idat: bytes) -> bytes:
 
 def _read(data: bytes, shape=(28, 28, 1)):
     with bytes_file(data, ".png") as path:
-        return cli._read_image(Path(path), shape, False)
+        return read_image(Path(path), shape, False)
 
 
 def test_valid_seeds_read():
@@ -44,7 +44,7 @@ def test_valid_seeds_read():
 
 
 HOSTILE = [
-    (_png(5000, 5000, zlib.compress(bytes(1000))), r"PNG image of 5000x5000 pixels; predict reads images of 1 to"),
+    (_png(5000, 5000, zlib.compress(bytes(1000))), r"PNG image of 5000x5000 pixels; convprop reads images of 1 to"),
     (_png(100_000, 100_000, zlib.compress(bytes(1000))), r"too many pixels to decode"),
     (_png(4, 4, b"not zlib"), "corrupt or truncated image"),
     (_png(28, 28, zlib.compress(bytes(20))), "corrupt or truncated image"),

@@ -173,8 +173,8 @@ def test_npy_hostile(data, message):
 
 
 def test_explain_input_files_are_checked(tmp_path):
-    """``convprop.training.explain --input`` reads .npy and .mat through the checked readers."""
-    from convprop.training.explain import _load_images
+    """``convprop explain --input`` reads .npy and .mat through the checked readers."""
+    from convprop.cli.explain import _load_images
 
     p = tmp_path / "x.npy"
     p.write_bytes(_npy_header((10**6, 28, 28)) + bytes(64))

@@ -71,3 +71,51 @@ def test_gradcheck_leaves_network_unchanged():
     gradcheck(net, *random_batch(net, 2))
     for k, v in net.parameters().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+# --- ReLU and max pooling: kinks and ties crossed by the finite difference (issue 14, item 1)
+
+def test_relu_and_max_pool_pass_at_the_default_epsilon_with_kinks_said():
+    """`convprop gradcheck --layers 6c5-m2 --images 2` reported FAILED at epsilon 1e-4: the steps crossed
+    max-pool ties. Those entries are now measured with a step that crosses none, and counted."""
+    from convprop import MaxPool
+
+    net = Network([Input(28, 28), Conv(6, 5), MaxPool(2)], n_outputs=10, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2, 28, 28)), rng.integers(0, 10, 2)
+    report = gradcheck(net, x, y, epsilon=1e-4)
+    assert report.passed, str(report)
+    assert report.max_abs_error < 1e-9
+    assert report.refined == 62 and report.kinks == 0  # measured: 62 of 8806 entries crossed a tie at 1e-4
+    assert "crossed a ReLU kink or a max-pool tie for 62 entries" in str(report)
+
+
+def test_a_unit_sitting_on_its_kink_is_left_out_not_failed():
+    from convprop import Dense
+
+    net = Network([Input(6, 6), Conv(2, 3, "relu"), Dense(4, "relu")], n_outputs=3, seed=0)
+    params = net.parameters()
+    params["dense2.weight"][0] = 0.0  # unit 0's input is exactly 0 for every image: ReLU's kink
+    params["dense2.bias"][0] = 0.0
+    x, y = random_batch(net, 3, seed=1)
+    report = gradcheck(net, x, y)
+    by_name = {t.name: t for t in report.tensors}
+    assert report.passed, str(report)
+    net.forward(x)
+    live = int(np.any(net.activations[1].reshape(3, -1) != 0, axis=0).sum())  # inputs not 0 for every image
+    assert live == 31  # one ReLU map entry is 0 for all three images: its weight moves nothing
+    assert by_name["dense2.bias"].kinks == 1 and by_name["dense2.weight"].kinks == live
+    assert "are left out" in str(report)
+
+
+def test_a_wrong_relu_derivative_still_fails(monkeypatch):
+    """The kink handling leaves real backprop errors visible."""
+    from convprop import MaxPool
+    from convprop.engine import activations
+
+    net = Network([Input(10, 10), Conv(3, 3, "relu"), MaxPool(2)], n_outputs=3, seed=0)
+    x, y = random_batch(net, 2, seed=0)
+    assert gradcheck(net, x, y).passed
+    monkeypatch.setattr(activations.ReLU, "backward", lambda self, d, a: np.where(a > 0, 1.1 * d, 0))
+    report = gradcheck(net, x, y)
+    assert not report.passed and report.max_abs_error > 1e-4

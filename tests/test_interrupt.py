@@ -22,8 +22,8 @@ from convprop import Conv, Input, Network, Subsample
 
 if not hasattr(os, "fork"):
     pytest.skip("the kill tests fork trainers (POSIX only)", allow_module_level=True)
-session = pytest.importorskip("convprop.training.session", reason="convprop.training.session (branch cli) not merged yet")
-from convprop.formats.npz import load_checkpoint  # noqa: E402
+import convprop as session  # fit, Diverged, Interrupted
+from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
 #: Number of SIGKILLs per test run (each at a random moment).
 KILLS = 40
@@ -48,7 +48,7 @@ def _train_child(ckpt, epochs: int) -> None:
     try:
         x, y = _problem()
         if os.path.exists(ckpt):
-            net, state, _ = load_checkpoint(ckpt)
+            net, state = load_checkpoint(ckpt)
         else:
             net, state = _fresh_net(), None
         session.fit(net, x, y, epochs=epochs, batch_size=4, alpha=0.5, seed=SEED, state=state,
@@ -98,7 +98,7 @@ def test_sigkill_at_random_moments_keeps_a_loadable_checkpoint(tmp_path):
             pytest.fail(f"child ended by itself (status {status}) instead of being killed")
         kills += 1
         if ckpt.exists():
-            net, state, _ = load_checkpoint(ckpt)  # must never raise
+            net, state = load_checkpoint(ckpt)  # must never raise
             assert state.epoch >= epochs_seen[-1], "a checkpoint went back in time"
             assert state.batch == 0 and len(state.rL) == state.epoch * 3 + 1
             epochs_seen.append(state.epoch)
@@ -114,7 +114,7 @@ def test_sigkill_at_random_moments_keeps_a_loadable_checkpoint(tmp_path):
     pid = _fork(_train_child, ckpt, target)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    resumed, state, _ = load_checkpoint(ckpt)
+    resumed, state = load_checkpoint(ckpt)
     reference, ref_state = _reference(target)
     for name, value in reference.parameters().items():
         np.testing.assert_array_equal(resumed.parameters()[name], value, err_msg=name)
@@ -143,14 +143,14 @@ def test_ctrl_c_at_random_moments_saves_and_resumes_bit_identically(tmp_path):
         if code == 130:
             interrupted += 1
             if ckpt.exists():
-                _, state, _ = load_checkpoint(ckpt)
+                _, state = load_checkpoint(ckpt)
                 mid_epoch += state.batch > 0
         else:
             break  # the run finished before the signal arrived
     pid = _fork(_train_child, ckpt, target)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    resumed, state, _ = load_checkpoint(ckpt)
+    resumed, state = load_checkpoint(ckpt)
     reference, ref_state = _reference(target)
     for name, value in reference.parameters().items():
         np.testing.assert_array_equal(resumed.parameters()[name], value, err_msg=name)

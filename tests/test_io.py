@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from convprop import Conv, ConvpropError, Input, Network, Subsample
-from convprop.formats.npz import TrainingState, load_checkpoint, load_model, rng_from_state, save_checkpoint, save_model
+from convprop.formats.model import load_model, save_model
+from convprop.formats.checkpoint import TrainingState, load_checkpoint, rng_from_state, save_checkpoint
 
 
 def small_net(dtype=np.float64, seed=0):
@@ -22,8 +23,9 @@ def same_params(a, b):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_model_round_trip_is_exact(tmp_path, dtype):
     net = small_net(dtype)
-    path = save_model(tmp_path / "m.npz", net, extra={"dataset": "mnist", "class_names": list("abcd")})
-    loaded, extra = load_model(path)
+    path = save_model(net, tmp_path / "m.npz", extra={"dataset": "mnist", "class_names": list("abcd")})
+    loaded = load_model(path)
+    extra = loaded.extra
     assert loaded.spec == net.spec == "12x12-2c3-s2-3c3-4o"
     assert loaded.dtype == np.dtype(dtype)
     assert same_params(net, loaded)
@@ -39,8 +41,9 @@ def test_checkpoint_round_trip_keeps_rng_and_history(tmp_path):
     state = TrainingState(epoch=2, batch=3, rng_state=rng.bit_generator.state, config={"alpha": 0.5},
                           rL=[1.0, 0.99, 0.1 + 1e-17], L=[0.3, 0.2], epoch_seconds=[1.5, 2.5],
                           test_error=[0.5, 0.25], epoch_elapsed=0.75)
-    save_checkpoint(tmp_path / "c.npz", net, state, extra={"dataset": "x"})
-    loaded, st, extra = load_checkpoint(tmp_path / "c.npz")
+    save_checkpoint(net, tmp_path / "c.npz", state, extra={"dataset": "x"})
+    loaded, st = load_checkpoint(tmp_path / "c.npz")
+    extra = loaded.extra
     assert same_params(net, loaded)
     assert (st.epoch, st.batch, st.config, st.epoch_elapsed) == (2, 3, {"alpha": 0.5}, 0.75)
     assert st.rL == state.rL and st.L == state.L and st.test_error == [0.5, 0.25]
@@ -48,12 +51,12 @@ def test_checkpoint_round_trip_keeps_rng_and_history(tmp_path):
     assert np.array_equal(rng_from_state(st.rng_state).permutation(1000), rng.permutation(1000))
     assert extra == {"dataset": "x"}
     # a checkpoint is also a model
-    assert same_params(load_model(tmp_path / "c.npz")[0], net)
+    assert same_params(load_model(tmp_path / "c.npz"), net)
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
-    save_model(path, small_net(seed=1))
+    save_model(small_net(seed=1), path)
     before = path.read_bytes()
 
     def broken_savez(file, **arrays):
@@ -62,11 +65,11 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        save_model(path, small_net(seed=2))
+        save_model(small_net(seed=2), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]  # no temporary file left behind
     monkeypatch.undo()
-    assert same_params(load_model(path)[0], small_net(seed=1))
+    assert same_params(load_model(path), small_net(seed=1))
 
 
 def test_a_pickle_file_is_refused(tmp_path):
@@ -112,7 +115,7 @@ def _rewrite(path, out, **changes):
     ],
 )
 def test_bad_files_are_refused_with_a_clear_message(tmp_path, changes, words):
-    good = save_model(tmp_path / "good.npz", small_net())
+    good = save_model(small_net(), tmp_path / "good.npz")
     bad = _rewrite(good, tmp_path / "bad.npz", **changes)
     with pytest.raises(ConvpropError) as info:
         load_model(bad)
@@ -134,21 +137,21 @@ def test_missing_and_garbage_files(tmp_path):
 
 
 def test_a_model_is_not_a_checkpoint(tmp_path):
-    save_model(tmp_path / "m.npz", small_net())
+    save_model(small_net(), tmp_path / "m.npz")
     with pytest.raises(ConvpropError, match="not a checkpoint"):
         load_checkpoint(tmp_path / "m.npz")
 
 
 def test_bad_rng_state_is_refused(tmp_path):
     state = TrainingState(epoch=1, batch=0, rng_state={"bit_generator": "Evil", "state": {}})
-    save_checkpoint(tmp_path / "c.npz", small_net(), state)
+    save_checkpoint(small_net(), tmp_path / "c.npz", state)
     with pytest.raises(ConvpropError, match="bit generator"):
         load_checkpoint(tmp_path / "c.npz")
 
 
 def test_suffix_must_be_npz(tmp_path):
     with pytest.raises(ConvpropError, match=".npz"):
-        save_model(tmp_path / "m.pkl", small_net())
+        save_model(small_net(), tmp_path / "m.pkl")
 
 
 @pytest.mark.parametrize("spec", ["16c3-m2", "8c3ps/2-s2", "6c5-s2-120fr-84fr", "2c3l0.00001-m2", "2c3l0.1234567891"])
@@ -157,8 +160,8 @@ def test_models_beyond_the_toolbox_round_trip(tmp_path, spec):
     from convprop.engine.spec import parse_layers
 
     net = Network([Input(100, 100), *parse_layers(spec)], n_outputs=10, seed=0)
-    save_model(tmp_path / "m.npz", net)
-    back, _ = load_model(tmp_path / "m.npz")
+    save_model(net, tmp_path / "m.npz")
+    back = load_model(tmp_path / "m.npz")
     assert back.spec == net.spec
     for name, arr in net.parameters().items():
         np.testing.assert_array_equal(back.parameters()[name], arr)
@@ -166,7 +169,7 @@ def test_models_beyond_the_toolbox_round_trip(tmp_path, spec):
 
 def test_a_non_string_output_kind_is_refused(tmp_path):
     net = Network([Input(8, 8), Conv(2, 3)], n_outputs=2, seed=0)
-    save_model(tmp_path / "m.npz", net)
+    save_model(net, tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays["meta"].tobytes())

@@ -52,12 +52,12 @@ def test_network_spec_with_softmax_outputs():
 
 
 def test_model_file_keeps_new_layers_and_the_softmax(tmp_path):
-    from convprop.formats.npz import load_model, save_model
+    from convprop.formats.model import load_model, save_model
 
     net = Network([Input(12, 10, 3), Conv(4, (3, 2), "relu", padding="same", stride=2), MaxPool(2, crop=True),
                    Dense(6, activations.LeakyReLU(0.25))], 5, output="softmax", dtype=np.float32, seed=1)
-    save_model(tmp_path / "m.npz", net)
-    loaded, _ = load_model(tmp_path / "m.npz")
+    save_model(net, tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
     assert loaded.spec == net.spec and loaded.output_kind == "softmax" and loaded.dtype == np.float32
     x = np.random.default_rng(0).random((4, 12, 10, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.forward(x), net.forward(x))
@@ -65,7 +65,7 @@ def test_model_file_keeps_new_layers_and_the_softmax(tmp_path):
 
 def test_cli_trains_a_relu_maxpool_softmax_network(tmp_path):
     from convprop.cli import main
-    from convprop.formats.npz import load_model
+    from convprop.formats.model import load_model
     from idx_helpers import tiny_dataset
 
     data = tiny_dataset(tmp_path / "tiny")
@@ -75,7 +75,7 @@ def test_cli_trains_a_relu_maxpool_softmax_network(tmp_path):
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["network"] == "28x28-3c5rps-m4-3c3r-8fr-10sm"
-    net, _ = load_model(out / "model.npz")
+    net = load_model(out / "model.npz")
     assert net.output_kind == "softmax"
     assert (out / "plots" / "feature_maps.png").is_file()  # drawn with the Dense layer left out
     assert (out / "plots" / "kernels_conv1.png").is_file()

@@ -82,14 +82,14 @@ SPECS = ["6c5-s2-12c5-s2", "32c3rps-m2-64c3r-m2-128fr", "8cc3x2t/2-m2c-10fl0.2-5
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_spec_grammar_round_trips(spec):
-    from convprop.sklearn import parse_layers
+    from convprop.engine.spec import parse_layers
 
-    layers = parse_layers(spec)
+    layers = parse_layers(spec, allow_empty=True)
     assert "-".join(layer.spec() for layer in layers) == spec
 
 
 def test_spec_grammar_meaning_and_errors():
-    from convprop.sklearn import parse_layers
+    from convprop.engine.spec import parse_layers
 
     conv, pool, dense = parse_layers("8cc3x2t/2-m2c-10fl0.2")
     assert conv.outputmaps == 8 and conv.kernelsize == (3, 2) and isinstance(conv.activation, activations.Tanh)
@@ -112,8 +112,8 @@ def test_sklearn_classifier_with_new_layers_and_softmax():
     rng = np.random.default_rng(0)
     X = rng.random((60, 8, 8))
     y = (X[:, :4].mean(axis=(1, 2)) > X[:, 4:].mean(axis=(1, 2))).astype(int)
-    clf = CNNClassifier("4c3rps-m2-8fr", output="softmax", optimizer="adam", alpha=1e-2, epochs=15, batch_size=10,
-                        random_state=0)
+    clf = CNNClassifier("4c3rps-m2-8fr", output="softmax", solver="adam", learning_rate_init=1e-2, max_iter=15,
+                        batch_size=10, random_state=0)
     clf.fit(X, y)
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba, clf.network_.predict_proba(X), rtol=0, atol=0)  # the softmax itself

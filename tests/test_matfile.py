@@ -1,4 +1,7 @@
-"""MATLAB/Octave .mat import and export of toolbox networks (convprop.dlt.load_mat / save_mat)."""
+"""MATLAB/Octave .mat import and export of toolbox networks.
+
+Networks: convprop.formats.matlab.load_mat / save_mat; the façade's structs: convprop.dlt.load_mat / save_mat.
+"""
 
 import shutil
 import subprocess
@@ -13,7 +16,7 @@ from convprop import Conv, ConvpropError, Input, Network, Subsample, dlt
 from convprop import evaluate
 
 from convprop.engine import layout
-from convprop.dlt import load_mat, save_mat
+from convprop.formats.matlab import load_mat, save_mat
 
 # Every test here runs on both engines: the NumPy reference and the compiled kernels.
 pytestmark = pytest.mark.usefixtures("engine")
@@ -64,14 +67,7 @@ def test_octave_saved_toolbox_net_reproduces_o_er_bad(fixture_files):
 
 def _struct_of(net):
     """The façade's dict struct for a network (through a save/load-free conversion)."""
-    struct = {"layers": [{"type": "i"}], "inputsize": net.image_shape[:2]}
-    for layer in net.layers[1:]:
-        if isinstance(layer, Conv):
-            struct["layers"].append({"type": "c", "outputmaps": layer.outputmaps, "kernelsize": layer.kernelsize[0]})
-        else:
-            struct["layers"].append({"type": "s", "scale": layer.scale})
-    dlt._store_params(struct, net)
-    return struct
+    return dlt.structs.from_network(net)
 
 
 def test_fixture_parameters_match_the_raw_file(fixture_files):
@@ -127,10 +123,42 @@ def test_save_accepts_a_facade_struct(tmp_path):
     struct = dlt.cnnsetup({"layers": [{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 5},
                                       {"type": "s", "scale": 2}]}, x, y, seed=3)
     struct["rL"] = np.array([1.0, 0.9])
-    save_mat(struct, tmp_path / "net.mat", name="net")
+    dlt.save_mat(struct, tmp_path / "net.mat", name="net")
     net = load_mat(tmp_path / "net.mat")
     np.testing.assert_allclose(net.forward(layout.images_from_dlt(x)).T, dlt.cnnff(struct, x)["o"], rtol=0, atol=1e-15)
     np.testing.assert_array_equal(net.rL, [1.0, 0.9])
+    with pytest.raises(ConvpropError, match=r"needs a Network, got dict \(a toolbox struct, a dict, is saved with convprop\.dlt\.save_mat\)"):
+        save_mat(struct, tmp_path / "other.mat")
+
+
+def test_dlt_load_mat_returns_the_struct_cnnsetup_makes(tmp_path):
+    """convprop.dlt speaks structs: load_mat gives a dict that cnntest and cnnff take."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((12, 16, 6)), np.eye(3)[:, [0, 1, 2, 0, 1, 2]]
+    struct = dlt.cnnsetup({"layers": [{"type": "i"}, {"type": "c", "outputmaps": 2, "kernelsize": 3},
+                                      {"type": "s", "scale": 2}]}, x, y, seed=1)
+    struct["layers"][1]["b"] = [0.25, -0.5]
+    struct["rL"] = np.array([0.7, 0.6, 0.5])
+    with pytest.raises(ConvpropError, match=r"pass image_size=\(height, width\)"):
+        dlt.save_mat(struct, tmp_path / "cnn.mat")  # 5×7 maps, no cnnff yet: the image size is unknown
+    dlt.save_mat(struct, tmp_path / "cnn.mat", image_size=(12, 16))
+    cnn = dlt.load_mat(tmp_path / "cnn.mat")
+    assert isinstance(cnn, dict) and sorted(cnn) == ["ffW", "ffb", "layers", "rL"]
+    assert [sorted(spec) for spec in cnn["layers"]] == [
+        ["type"], ["b", "k", "kernelsize", "outputmaps", "type"], ["b", "scale", "type"]]
+    assert cnn["layers"][1]["b"] == [0.25, -0.5] and cnn["layers"][2]["b"] == [0.0, 0.0]
+    for i, j in np.ndindex(1, 2):
+        np.testing.assert_array_equal(cnn["layers"][1]["k"][i][j], struct["layers"][1]["k"][i][j])
+    np.testing.assert_array_equal(cnn["ffW"], struct["ffW"])
+    np.testing.assert_array_equal(cnn["rL"], [0.7, 0.6, 0.5])
+    er, bad = dlt.cnntest(cnn, x, y)  # was: "argument of type 'Network' is not iterable"
+    assert (er, list(bad)) == (er, list(dlt.cnntest(struct, x, y)[1])) and er == dlt.cnntest(struct, x, y)[0]
+    np.testing.assert_array_equal(dlt.cnnff(cnn, x)["o"], dlt.cnnff(struct, x)["o"])
+    after_ff = dlt.cnnff(struct, x)  # with layers{1}.a the image size is known
+    dlt.save_mat(after_ff, tmp_path / "ff.mat")
+    assert load_mat(tmp_path / "ff.mat").spec == "12x16-2c3-s2-3o"
+    dlt.save_mat(load_mat(tmp_path / "ff.mat"), tmp_path / "net.mat")  # a Network is accepted too
+    np.testing.assert_array_equal(dlt.load_mat(tmp_path / "net.mat")["ffW"], struct["ffW"])
 
 
 def test_image_size_is_inferred_or_given(tmp_path):
@@ -205,8 +233,12 @@ def test_malformed_structs_name_the_field(tmp_path, edit, message):
 def test_failed_save_leaves_no_file(tmp_path):
     with pytest.raises(ConvpropError, match="does not exist"):
         save_mat(_net(), tmp_path / "no" / "such" / "dir.mat")
-    with pytest.raises(ConvpropError, match="Network or a toolbox struct"):
+    with pytest.raises(ConvpropError, match="save_mat needs a Network, got str"):
         save_mat("net", tmp_path / "x.mat")
+    with pytest.raises(ConvpropError, match=r"save_mat: net must be the toolbox's struct, a dict with a 'layers' list; got str"):
+        dlt.save_mat("net", tmp_path / "x.mat")
+    with pytest.raises(ConvpropError, match=r"save_mat: net must be the toolbox's struct.*bare list of layers"):
+        dlt.save_mat([{"type": "i"}], tmp_path / "x.mat")
     assert list(tmp_path.iterdir()) == []
 
 

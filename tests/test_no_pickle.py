@@ -44,11 +44,11 @@ def _npy_with_object_array(marker: Path) -> bytes:
 
 
 def _model_file(tmp_path: Path) -> Path:
-    io_mod = pytest.importorskip("convprop.formats.npz", reason="convprop.formats.npz (branch cli) not merged yet")
+    io_mod = pytest.importorskip("convprop.formats.model", reason="convprop.formats.model (branch cli) not merged yet")
     from convprop import Conv, Input, Network, Subsample
 
     net = Network([Input(6, 6), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
-    return io_mod.save_model(tmp_path / "good.npz", net)
+    return io_mod.save_model(net, tmp_path / "good.npz")
 
 
 def _rewrite_npz(good: Path, out: Path, replace: dict[str, bytes]) -> Path:
@@ -81,7 +81,7 @@ def _crafted_npz(tmp_path: Path, marker: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("loader", ["load_model", "load_checkpoint"])
 def test_model_and_checkpoint_loaders_refuse_pickles(tmp_path, loader):
     marker = tmp_path / "PWNED"
-    io_mod = pytest.importorskip("convprop.formats.npz")
+    import convprop as io_mod  # load_model, load_checkpoint
     for case, path in _crafted_npz(tmp_path, marker).items():
         with pytest.raises(ConvpropError) as info:
             getattr(io_mod, loader)(path)
@@ -149,11 +149,11 @@ def test_idx_and_image_readers_refuse_pickles(tmp_path):
     p.write_bytes(_pickle_bytes(marker))
     with pytest.raises(ConvpropError, match="not an IDX file"):
         read_idx(p)
-    cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not merged yet")
+    from convprop.datasets.images import read_image
     q = tmp_path / "digit.png"
     q.write_bytes(_pickle_bytes(marker))
     with pytest.raises(ConvpropError, match="not an image file"):
-        cli._read_image(q, (28, 28, 1), False)
+        read_image(q, (28, 28, 1), False)
     assert not marker.exists()
 
 

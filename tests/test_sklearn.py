@@ -11,7 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from convprop import Conv, ConvpropError, Subsample  # noqa: E402
 from convprop.engine.optim import SGD, StepLR  # noqa: E402
-from convprop.sklearn import CNNClassifier, parse_layers  # noqa: E402
+from convprop.engine.spec import parse_layers  # noqa: E402
+from convprop.sklearn import CNNClassifier  # noqa: E402
 from mnist_idx import load_mnist  # noqa: E402
 
 # scikit-learn's checks feed tabular data of 1 to 10 features, i.e. images of
@@ -20,9 +21,9 @@ from mnist_idx import load_mnist  # noqa: E402
 # image size (1×1 kernels, scale-1 subsampling, or no hidden layer). Every
 # check passes; none is marked as an expected failure.
 CHECKED = [
-    CNNClassifier("3c1", epochs=20, batch_size=10, optimizer="adam", alpha=0.05, random_state=0),
-    CNNClassifier("2c1-s1", epochs=20, batch_size=10, alpha=0.05, momentum=0.9, nesterov=True, dtype="float32", random_state=0),
-    CNNClassifier("", epochs=30, batch_size=10, random_state=0),  # plain SGD, alpha 1: the toolbox's update
+    CNNClassifier("3c1", max_iter=20, batch_size=10, solver="adam", learning_rate_init=0.05, random_state=0),
+    CNNClassifier("2c1-s1", max_iter=20, batch_size=10, learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=True, dtype="float32", random_state=0),
+    CNNClassifier("", max_iter=30, batch_size=10, random_state=0),  # plain SGD, alpha 1: the toolbox's update
 ]
 
 
@@ -40,7 +41,7 @@ def mnist(shared):
 
 def test_learns_mnist_from_flat_float32_pixels(mnist):
     x, y, xt, yt = mnist
-    clf = CNNClassifier("4c5-s4", epochs=3, batch_size=10, optimizer="adam", alpha=0.01, random_state=0)
+    clf = CNNClassifier("4c5-s4", max_iter=3, batch_size=10, solver="adam", learning_rate_init=0.01, random_state=0)
     clf.fit(x, y)
     assert clf.image_shape_ == (28, 28, 1)  # inferred square
     assert clf.network_.spec == "28x28-4c5-s4-10o"
@@ -61,14 +62,14 @@ def test_learns_mnist_from_flat_float32_pixels(mnist):
 def test_pipeline_and_grid_search(mnist):
     x, y, xt, yt = mnist[0][:600], mnist[1][:600], mnist[2], mnist[3]
     labels = np.array(list("abcdefghij"))  # string classes
-    base = CNNClassifier("4c5-s4", batch_size=10, optimizer="adam", random_state=0)
+    base = CNNClassifier("4c5-s4", batch_size=10, solver="adam", random_state=0)
     pipe = make_pipeline(StandardScaler(), base)
-    grid = GridSearchCV(pipe, {"cnnclassifier__epochs": [1, 3], "cnnclassifier__alpha": [0.001, 0.01]}, cv=2)
+    grid = GridSearchCV(pipe, {"cnnclassifier__max_iter": [1, 3], "cnnclassifier__learning_rate_init": [0.001, 0.01]}, cv=2)
     grid.fit(x, labels[y])
-    assert set(grid.best_params_) == {"cnnclassifier__epochs", "cnnclassifier__alpha"}
+    assert set(grid.best_params_) == {"cnnclassifier__max_iter", "cnnclassifier__learning_rate_init"}
     assert grid.cv_results_["mean_test_score"].shape == (4,)
     # measured mean CV accuracies: 8 % and 29 % (alpha 0.001), 16 % and 49 % (alpha 0.01), 1 and 3 epochs
-    assert grid.best_params_ == {"cnnclassifier__alpha": 0.01, "cnnclassifier__epochs": 3}
+    assert grid.best_params_ == {"cnnclassifier__learning_rate_init": 0.01, "cnnclassifier__max_iter": 3}
     pred = grid.predict(xt)
     assert pred.dtype.kind == "U" and set(pred) <= set(labels)
     assert np.mean(pred != labels[yt]) < 0.4  # measured 29.4 % on 500 test images (chance: 90 %)
@@ -80,8 +81,8 @@ def test_pipeline_and_grid_search(mnist):
 
 def test_partial_fit_continues_and_equals_fit_epoch_by_epoch(mnist):
     x, y = mnist[0][:300], mnist[1][:300]
-    kw = dict(layers="3c5-s4", batch_size=25, alpha=1.0, momentum=0.5, random_state=3)
-    a = CNNClassifier(epochs=2, **kw).fit(x, y)
+    kw = dict(layers="3c5-s4", batch_size=25, learning_rate_init=1.0, momentum=0.5, random_state=3)
+    a = CNNClassifier(max_iter=2, **kw).fit(x, y)
     b = CNNClassifier(**kw)
     b.partial_fit(x, y, classes=np.arange(10)).partial_fit(x, y)
     assert b.n_iter_ == 2 and b.optimizer_.t == 24
@@ -105,7 +106,7 @@ def test_default_network_is_the_toolbox_example_and_sgd_is_the_toolbox_update(mn
     net = Network([Input(28, 28), *parse_layers("6c5-s2-12c5-s2")], 10, dtype=np.float32, seed=0)
     init = CNNClassifier(random_state=0)  # the same initial weights (private helpers)
     init._validate(x, y, reset=True)
-    init._initialise(x, np.arange(10))
+    init._initialise(x, np.arange(10), init._settings())
     for k, v in init.network_.parameters().items():
         net.parameters()[k][...] = v
     train(net, x.reshape(-1, 28, 28), y, epochs=1, batch_size=50, alpha=1.0, shuffle=False)
@@ -117,22 +118,22 @@ def test_images_shapes_dtype_and_optimizer_instances():
     rng = np.random.default_rng(0)
     x = rng.random((40, 6, 8, 2))
     y = rng.integers(0, 3, 40)
-    clf = CNNClassifier([Conv(2, 3), Subsample(2)], epochs=2, batch_size=8, random_state=0,
-                        optimizer=SGD(StepLR(0.5, step_size=1, gamma=0.5), momentum=0.9))
+    clf = CNNClassifier([Conv(2, 3), Subsample(2)], max_iter=2, batch_size=8, random_state=0,
+                        solver=SGD(StepLR(0.5, step_size=1, gamma=0.5), momentum=0.9))
     clf.fit(x, y)
     assert clf.image_shape_ == (6, 8, 2) and clf.n_features_in_ == 96 and clf.network_.dtype == np.float64
-    assert clf.optimizer_.epoch == 2 and clf.optimizer.epoch == 0  # the parameter is copied, not trained
+    assert clf.optimizer_.epoch == 2 and clf.solver.epoch == 0  # the parameter is copied, not trained
     assert np.array_equal(clf.predict(x), clf.predict(x.reshape(40, -1)))
     with pytest.raises(ValueError, match="images of shape"):
         clf.predict(x.reshape(40, 8, 6, 2))
-    flat = CNNClassifier("2c3", image_shape=(6, 8, 2), epochs=1, random_state=0).fit(x.reshape(40, -1), y)
+    flat = CNNClassifier("2c3", image_shape=(6, 8, 2), max_iter=1, random_state=0).fit(x.reshape(40, -1), y)
     assert flat.image_shape_ == (6, 8, 2)
-    row = CNNClassifier("", epochs=1, random_state=0).fit(x.reshape(40, -1)[:, :10], y)
+    row = CNNClassifier("", max_iter=1, random_state=0).fit(x.reshape(40, -1)[:, :10], y)
     assert row.image_shape_ == (1, 10, 1)  # not a square: one row
     with pytest.raises(ValueError, match="does not hold"):
         CNNClassifier("", image_shape=(5, 5)).fit(x.reshape(40, -1), y)
-    with pytest.raises(ValueError, match="optimizer"):
-        CNNClassifier("", optimizer="rmsprop").fit(x, y)
+    with pytest.raises(ValueError, match="solver"):
+        CNNClassifier("", solver="rmsprop").fit(x, y)
     with pytest.raises(ValueError, match="at least 2 classes"):
         CNNClassifier("").fit(x, np.zeros(40))
 
@@ -142,7 +143,42 @@ def test_parse_layers():
     assert [type(layer).__name__ for layer in layers] == ["Conv", "Subsample", "Conv", "Subsample"]
     assert (layers[0].outputmaps, layers[0].kernelsize, layers[1].scale) == (6, (5, 5), 2)
     assert layers[2].kernelsize == (3, 2) and layers[3].scale == 4
-    assert parse_layers("") == []
+    assert parse_layers("", allow_empty=True) == []  # one parser (engine.spec) for the CLI and the estimator
     for bad in ["6c", "c5", "s", "6x5", "6c5--s2x"]:
-        with pytest.raises(ConvpropError, match="bad layer"):
+        with pytest.raises(ConvpropError, match="cannot read"):
             parse_layers(bad)
+
+
+def test_old_parameter_names_still_work_with_a_future_warning():
+    """convprop 0.1's names (epochs, optimizer, nesterov, weight_decay) map to scikit-learn's, with a warning."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 6, 6)), np.arange(40) % 3
+    new = CNNClassifier("2c3", max_iter=2, solver="sgd", momentum=0.5, nesterovs_momentum=True, alpha=1e-3,
+                        learning_rate_init=0.5, batch_size=8, random_state=0).fit(x, y)
+    with pytest.warns(FutureWarning, match="epochs=.*deprecated.*max_iter"):
+        old = CNNClassifier("2c3", epochs=2, optimizer="sgd", momentum=0.5, nesterov=True, weight_decay=1e-3,
+                            learning_rate_init=0.5, batch_size=8, random_state=0).fit(x, y)
+    for name, arr in new.network_.parameters().items():
+        np.testing.assert_array_equal(arr, old.network_.parameters()[name])
+    assert old.n_iter_ == 2
+    # 0.1 code, recognised by its old names, keeps 0.1's meaning of alpha (the step) for one release
+    with pytest.warns(FutureWarning, match="alpha=0.5 is taken as the step"):
+        old = CNNClassifier("2c3", epochs=2, optimizer="sgd", momentum=0.5, nesterov=True, weight_decay=1e-3,
+                            alpha=0.5, batch_size=8, random_state=0).fit(x, y)
+    for name, arr in new.network_.parameters().items():
+        np.testing.assert_array_equal(arr, old.network_.parameters()[name])
+    # new code that sets alpha alone is told what alpha means now
+    with pytest.warns(FutureWarning, match="alpha is the L2 penalty"):
+        CNNClassifier("2c3", alpha=1e-3, max_iter=1, random_state=0).fit(x, y)
+
+
+def test_parameter_constraints_give_one_message_format():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 6, 6)), np.arange(40) % 3
+    for kw, message in [({"max_iter": 0}, "max_iter must be a positive integer, got 0"),
+                        ({"learning_rate_init": -1.0}, "learning_rate_init must be a positive finite number"),
+                        ({"alpha": -0.1}, "alpha must be a non-negative finite number, got -0.1"),
+                        ({"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\), got 1.0"),
+                        ({"output": "tanh"}, "output must be one of sigmoid, softmax, got 'tanh'")]:
+        with pytest.raises(ConvpropError, match=message):
+            CNNClassifier("2c3", **kw).fit(x, y)

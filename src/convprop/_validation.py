@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import ConvpropError
@@ -16,9 +18,13 @@ def as_float_array(x, dtype: np.dtype, what: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise ConvpropError(f"{what} must hold real numbers, got dtype {arr.dtype}")
     arr = arr.astype(dtype, copy=False)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ConvpropError(f"{what} contains {bad} NaN or infinite value(s)")
+    if arr.dtype.kind == "f":
+        # in slices of the first axis: a file-backed array larger than memory stays on disk
+        step = max(1, (1 << 24) // max(1, arr[:1].size)) if arr.ndim else 1
+        parts = [arr[i:i + step] for i in range(0, len(arr), step)] if arr.ndim else [arr]
+        bad = sum(int(p.size - np.count_nonzero(np.isfinite(p))) for p in parts)
+        if bad:
+            raise ConvpropError(f"{what} contains {bad} NaN or infinite value(s)")
     return arr
 
 
@@ -28,6 +34,7 @@ def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: st
     Accepts (N, H, W) or (H, W) when C = 1, and (N, H, W, C) or (H, W, C) otherwise;
     one-map images may also carry their trailing axis of 1, (N, H, W, 1) or (H, W, 1).
     """
+    _warn_uint8(x, what)
     arr = as_float_array(x, dtype, what)
     h, w, c = image_shape
     if c == 1 and arr.shape[-1:] == (1,) and arr.shape[-3:] == (h, w, 1) and arr.ndim in (3, 4) \
@@ -49,6 +56,14 @@ def check_images(x, image_shape: tuple[int, int, int], dtype: np.dtype, what: st
     if c == 1:
         arr = arr[..., None]
     return arr, single
+
+
+def _warn_uint8(x, what: str) -> None:
+    """uint8 pixels (0–255) fed to a network are almost always a missing ``/ 255``: say so."""
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.size and x.max() > 1:
+        warnings.warn(f"{what} are uint8 pixels (0-255) and are used as they are; networks are trained on "
+                      "pixels / 255 (convprop.datasets.images_to_float(x)): divide them, or pass floats to "
+                      "silence this", UserWarning, stacklevel=4)
 
 
 def check_targets(y, n: int, n_outputs: int, dtype: np.dtype, what: str = "targets") -> np.ndarray:
@@ -108,7 +123,116 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
+# ------------------------------------------------------------ parameters
+# Declarative checks of settings, after scikit-learn's ``_parameter_constraints``:
+# a constraint says what a value may be; :func:`check_param` and :func:`check_params`
+# check values against them with one message format,
+# "<name> must be <what the constraints allow>, got <value>".
+
+
+class Interval:
+    """Numbers of a ``kind`` (int or float) between ``low`` and ``high``.
+
+    ``closed`` is "both", "left", "right" or "neither"; None as a bound means no
+    bound. Floats must be finite; bools are not numbers here.
+    """
+
+    def __init__(self, kind: type, low: float | None, high: float | None, closed: str = "both"):
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def __call__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+            return False
+        if self.kind is int and not isinstance(value, (int, np.integer)):
+            return False
+        if not np.isfinite(value):
+            return False
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            return False
+        return not (self.high is not None and (value > self.high or (value == self.high and not right)))
+
+    def __str__(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.kind is int and self.low == 1 and self.high is None:
+            return "a positive integer"
+        if self.low == 0 and self.high is None and self.closed in ("neither", "right"):
+            return "a positive finite number"
+        if self.low == 0 and self.high is None:
+            return f"a non-negative {what.split(' ', 1)[1]}"
+        lo = "(" if self.closed in ("neither", "right") else "["
+        hi = ")" if self.closed in ("neither", "left") else "]"
+        return f"{what} in {lo}{'-inf' if self.low is None else f'{self.low:g}'}, " \
+               f"{'inf' if self.high is None else f'{self.high:g}'}{hi}"
+
+
+class Options:
+    """One of a set of values (e.g. strings)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def __call__(self, value) -> bool:
+        try:
+            return value in self.values
+        except TypeError:  # unhashable
+            return False
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(str(v) for v in self.values)
+
+
+class InstanceOf:
+    """An instance of one of the given types."""
+
+    def __init__(self, *types: type, name: str | None = None):
+        self.types, self.name = types, name
+
+    def __call__(self, value) -> bool:
+        return isinstance(value, self.types)
+
+    def __str__(self) -> str:
+        return self.name or "a " + " or ".join(t.__name__ for t in self.types)
+
+
+POSITIVE_INT = Interval(int, 1, None)
+POSITIVE = Interval(float, 0, None, closed="neither")
+NON_NEGATIVE = Interval(float, 0, None)
+BOOL = InstanceOf(bool, np.bool_, name="True or False")
+
+
+def check_param(name: str, value, *constraints):
+    """``value`` when it meets one of ``constraints`` (None allows None), else a ConvpropError.
+
+    Integers from an :class:`Interval` of ints come back as ``int``, numbers from
+    one of floats as ``float``.
+    """
+    for c in constraints:
+        if c is None and value is None:
+            return None
+        if c is not None and c(value):
+            if isinstance(c, Interval):
+                return int(value) if c.kind is int else float(value)
+            return value
+    allowed = " or ".join("None" if c is None else str(c) for c in constraints)
+    raise ConvpropError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_params(values: dict, constraints: dict) -> dict:
+    """Every ``values[name]`` checked against ``constraints[name]`` (a list); the checked values."""
+    return {name: check_param(name, values[name], *constraints[name]) for name in constraints}
+
+
 def positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConvpropError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
+    """``value`` as an int ≥ 1."""
+    return check_param(what, value, POSITIVE_INT)
+
+
+def positive_float(value, what: str) -> float:
+    """``value`` as a finite float > 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        pass
+    return check_param(what, value, POSITIVE)

@@ -7,7 +7,8 @@ writes it atomically and returns its path.
 figure         pixels (w×h) what
 ============== ============ ===================================================
 loss           900 × 500    smoothed loss rL per batch (the toolbox's plot(cnn.rL))
-kernels        900 × 700    the kernels of one conv layer: input map × output map
+metrics        900 × 500    test error and mean training loss per epoch (metrics.csv)
+kernels        900 × ≤700   the kernels of one conv layer: input map × output map
 feature_maps   1200 × 900   one image through the network, a row per layer
 confusion      800 × 720    confusion matrix of true against predicted classes
 misclassified  1000 × 1000  up to 25 misclassified images, predicted / true
@@ -30,6 +31,7 @@ from .engine.network import Network
 #: Size in pixels (width, height) of each figure.
 SIZES: dict[str, tuple[int, int]] = {
     "loss": (900, 500),
+    "metrics": (900, 500),
     "kernels": (900, 700),
     "feature_maps": (1200, 900),
     "confusion": (800, 720),
@@ -38,11 +40,11 @@ SIZES: dict[str, tuple[int, int]] = {
 _DPI = 100
 
 
-def _figure(kind: str):
+def _figure(kind: str, size: tuple[int, int] | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    w, h = SIZES[kind]
+    w, h = size or SIZES[kind]
     fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -69,7 +71,7 @@ LOSS_LABELS = {"sigmoid": "smoothed loss ½·Σ(o − y)²/N", "softmax": "smoot
 
 
 def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch: int | None = None,
-              title: str = "Training loss", output: str = "sigmoid") -> Path:
+              title: str = "Training loss", output: str = "sigmoid", log: bool = False) -> Path:
     """The smoothed loss rL against the batch number (900×500 px).
 
     Parameters
@@ -81,6 +83,8 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
         Adds an epoch axis on top (and a dotted line at each boundary, up to 20 epochs).
     output : {"sigmoid", "softmax"}
         The network's output kind, which names the loss on the y axis.
+    log : bool
+        A logarithmic y axis (losses that fall by orders of magnitude).
     """
     rL = np.asarray(rL, dtype=np.float64)
     if rL.ndim != 1 or rL.size == 0:
@@ -97,10 +101,50 @@ def plot_loss(rL: Sequence[float], path: str | os.PathLike, *, batches_per_epoch
         top.set_xlabel("epoch")
     ax.set_xlabel("batch")
     ax.set_ylabel(LOSS_LABELS.get(output, "smoothed loss"))
-    ax.set_title(f"{title}: {rL[0]:.4f} → {rL[-1]:.4f} over {rL.size - 1} batches")
+    if log and rL.min() > 0:
+        ax.set_yscale("log")
+    n = rL.size - 1
+    ax.set_title(f"{title}: {rL[0]:.4f} → {rL[-1]:.4f} over {n} batch{'' if n == 1 else 'es'}")
     ax.grid(True, alpha=0.3)
     ax.set_xlim(0, max(rL.size - 1, 1))
     ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def plot_metrics(rows: Sequence[Sequence], path: str | os.PathLike, *, output: str = "sigmoid") -> Path:
+    """Test error (%) and mean training loss per epoch, side by side (900×500 px).
+
+    Parameters
+    ----------
+    rows : sequence of rows
+        ``metrics.csv``'s rows (:func:`convprop.training.callbacks.metrics_rows`): epoch, rL,
+        mean loss, test error (a fraction, or "" when not measured), seconds.
+    path : path-like
+    output : {"sigmoid", "softmax"}
+        Names the loss.
+    """
+    if not rows:
+        raise ConvpropError("the metrics plot needs at least one finished epoch")
+    epochs = np.array([r[0] for r in rows], dtype=np.int64)
+    tested = [(r[0], 100 * float(r[3])) for r in rows if r[3] != ""]
+    fig = _figure("metrics")
+    left, right = fig.subplots(1, 2)
+    if tested:
+        e, err = zip(*tested)
+        left.plot(e, err, "o-", color="tab:red")
+        left.set_title(f"Test error: {err[-1]:.2f} % after epoch {e[-1]} (best {min(err):.2f} %)")
+    else:
+        left.text(0.5, 0.5, "no test error measured", ha="center", va="center", transform=left.transAxes)
+    left.set_ylabel("test error (%)")
+    losses = [(r[0], float(r[2])) for r in rows if r[2] != ""]
+    if losses:
+        right.plot(*zip(*losses), "o-", color="tab:blue")
+    right.set_ylabel(LOSS_LABELS.get(output, "loss").replace("smoothed", "mean"))
+    right.set_title("Mean training loss per epoch")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
     return _save(fig, path)
 
 
@@ -109,8 +153,18 @@ def conv_layers(net: Network) -> list[tuple[str, Conv]]:
     return [(name, layer) for name, layer in net.named_layers() if isinstance(layer, Conv)]
 
 
+def kernel_figure_size(n_in: int, n_out: int, kernel: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) in pixels of :func:`plot_kernels`' figure: 900 wide, as tall as the
+    grid of n_in × n_out kernels needs (at most 700), so that the kernels fill the canvas."""
+    w, h = SIZES["kernels"]
+    kh, kw = kernel
+    cell = min((w - 160) / (n_out * kw), (h - 70) / (n_in * kh))  # pixels per kernel pixel
+    return w, int(min(h, max(220, n_in * kh * cell + 70)))
+
+
 def plot_kernels(net: Network, layer: str, path: str | os.PathLike) -> Path:
-    """The kernels of conv layer ``layer`` (e.g. ``"conv1"``) as a grid (900×700 px).
+    """The kernels of conv layer ``layer`` (e.g. ``"conv1"``) as a grid (900 × up to 700 px:
+    see :func:`kernel_figure_size`).
 
     Row i is input map i, column j output map j; each kernel is shown as the
     toolbox's true-convolution kernel k{i}{j}, on one colour scale centred on 0
@@ -122,7 +176,7 @@ def plot_kernels(net: Network, layer: str, path: str | os.PathLike) -> Path:
     k = np.asarray(layers[layer].kernels, dtype=np.float64)  # (inputmaps, outputmaps, kh, kw)
     n_in, n_out = k.shape[:2]
     vmax = float(np.abs(k).max()) or 1.0
-    fig = _figure("kernels")
+    fig = _figure("kernels", kernel_figure_size(n_in, n_out, layers[layer].kernelsize))
     axes = fig.subplots(n_in, n_out, squeeze=False)
     image = None
     for i in range(n_in):
@@ -137,7 +191,7 @@ def plot_kernels(net: Network, layer: str, path: str | os.PathLike) -> Path:
                 ax.set_ylabel(f"in {i + 1}", fontsize=8)
     kh, kw = layers[layer].kernelsize
     fig.suptitle(f"{layer}: {n_in}×{n_out} kernels of {kh}×{kw} (rows: input maps, columns: output maps)")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    fig.colorbar(image, ax=axes, shrink=0.9, label="weight")
     return _save(fig, path)
 
 

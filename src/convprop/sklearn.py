@@ -1,7 +1,7 @@
 """A scikit-learn classifier on convprop networks (needs scikit-learn: ``pip install 'convprop[sklearn]'``).
 
 >>> from convprop.sklearn import CNNClassifier
->>> clf = CNNClassifier("6c5-s2-12c5-s2", epochs=1, random_state=0)   # doctest: +SKIP
+>>> clf = CNNClassifier("6c5-s2-12c5-s2", max_iter=1, random_state=0)   # doctest: +SKIP
 >>> clf.fit(X_train, y_train).score(X_test, y_test)                   # doctest: +SKIP
 
 ``X`` is either flat, (n_samples, n_features) as scikit-learn expects (then
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,37 +27,18 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"convprop.sklearn needs scikit-learn >= 1.6: pip install 'convprop[sklearn]' ({exc})") from exc
 
+from ._validation import (BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, InstanceOf, Interval, Options,
+                          check_params)
 from .errors import ConvpropError
 from .engine.layers import Input, Layer
 from .engine.network import OUTPUTS, Network
 from .engine.optim import OPTIMIZERS, Optimizer, make_optimizer
-from .engine.spec import parse_token
-from .training.train import train
-
-def parse_layers(spec: str) -> list[Layer]:
-    """Hidden layers from a spec such as ``"6c5-s2-12c5-s2"`` or ``"32c3rps-m2-64c3r-m2-128fr"``.
-
-    The grammar of :mod:`convprop.spec` (``<maps>c<kernel>[act][p<n>|ps][/<stride>]``,
-    ``s<scale>``, ``m<scale>[c]``, ``<units>f[act]``, joined by ``-``); here the
-    empty string means no hidden layer (the output layer sits on the pixels).
-    """
-    if not isinstance(spec, str):
-        raise ConvpropError(f"layers must be a spec string such as '6c5-s2-12c5-s2', got {spec!r}")
-    layers: list[Layer] = []
-    for token in filter(None, (t.strip().lower() for t in spec.split("-"))):
-        layer = parse_token(token, spec)
-        if layer is None:
-            raise ConvpropError(
-                f"bad layer {token!r} in {spec!r}: expected <maps>c<kernel> (e.g. 6c5, 6c5rps/2), s<scale> (e.g. s2), "
-                "m<scale> (e.g. m2) or <units>f (e.g. 120fr)"
-            )
-        layers.append(layer)
-    return layers
-
+from .engine.spec import parse_layers
+from .training.loop import train
 
 def _hidden_layers(layers: str | Sequence[Layer]) -> list[Layer]:
     if isinstance(layers, str):
-        return parse_layers(layers)
+        return parse_layers(layers, allow_empty=True)
     layers = list(layers)
     if not all(isinstance(layer, Layer) and not isinstance(layer, Input) for layer in layers):
         raise ConvpropError("layers must be a spec string or a list of layers (without Input)")
@@ -93,7 +75,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     ----------
     layers : str or list of Layer, default "6c5-s2-12c5-s2"
         Hidden layers: a spec (``<maps>c<kernel>``, ``s<scale>``, joined by
-        ``-``; ``""`` for none; see :func:`parse_layers` for ReLU, padding,
+        ``-``; ``""`` for none; see :func:`convprop.engine.spec.parse_layers` for ReLU, padding,
         stride, max pooling and dense layers, e.g. ``"6c5rps-m2-16c5r-m2-120fr"``)
         or a list of layer objects (``Conv``, ``Subsample``, ``MaxPool``, ``Dense``).
     output : {"sigmoid", "softmax"}, default "sigmoid"
@@ -103,20 +85,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Shape of each image when X is flat. None: taken from X when it is
         (n, H, W[, C]); for flat X, a square H = W = √n_features when that is
         an integer, else one row (1, n_features).
-    epochs : int, default 1
-        Passes over the data in :meth:`fit` (:meth:`partial_fit` does one).
+    max_iter : int, default 1
+        Epochs (passes over the data) in :meth:`fit` (:meth:`partial_fit` does one).
     batch_size : int, default 50
-    alpha : float, default 1.0
-        Learning rate (the toolbox's ``alpha``; around 1e-3 for Adam).
-    optimizer : {"sgd", "adam", "adamw"} or convprop.optim.Optimizer, default "sgd"
-        An Optimizer instance is copied at each :meth:`fit` and used as is
-        (``alpha``, ``momentum``, ``nesterov``, ``weight_decay`` unused).
+    learning_rate_init : float, default 1.0
+        The step size (the toolbox's ``alpha``; around 1e-3 for Adam).
+    solver : {"sgd", "adam", "adamw"} or convprop.engine.optim.Optimizer, default "sgd"
+        The update rule. An Optimizer instance is copied at each :meth:`fit`
+        and used as is (``learning_rate_init``, ``momentum``,
+        ``nesterovs_momentum``, ``alpha`` unused).
     momentum : float, default 0
         SGD momentum.
-    nesterov : bool, default False
+    nesterovs_momentum : bool, default False
         Nesterov momentum for SGD.
-    weight_decay : float, default 0
-        L2 penalty for "sgd" and "adam", decoupled decay for "adamw".
+    alpha : float, default 0
+        Strength of the L2 penalty (scikit-learn's ``alpha``): weight decay for
+        "sgd" and "adam", decoupled decay for "adamw".
     dtype : float32, float64 or None, default None
         Type of the network; None follows X (float32 X → float32, anything
         else → float64).
@@ -126,6 +110,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Seeds the initialisation and the shuffling.
     verbose : bool, default False
         Print the mean loss after every epoch.
+    epochs, optimizer, nesterov, weight_decay : deprecated
+        convprop 0.1's names of ``max_iter``, ``solver``, ``nesterovs_momentum``
+        and ``alpha``; still accepted, with a FutureWarning, until 0.3. (In 0.1
+        ``alpha`` was the step; it is now the L2 penalty, as in scikit-learn.)
 
     Attributes
     ----------
@@ -165,32 +153,76 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         *,
         output: str = "sigmoid",
         image_shape: tuple[int, ...] | None = None,
-        epochs: int = 1,
+        max_iter: int = 1,
         batch_size: int = 50,
-        alpha: float = 1.0,
-        optimizer: str | Optimizer = "sgd",
+        learning_rate_init: float = 1.0,
+        solver: str | Optimizer = "sgd",
         momentum: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
+        nesterovs_momentum: bool = False,
+        alpha: float = 0.0,
         dtype=None,
         shuffle: bool = True,
         random_state=None,
         verbose: bool = False,
+        epochs="deprecated",
+        optimizer="deprecated",
+        nesterov="deprecated",
+        weight_decay="deprecated",
     ) -> None:
         self.layers = layers
         self.output = output
         self.image_shape = image_shape
-        self.epochs = epochs
+        self.max_iter = max_iter
         self.batch_size = batch_size
-        self.alpha = alpha
-        self.optimizer = optimizer
+        self.learning_rate_init = learning_rate_init
+        self.solver = solver
         self.momentum = momentum
-        self.nesterov = nesterov
-        self.weight_decay = weight_decay
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
         self.dtype = dtype
         self.shuffle = shuffle
         self.random_state = random_state
         self.verbose = verbose
+        self.epochs = epochs
+        self.optimizer = optimizer
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+
+    #: What each parameter may be (checked at fit, as scikit-learn does).
+    _parameter_constraints = {
+        "output": [Options(*OUTPUTS)],
+        "max_iter": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "learning_rate_init": [POSITIVE],
+        "solver": [Options(*OPTIMIZERS), InstanceOf(Optimizer, name="a convprop Optimizer")],
+        "momentum": [Interval(float, 0, 1, closed="left")],
+        "nesterovs_momentum": [BOOL],
+        "alpha": [NON_NEGATIVE],
+        "shuffle": [BOOL],
+    }
+    #: convprop 0.1's names, accepted with a FutureWarning until 0.3.
+    _renamed = {"epochs": "max_iter", "optimizer": "solver", "nesterov": "nesterovs_momentum", "weight_decay": "alpha"}
+
+    def _settings(self) -> dict:
+        """The parameters checked against :attr:`_parameter_constraints`, old names applied."""
+        values = {name: getattr(self, name) for name in self._parameter_constraints}
+        old_names = [old for old in self._renamed if not (isinstance(getattr(self, old), str)
+                                                          and getattr(self, old) == "deprecated")]
+        if old_names and self.alpha != 0:  # 0.1 code: alpha was the step then
+            warnings.warn(f"CNNClassifier with 0.1's parameter names: alpha={self.alpha!r} is taken as the step "
+                          "(learning_rate_init), as in 0.1; from 0.3 alpha is only the L2 penalty",
+                          FutureWarning, stacklevel=3)
+            values["learning_rate_init"], values["alpha"] = self.alpha, 0.0
+        elif self.alpha != 0 and self.learning_rate_init == 1.0:
+            warnings.warn("alpha is the L2 penalty since convprop 0.2, as in scikit-learn (it was the step in "
+                          "0.1); the step is learning_rate_init", FutureWarning, stacklevel=3)
+        for old in old_names:
+            warnings.warn(f"CNNClassifier({old}=...) is deprecated and will be removed in convprop 0.3; "
+                          f"use {self._renamed[old]}=...", FutureWarning, stacklevel=3)
+            values[self._renamed[old]] = getattr(self, old)
+        if isinstance(values["solver"], str):
+            values["solver"] = values["solver"].lower()
+        return check_params(values, self._parameter_constraints)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -213,11 +245,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        settings = self._settings()
         X, y = self._validate(X, y, reset=True)
-        self._initialise(X, np.unique(y))
+        self._initialise(X, np.unique(y), settings)
         y_enc = np.searchsorted(self.classes_, y)
-        for _ in range(self._epochs()):
-            self._one_epoch(X, y_enc)
+        for _ in range(settings["max_iter"]):
+            self._one_epoch(X, y_enc, settings)
         return self
 
     def partial_fit(self, X, y, classes=None) -> "CNNClassifier":
@@ -235,22 +268,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        settings = self._settings()
         first = not hasattr(self, "network_")
         X, y = self._validate(X, y, reset=first)
         if first:
-            self._initialise(X, np.unique(y) if classes is None else np.unique(np.asarray(classes)))
+            self._initialise(X, np.unique(y) if classes is None else np.unique(np.asarray(classes)), settings)
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from the classes of the first partial_fit {self.classes_!r}")
+            raise ConvpropError(f"classes={classes!r} differs from the classes of the first partial_fit {self.classes_!r}")
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
-            raise ValueError(f"y contains labels not in classes_: {unknown[:5]!r}")
-        self._one_epoch(X, np.searchsorted(self.classes_, y))
+            raise ConvpropError(f"y contains labels not in classes_: {unknown[:5]!r}")
+        self._one_epoch(X, np.searchsorted(self.classes_, y), settings)
         return self
-
-    def _epochs(self) -> int:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        return int(self.epochs)
 
     def _validate(self, X, y, reset: bool):
         X, shape = _flatten_images(X)
@@ -259,7 +288,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if reset:
             self._image_shape_from_X = shape
         elif shape is not None and shape != self.image_shape_:
-            raise ValueError(f"X has images of shape {shape}; the network was fitted on {self.image_shape_}")
+            raise ConvpropError(f"X has images of shape {shape}; the network was fitted on {self.image_shape_}")
         return X, y
 
     def _resolve_image_shape(self, n_features: int) -> tuple[int, int, int]:
@@ -268,18 +297,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             shape = tuple(int(v) for v in self.image_shape)
             shape = shape + (1,) if len(shape) == 2 else shape
             if len(shape) != 3 or math.prod(shape) != n_features:
-                raise ValueError(f"image_shape {self.image_shape!r} does not hold the {n_features} features of X")
+                raise ConvpropError(f"image_shape {self.image_shape!r} does not hold the {n_features} features of X")
             if from_x is not None and from_x != shape:
-                raise ValueError(f"image_shape {self.image_shape!r} disagrees with X's images {from_x}")
+                raise ConvpropError(f"image_shape {self.image_shape!r} disagrees with X's images {from_x}")
             return shape
         if from_x is not None:
             return from_x
         side = math.isqrt(n_features)
         return (side, side, 1) if side * side == n_features else (1, n_features, 1)
 
-    def _initialise(self, X: np.ndarray, classes: np.ndarray) -> None:
+    def _initialise(self, X: np.ndarray, classes: np.ndarray, settings: dict) -> None:
         if classes.shape[0] < 2:
-            raise ValueError(f"CNNClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
+            raise ConvpropError(f"CNNClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
         self.classes_ = classes
         self.image_shape_ = self._resolve_image_shape(X.shape[1])
         dtype = self.dtype if self.dtype is not None else X.dtype
@@ -290,44 +319,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             n_outputs=classes.shape[0],
             dtype=dtype,
             seed=int(init_seed),
-            output=self._output(),
+            output=settings["output"],
         )
-        self.optimizer_ = self._make_optimizer()
+        self.optimizer_ = self._make_optimizer(settings)
         self._shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self.t_ = 0
 
-    def _output(self) -> str:
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
-        return self.output
-
-    def _make_optimizer(self) -> Optimizer:
-        if isinstance(self.optimizer, Optimizer):
-            return copy.deepcopy(self.optimizer)
-        kind = self.optimizer.lower() if isinstance(self.optimizer, str) else self.optimizer
-        if kind in OPTIMIZERS:
-            sgd = kind == "sgd"  # momentum / nesterov mean nothing to Adam: ignored, as documented
-            return make_optimizer(kind, self.alpha, momentum=self.momentum if sgd else 0.0,
-                                  nesterov=self.nesterov if sgd else False, weight_decay=self.weight_decay)
-        raise ValueError(f"optimizer must be 'sgd', 'adam', 'adamw' or a convprop.optim.Optimizer, got {self.optimizer!r}")
+    @staticmethod
+    def _make_optimizer(settings: dict) -> Optimizer:
+        solver = settings["solver"]
+        if isinstance(solver, Optimizer):
+            return copy.deepcopy(solver)
+        sgd = solver == "sgd"  # momentum / nesterov mean nothing to Adam: ignored, as documented
+        return make_optimizer(solver, settings["learning_rate_init"], momentum=settings["momentum"] if sgd else 0.0,
+                              nesterov=settings["nesterovs_momentum"] if sgd else False,
+                              weight_decay=settings["alpha"])
 
     def _images(self, X: np.ndarray) -> np.ndarray:
         h, w, c = self.image_shape_
         return X.reshape((X.shape[0], h, w) if c == 1 else (X.shape[0], h, w, c))
 
-    def _one_epoch(self, X: np.ndarray, y_enc: np.ndarray) -> None:
-        history = train(
-            self.network_,
-            self._images(X),
-            y_enc,
-            epochs=1,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            seed=self._shuffle_rng,
-            optimizer=self.optimizer_,
-        )
+    def _one_epoch(self, X: np.ndarray, y_enc: np.ndarray, settings: dict) -> None:
+        history = train(self.network_, self._images(X), y_enc, epochs=1, batch_size=settings["batch_size"],
+                        shuffle=settings["shuffle"], seed=self._shuffle_rng, optimizer=self.optimizer_)
         self.loss_curve_.append(float(np.mean(history.L)))
         self.n_iter_ += 1
         self.t_ += len(history.L)
@@ -341,7 +357,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         X, shape = _flatten_images(X)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if shape is not None and shape != self.image_shape_:
-            raise ValueError(f"X has images of shape {shape}; the network was fitted on {self.image_shape_}")
+            raise ConvpropError(f"X has images of shape {shape}; the network was fitted on {self.image_shape_}")
         return self.network_.predict_proba(self._images(X))
 
     def predict_proba(self, X) -> np.ndarray:
@@ -366,4 +382,4 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(o, axis=1)]
 
 
-__all__ = ["CNNClassifier", "parse_layers"]
+__all__ = ["CNNClassifier"]

@@ -1,4 +1,4 @@
-"""Datasets: IDX files, MNIST and Fashion-MNIST (local, cached or downloaded), .mat files.
+"""Datasets: IDX files, MNIST and Fashion-MNIST (local, cached or downloaded), .mat files, own images.
 
 =====================  ==========================================================
 ``read_idx``           IDX file (raw or .gz) → ndarray, fully validated
@@ -10,6 +10,7 @@
 ``read_mat``           scipy.io.loadmat with every failure a ConvpropError
 ``load_mnist_mat``     the toolbox's mnist_uint8.mat (train_x N×784, train_y N×10, …)
 ``cache_dir``          where downloads go
+``load_image_folder``  your own images: class folders or a CSV of path,label
 =====================  ==========================================================
 """
 
@@ -17,6 +18,7 @@ from .catalog import DATASETS, SPLITS
 from .load import images_to_float, load_dataset, load_fashion_mnist, load_mnist
 from ..formats.idx import read_idx, write_idx
 from .locate import cache_dir
+from .folder import ImageFolder, load_image_folder
 from ..formats.mat import load_mnist_mat, mnist_mat_images, read_mat
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "load_mnist_mat",
     "mnist_mat_images",
     "cache_dir",
+    "load_image_folder",
+    "ImageFolder",
     "DATASETS",
     "SPLITS",
 ]

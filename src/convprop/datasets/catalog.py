@@ -39,6 +39,7 @@ class DatasetSpec:
     files: dict[str, tuple[FileSpec, FileSpec]]  #: split → (images, labels)
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()  #: where a distribution package installs it
+    package: str = ""  #: the Debian / Ubuntu package that installs it there
 
 
 MNIST = DatasetSpec(
@@ -88,6 +89,7 @@ FASHION_MNIST = DatasetSpec(
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    package="dataset-fashion-mnist",
 )
 
 DATASETS: dict[str, DatasetSpec] = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}

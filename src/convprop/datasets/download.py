@@ -136,8 +136,8 @@ def download_file(spec: DatasetSpec, spec_file: FileSpec, dest_dir: Path, *,
     raise ConvpropError(
         f"could not download {spec.name} file {spec_file.gz_name}: tried "
         + "; ".join(dict.fromkeys(failures) or ["no mirrors (CONVPROP_MIRRORS is empty)"])
-        + ". Set CONVPROP_MIRRORS to other base URLs, or put the files in a directory and pass"
-        " path= or set CONVPROP_DATA"
+        + ". Set CONVPROP_MIRRORS to other base URLs, or put the files in a directory and name it"
+        " (--data-dir on the command line, path= in Python) or set CONVPROP_DATA"
     )
 
 

@@ -29,6 +29,12 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, images_path, labels_path
         raise ConvpropError(f"{labels_path}: label {int(labels.max())} is outside 0..9")
 
 
+def _package_hint(spec) -> str:
+    if not spec.package:
+        return ""
+    return f"; on Debian / Ubuntu, sudo apt-get install {spec.package} puts it in {spec.system_dirs[0]}"
+
+
 def load_dataset(name: str, split: str = "train", path: str | os.PathLike | None = None,
                  download: bool = True, progress: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -67,13 +73,14 @@ def load_dataset(name: str, split: str = "train", path: str | os.PathLike | None
         if not download:
             raise ConvpropError(
                 f"{spec.name} {split} files not found (searched: {', '.join(searched)}) and"
-                " download=False: pass path=, set CONVPROP_DATA, or allow the download"
+                " download=False: name their directory (--data-dir on the command line, path= in Python),"
+                f" set CONVPROP_DATA, or allow the download{_package_hint(spec)}"
             )
         try:
             paths = fetch_split(spec, split, dataset_cache_dir(spec), progress=progress)
         except ConvpropError as exc:
             raise ConvpropError(f"{spec.name} {split} files not found locally (searched:"
-                                f" {', '.join(searched)}) and {exc}") from None
+                                f" {', '.join(searched)}) and {exc}{_package_hint(spec)}") from None
     images_path, labels_path = paths
     images = read_idx(images_path)
     labels = read_idx(labels_path)

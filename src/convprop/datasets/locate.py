@@ -95,9 +95,10 @@ def locate(spec: DatasetSpec, split: str, path: str | os.PathLike | None = None
     """
     if path is not None:
         root = Path(path).expanduser()
+        if root.is_file():
+            raise ConvpropError(f"{root} is a file; name the directory that holds the {spec.name} IDX files")
         if not root.is_dir():
-            raise ConvpropError(f"{root}: no such directory (path= must be a directory holding"
-                                f" the {spec.name} IDX files)")
+            raise ConvpropError(f"{root}: no such directory (it should hold the {spec.name} IDX files)")
         for d in _dirs_under(root, spec):
             hit = find_in_dir(d, spec, split)
             if hit is not None:
@@ -106,8 +107,10 @@ def locate(spec: DatasetSpec, split: str, path: str | os.PathLike | None = None
                     raise ConvpropError(f"{hit[1]}: these are {other} files, not {spec.name}")
                 return hit, [str(root)]
         wanted = " and ".join(f.gz_name for f in spec.files[split])
+        apt = (f"; on Debian / Ubuntu, sudo apt-get install {spec.package} puts them in {spec.system_dirs[0]}"
+               if spec.package else "")
         raise ConvpropError(f"{root}: no {spec.name} {split} files found there (need {wanted},"
-                            " gzip'd or not)")
+                            f" gzip'd or not){apt}")
 
     searched: list[str] = []
     candidates: list[Path] = []

@@ -41,6 +41,8 @@ class Activation:
     name: str = ""
     #: Letter in spec strings (``6c5r``: a ReLU convolution); '' for sigmoid, the default.
     code: str = ""
+    #: Whether f has a kink at z = 0 (f' jumps there: ReLU, leaky ReLU).
+    kinked: bool = False
     #: Number of the function in the compiled kernels (:mod:`convprop.engine.kernels.activation`).
     kernel: int = -1
 
@@ -94,6 +96,7 @@ class Tanh(Activation):
 
 class ReLU(Activation):
     name, code, kernel = "relu", "r", 2
+    kinked = True
 
     # a = max(z, 0)
     def forward(self, z, out=None):
@@ -108,6 +111,7 @@ class LeakyReLU(Activation):
     """``LeakyReLU(slope)``: z for z > 0, slope·z otherwise (0 ≤ slope < 1)."""
 
     name, code, kernel = "leaky_relu", "l", 3
+    kinked = True
 
     def __init__(self, slope: float = 0.01) -> None:
         slope = float(slope)

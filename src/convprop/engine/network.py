@@ -109,6 +109,8 @@ class Network:
         self.e: np.ndarray | None = None
         #: The toolbox's smoothed loss ``rL`` (1-D) when loaded from a .mat file, else None.
         self.rL: np.ndarray | None = None
+        #: Notes kept with the network in its file (dataset, class names …), JSON values.
+        self.extra: dict = {}
 
     # ------------------------------------------------------------ description
 

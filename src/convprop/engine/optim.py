@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .._validation import POSITIVE, POSITIVE_INT, Interval, check_param
 from ..errors import ConvpropError
 
 Schedule = Callable[[int], float]
@@ -37,21 +38,20 @@ class _HasParams(Protocol):
 
 
 def _nonneg(value: float, what: str, upper: float | None = None) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConvpropError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (upper is not None and v >= upper):
-        bound = f"in [0, {upper:g})" if upper is not None else "a non-negative finite number"
-        raise ConvpropError(f"{what} must be {bound}, got {value!r}")
-    return v
+    """``value`` as a float in [0, upper) (or [0, inf))."""
+    return check_param(what, _as_number(value), Interval(float, 0, upper, closed="left"))
 
 
 def _positive(value: float, what: str) -> float:
-    v = _nonneg(value, what)
-    if v == 0:
-        raise ConvpropError(f"{what} must be positive, got {value!r}")
-    return v
+    """``value`` as a finite float > 0."""
+    return check_param(what, _as_number(value), POSITIVE)
+
+
+def _as_number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 # ------------------------------------------------------------------ schedules
@@ -62,9 +62,7 @@ class StepLR:
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.base_lr = _positive(base_lr, "StepLR base_lr")
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or step_size < 1:
-            raise ConvpropError(f"StepLR step_size must be a positive integer, got {step_size!r}")
-        self.step_size = int(step_size)
+        self.step_size = check_param("StepLR step_size", step_size, POSITIVE_INT)
         self.gamma = _positive(gamma, "StepLR gamma")
 
     def __call__(self, epoch: int) -> float:
@@ -97,9 +95,7 @@ class CosineLR:
 
     def __init__(self, base_lr: float, T_max: int, eta_min: float = 0.0) -> None:
         self.base_lr = _positive(base_lr, "CosineLR base_lr")
-        if isinstance(T_max, bool) or not isinstance(T_max, (int, np.integer)) or T_max < 1:
-            raise ConvpropError(f"CosineLR T_max must be a positive integer, got {T_max!r}")
-        self.T_max = int(T_max)
+        self.T_max = check_param("CosineLR T_max", T_max, POSITIVE_INT)
         self.eta_min = _nonneg(eta_min, "CosineLR eta_min")
 
     def __call__(self, epoch: int) -> float:

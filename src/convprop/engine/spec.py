@@ -53,7 +53,7 @@ def _positive(text: str, what: str, token: str, spec: str) -> int:
     return value
 
 
-def parse_layers(spec: str) -> list[Layer]:
+def parse_layers(spec: str, *, allow_empty: bool = False) -> list[Layer]:
     """The layers named by ``spec``, e.g. ``"6c5-s2-12c5-s2"``.
 
     Parameters
@@ -63,6 +63,9 @@ def parse_layers(spec: str) -> list[Layer]:
         activation, padding and stride), ``s<scale>``, ``m<scale>`` and
         ``<units>f`` joined by ``-`` (spaces are ignored); see the module's
         grammar.
+    allow_empty : bool
+        Whether ``""`` may stand for no hidden layer at all (the estimator's
+        output layer on the pixels); else an empty spec is an error.
 
     Returns
     -------
@@ -78,6 +81,8 @@ def parse_layers(spec: str) -> list[Layer]:
         raise ConvpropError(f"layer spec must be a string such as '6c5-s2-12c5-s2', got {spec!r}")
     text = spec.replace(" ", "").lower()
     if not text:
+        if allow_empty:
+            return []
         raise ConvpropError("layer spec is empty; expected e.g. '6c5-s2-12c5-s2'")
     layers: list[Layer] = []
     for token in text.split("-"):

@@ -208,3 +208,13 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
         else:
             f.write(header)
             f.write(body)
+
+
+def looks_like_idx(path: Path) -> bool:
+    """An IDX file, raw (0, 0, type code, ndim) or gzip'd, told by its first bytes, not its name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ConvpropError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return head[:2] == b"\x1f\x8b" or (len(head) == 4 and head[:2] == b"\0\0" and head[2] in (8, 9, 11, 12, 13, 14))

@@ -2,9 +2,12 @@
 
 A network trained with the toolbox (``cnnsetup`` / ``cnntrain``) and saved
 with ``save('cnn.mat', 'cnn', '-v7')`` in MATLAB or Octave loads into a
-:class:`~convprop.network.Network` that gives the same outputs; a convprop
+:class:`~convprop.engine.network.Network` that gives the same outputs; a convprop
 network saved with :func:`save_mat` loads back into MATLAB/Octave as a
 ``cnn`` struct that the toolbox's ``cnnff`` and ``cnntest`` run unchanged.
+This module speaks Networks (``load_mat(path) -> Network``,
+``save_mat(net, path)``); :func:`convprop.dlt.load_mat` and
+:func:`convprop.dlt.save_mat` do the same for the façade's dict structs.
 
 What is read and written: the layer list (``type``, ``outputmaps``,
 ``kernelsize``, ``scale``), the kernels ``k{i}{j}``, the biases ``b{j}``,
@@ -179,6 +182,46 @@ def _input_size(
     return size, size
 
 
+def _conv_spec(s: np.ndarray, at: str, inputmaps: int | None) -> dict:
+    """The spec of a 'c' layer struct: sizes, kernels k{i}{j} (checked kh×kw) and biases b{j}."""
+    outputmaps = _scalar_int(_field(s, "outputmaps", at), f"{at}.outputmaps")
+    ks = _scalar_int(_field(s, "kernelsize", at), f"{at}.kernelsize")
+    kernels = []
+    for i, row in enumerate(_cell(_field(s, "k", at), f"{at}.k")):
+        cells = _cell(row, f"{at}.k{{{i + 1}}}")
+        if len(cells) != outputmaps:
+            raise ConvpropError(f"{at}.k{{{i + 1}}} has {len(cells)} kernels, expected outputmaps = {outputmaps}")
+        kernels.append([_matrix(k, f"{at}.k{{{i + 1}}}{{{j + 1}}}", (ks, ks)) for j, k in enumerate(cells)])
+    if inputmaps is not None and len(kernels) != inputmaps:
+        raise ConvpropError(f"{at}.k has {len(kernels)} rows, expected {inputmaps} input maps")
+    biases = [_matrix(b, f"{at}.b{{{j + 1}}}") for j, b in enumerate(_cell(_field(s, "b", at), f"{at}.b"))]
+    if len(biases) != outputmaps or any(b.size != 1 for b in biases):
+        raise ConvpropError(f"{at}.b must hold {outputmaps} scalars")
+    return {"type": "c", "outputmaps": outputmaps, "kernelsize": ks,
+            "k": np.array(kernels), "b": np.array([b.item() for b in biases])}
+
+
+def _layer_specs(structs: list[np.ndarray], where: str) -> list[dict]:
+    """The layer list of a struct as dicts: 'i', then 'c' (with k, b) and 's' (with scale)."""
+    specs: list[dict] = []
+    inputmaps = None
+    for l, s in enumerate(structs):
+        at = f"{where}.layers{{{l + 1}}}"
+        kind = _text(_field(s, "type", at), f"{at}.type")
+        if l == 0:
+            if kind != "i":
+                raise ConvpropError(f"{at}.type is '{kind}'; the first layer must be 'i'")
+            specs.append({"type": "i"})
+        elif kind == "c":
+            specs.append(_conv_spec(s, at, inputmaps))
+            inputmaps = specs[-1]["outputmaps"]
+        elif kind == "s":
+            specs.append({"type": "s", "scale": _scalar_int(_field(s, "scale", at), f"{at}.scale")})
+        else:
+            raise ConvpropError(f"{at}.type is '{kind}'; expected 'c' or 's'")
+    return specs
+
+
 def network_from_struct(
     cnn: np.ndarray, *, image_size: tuple[int, int] | None = None, where: str = "cnn"
 ) -> Network:
@@ -205,39 +248,7 @@ def network_from_struct(
     if not layer_cells:
         raise ConvpropError(f"{where}.layers is empty")
     structs = [_struct(s, f"{where}.layers{{{l + 1}}}") for l, s in enumerate(layer_cells)]
-    specs: list[dict] = []
-    inputmaps = None
-    for l, s in enumerate(structs):
-        at = f"{where}.layers{{{l + 1}}}"
-        kind = _text(_field(s, "type", at), f"{at}.type")
-        if l == 0:
-            if kind != "i":
-                raise ConvpropError(f"{at}.type is '{kind}'; the first layer must be 'i'")
-            specs.append({"type": "i"})
-        elif kind == "c":
-            outputmaps = _scalar_int(_field(s, "outputmaps", at), f"{at}.outputmaps")
-            ks = _scalar_int(_field(s, "kernelsize", at), f"{at}.kernelsize")
-            rows = _cell(_field(s, "k", at), f"{at}.k")
-            kernels = []
-            for i, row in enumerate(rows):
-                cells = _cell(row, f"{at}.k{{{i + 1}}}")
-                if len(cells) != outputmaps:
-                    raise ConvpropError(f"{at}.k{{{i + 1}}} has {len(cells)} kernels, expected outputmaps = {outputmaps}")
-                kernels.append(
-                    [_matrix(k, f"{at}.k{{{i + 1}}}{{{j + 1}}}", (ks, ks)) for j, k in enumerate(cells)]
-                )
-            if inputmaps is not None and len(kernels) != inputmaps:
-                raise ConvpropError(f"{at}.k has {len(kernels)} rows, expected {inputmaps} input maps")
-            biases = [_matrix(b, f"{at}.b{{{j + 1}}}") for j, b in enumerate(_cell(_field(s, "b", at), f"{at}.b"))]
-            if len(biases) != outputmaps or any(b.size != 1 for b in biases):
-                raise ConvpropError(f"{at}.b must hold {outputmaps} scalars")
-            specs.append({"type": "c", "outputmaps": outputmaps, "kernelsize": ks,
-                          "k": np.array(kernels), "b": np.array([b.item() for b in biases])})
-            inputmaps = outputmaps
-        elif kind == "s":
-            specs.append({"type": "s", "scale": _scalar_int(_field(s, "scale", at), f"{at}.scale")})
-        else:
-            raise ConvpropError(f"{at}.type is '{kind}'; expected 'c' or 's'")
+    specs = _layer_specs(structs, where)
     first_conv = next((s for s in specs if s["type"] == "c"), None)
     channels = first_conv["k"].shape[0] if first_conv is not None else 1
     ffw = _matrix(_field(cnn, "ffW", where), f"{where}.ffW")
@@ -386,7 +397,7 @@ def load_mat(
     return network_from_struct(cnn, image_size=image_size, where=var)
 
 
-def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn") -> None:
+def save_mat(net: Network, path: str | os.PathLike, *, name: str = "cnn") -> None:
     """Save a network as a toolbox struct that MATLAB/Octave load and run with ``cnnff``.
 
     The file is a MATLAB v5 (``-v7``-compatible, uncompressed-or-compressed
@@ -396,22 +407,17 @@ def save_mat(net: Network | dict, path: str | os.PathLike, *, name: str = "cnn")
 
     Parameters
     ----------
-    net : Network or dict
-        A convprop network, or a struct of the :mod:`convprop.dlt` façade
-        (a dict with ``layers``, ``ffW``, ``ffb``).
+    net : Network
+        A convprop network the toolbox can represent. (A struct of the
+        :mod:`convprop.dlt` façade is saved with :func:`convprop.dlt.save_mat`.)
     path : str or path-like
         Destination (``.mat`` is not appended).
     name : str
         MATLAB variable name (default ``cnn``).
     """
-    if isinstance(net, dict):
-        from .. import dlt
-
-        rl = net.get("rL")
-        net = dlt._network(net, None)
-        net.rL = None if rl is None else np.asarray(rl, dtype=np.float64).reshape(-1)
     if not isinstance(net, Network):
-        raise ConvpropError(f"save_mat needs a Network or a toolbox struct (dict), got {type(net).__name__}")
+        hint = " (a toolbox struct, a dict, is saved with convprop.dlt.save_mat)" if isinstance(net, dict) else ""
+        raise ConvpropError(f"save_mat needs a Network, got {type(net).__name__}{hint}")
     if not name.isidentifier():
         raise ConvpropError(f"{name!r} is not a valid MATLAB variable name")
     struct = struct_from_network(net)

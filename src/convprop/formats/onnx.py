@@ -122,23 +122,20 @@ def export_activation(act: activations.Activation, g: GraphBuilder, z: str, stem
     raise ConvpropError(f"no ONNX exporter for activation {act!r}")
 
 
+def _weights(g: GraphBuilder, layer: Layer, stem: str) -> tuple[str, str]:
+    """The layer's weight and bias as graph constants."""
+    return g.constant(f"{stem}_weight", layer.params["weight"]), g.constant(f"{stem}_bias", layer.params["bias"])
+
+
 # a = f(correlate(pad(a_prev), weight, stride) + bias); ONNX pads are [top, left, bottom, right]
 @register_exporter(Conv)
 def _export_conv(layer: Conv, g: GraphBuilder, x: str) -> str:
-    w = g.constant("conv_weight", layer.params["weight"])
-    b = g.constant("conv_bias", layer.params["bias"])
+    w, b = _weights(g, layer, "conv")
     top, bottom, left, right = layer.pads
     s = layer.stride
     z = g.node("Conv", [x, w, b], "conv", kernel_shape=list(layer.kernelsize), pads=[top, left, bottom, right],
                strides=[s, s])
     return export_activation(layer.activation, g, z, "conv")
-
-
-# max of each scale×scale block (floor mode drops what a cropping MaxPool drops)
-@register_exporter(MaxPool)
-def _export_maxpool(layer: MaxPool, g: GraphBuilder, x: str) -> str:
-    s = layer.scale
-    return g.node("MaxPool", [x], "maxpool", kernel_shape=[s, s], strides=[s, s])
 
 
 # a = f(W·x + b); maps are flattened in convprop's (H, W, C) order first
@@ -147,35 +144,27 @@ def _export_dense(layer: Dense, g: GraphBuilder, x: str) -> str:
     if len(layer.in_shape) == 3:
         x = g.node("Transpose", [x], "dense_to_nhwc", perm=[0, 2, 3, 1])
         x = g.node("Flatten", [x], "dense_flatten", axis=1)
-    w = g.constant("dense_weight", layer.params["weight"])
-    b = g.constant("dense_bias", layer.params["bias"])
-    z = g.node("Gemm", [x, w, b], "dense_linear", transB=1)
+    z = g.node("Gemm", [x, *_weights(g, layer, "dense")], "dense_linear", transB=1)
     return export_activation(layer.activation, g, z, "dense")
 
 
-# mean of each scale×scale block
+# max (MaxPool) or mean (Subsample) of each scale×scale block; ONNX's floor mode drops what a
+# cropping MaxPool drops
+@register_exporter(MaxPool)
 @register_exporter(Subsample)
-def _export_subsample(layer: Subsample, g: GraphBuilder, x: str) -> str:
-    s = layer.scale
-    return g.node("AveragePool", [x], "subsample", kernel_shape=[s, s], strides=[s, s])
+def _export_pool(layer: MaxPool | Subsample, g: GraphBuilder, x: str) -> str:
+    op, stem = ("MaxPool", "maxpool") if isinstance(layer, MaxPool) else ("AveragePool", "subsample")
+    return g.node(op, [x], stem, kernel_shape=[layer.scale] * 2, strides=[layer.scale] * 2)
 
 
-# o = σ(fv·Wᵀ + b)
+# o = σ(fv·Wᵀ + b), or softmax(fv·Wᵀ + b) over the classes
 @register_exporter(SigmoidOutput)
-def _export_sigmoid_output(layer: SigmoidOutput, g: GraphBuilder, fv: str) -> str:
-    w = g.constant("output_weight", layer.params["weight"])
-    b = g.constant("output_bias", layer.params["bias"])
-    z = g.node("Gemm", [fv, w, b], "output_linear", transB=1)
-    return g.node("Sigmoid", [z], "output_sigmoid")
-
-
-# o = softmax(fv·Wᵀ + b) over the classes
 @register_exporter(SoftmaxOutput)
-def _export_softmax_output(layer: SoftmaxOutput, g: GraphBuilder, fv: str) -> str:
-    w = g.constant("output_weight", layer.params["weight"])
-    b = g.constant("output_bias", layer.params["bias"])
-    z = g.node("Gemm", [fv, w, b], "output_linear", transB=1)
-    return g.node("Softmax", [z], "output_softmax", axis=1)
+def _export_output(layer: SigmoidOutput, g: GraphBuilder, fv: str) -> str:
+    z = g.node("Gemm", [fv, *_weights(g, layer, "output")], "output_linear", transB=1)
+    if isinstance(layer, SoftmaxOutput):
+        return g.node("Softmax", [z], "output_softmax", axis=1)
+    return g.node("Sigmoid", [z], "output_sigmoid")
 
 
 def to_onnx(net, *, opset: int = DEFAULT_OPSET, layout: str = "nhwc", dtype=None, name: str = "convprop"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,8 @@ class Evaluation:
     predicted: np.ndarray
 
 
-def evaluate(net: Network, x: np.ndarray, y: np.ndarray) -> Evaluation:
+def evaluate(net: Network, x: np.ndarray, y: np.ndarray, *,
+             predict: Callable[[np.ndarray], np.ndarray] | None = None) -> Evaluation:
     """Classify ``x`` and compare with the true classes.
 
     Parameters
@@ -39,12 +41,15 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray) -> Evaluation:
     x : array_like, shape (N, H, W) or (N, H, W, C)
     y : array_like, shape (N,) integer labels or (N, n_outputs) targets
         For targets, the true class is their argmax (as in cnntest).
+    predict : callable, optional
+        ``predict(x)`` → classes instead of ``net.predict`` (e.g.
+        :func:`convprop.training.distributed.sharded_predict`'s, shared over processes).
 
     Returns
     -------
     Evaluation
     """
-    predicted = np.asarray(net.predict(x))
+    predicted = np.asarray((net.predict if predict is None else predict)(x))
     if predicted.ndim == 0:
         raise ConvpropError("evaluate needs a batch of images, shape (N, H, W[, C]), not a single image")
     n = predicted.shape[0]

@@ -8,17 +8,14 @@ toolbox and in ``docs/derivation.md``; then a gradient check per parameter
 tensor (finite differences against backprop: largest absolute and relative
 error and the worst element).
 
-From the command line (``convprop explain`` once the CLI wires it in, or
-``python -m convprop.explain``)::
+From the command line (:mod:`convprop.cli.explain`)::
 
-    python -m convprop.explain cnn.mat --input test_x.mat --index 0 --label 7
+    convprop explain cnn.mat --input test_x.mat --index 0 --label 7
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -27,10 +24,10 @@ import numpy as np
 from .._validation import check_images, check_targets
 from ..errors import ConvpropError
 from .gradcheck import GradcheckReport, gradcheck
-from ..engine.layers import Conv, Input, Subsample
+from ..engine.layers import Conv, Dense, MaxPool, Subsample
 from ..engine.network import Network
 
-__all__ = ["Summary", "Explanation", "explanation", "explain", "add_explain_command", "run_explain_command", "main"]
+__all__ = ["Summary", "Explanation", "explanation", "explain", "equations"]
 
 
 @dataclass(frozen=True)
@@ -83,10 +80,13 @@ class Explanation:
     output : ndarray, shape (K,)
         The outputs ``o`` for the input.
     loss : float
-        L = ½·Σ(o − y)².
+        L = ½·Σ(o − y)² (sigmoid outputs) or −Σ y·log o (softmax outputs).
     rows : list of Summary
         Forward rows (input to output), then backward rows (output to first conv).
     check : GradcheckReport or None
+    forward, backward : list of str
+        The equations of this network's layers, forward and backward (see :func:`equations`).
+    loss_formula : str
     """
 
     spec: str
@@ -95,16 +95,17 @@ class Explanation:
     loss: float
     rows: list[Summary]
     check: GradcheckReport | None
+    forward: list[str] = field(default_factory=list)
+    backward: list[str] = field(default_factory=list)
+    loss_formula: str = "½·Σ(o − y)²"
 
     def __str__(self) -> str:
         head = f"  {'layer':<12} {'name':<5} {'shape':<12} {'min':>12} {'mean':>12} {'max':>12} {'rms':>12}"
-        out = [f"network {self.spec}, one input", "", "forward: a = σ(Σ conv + b), pooling means, o = σ(ffW·fv + ffb)", head]
+        out = [f"network {self.spec}, one input", "", "forward:", *self.forward, head]
         out += [r.line() for r in self.rows if r.phase == "forward"]
         out += ["", f"output o = {np.array2string(self.output, precision=4, max_line_width=100)}",
                 f"target y = {np.array2string(self.target, precision=4, max_line_width=100)}",
-                f"loss L = ½·Σ(o − y)² = {self.loss:.10g}", "",
-                "backward: od = (o − y)·o(1 − o), fvd = ffWᵀ·od, d = a(1 − a)·expand(d)/scale², "
-                "d = Σ full-conv(d, rot180 k)", head]
+                f"loss L = {self.loss_formula} = {self.loss:.10g}", "", "backward:", *self.backward, head]
         out += [r.line() for r in self.rows if r.phase == "backward"]
         if self.check is not None:
             out += ["", "gradient check: central differences against backprop, per parameter tensor",
@@ -117,8 +118,55 @@ def _label(i: int, layer) -> str:
     return f"{i} {layer.code} {layer.spec()}"
 
 
+#: f(z) and f'(z) written from the output a = f(z), by activation name.
+_ACTIVATION = {"sigmoid": ("σ", "a(1 − a)"), "tanh": ("tanh", "(1 − a²)"), "relu": ("relu", "[a > 0]"),
+               "leaky_relu": ("leaky_relu", "([a > 0] + slope·[a ≤ 0])"), "identity": ("", "1")}
+
+
+def _layer_equations(i: int, layer) -> tuple[str, str]:
+    """The forward and backward equation of one hidden layer, as explain prints them."""
+    where = f"  {_label(i, layer):<16}"
+    if isinstance(layer, Conv):
+        f, df = _ACTIVATION[layer.activation.name]
+        return (f"{where}a = {f}(Σ_i conv(a_prev{{i}}, k{{i}}{{j}}) + b{{j}})",
+                f"{where}d = δ·{df};  δ_prev{{i}} = Σ_j full-conv(d{{j}}, rot180 k{{i}}{{j}});  dk = conv(a_prev, d)/N")
+    if isinstance(layer, Subsample):
+        return (f"{where}a = mean of each {layer.scale}×{layer.scale} block",
+                f"{where}δ_prev = expand(δ)/{layer.scale * layer.scale}")
+    if isinstance(layer, MaxPool):
+        return (f"{where}a = max of each {layer.scale}×{layer.scale} block",
+                f"{where}δ_prev = δ at each block's arg-max, 0 elsewhere")
+    if isinstance(layer, Dense):
+        f, df = _ACTIVATION[layer.activation.name]
+        return (f"{where}a = {f}(W·x + b)", f"{where}d = δ·{df};  δ_prev = Wᵀ·d;  dW = d·xᵀ/N")
+    return f"{where}{type(layer).__name__}", f"{where}{type(layer).__name__}"
+
+
+def equations(net: Network) -> tuple[list[str], list[str], str]:
+    """This network's forward and backward equations, layer by layer, and its loss.
+
+    Returns
+    -------
+    forward : list of str
+        Input to output.
+    backward : list of str
+        Output to the first hidden layer.
+    loss : str
+    """
+    pairs = [_layer_equations(i, layer) for i, layer in enumerate(net.layers) if i]
+    where = f"  {'output':<16}"
+    if net.output_kind == "softmax":
+        out_f, out_b, loss = "o = softmax(ffW·fv + ffb)", "od = o − y;  fvd = ffWᵀ·od", "−Σ y·log o"
+    else:
+        out_f, out_b, loss = "o = σ(ffW·fv + ffb)", "od = (o − y)·o(1 − o);  fvd = ffWᵀ·od", "½·Σ(o − y)²"
+    forward = [p[0] for p in pairs] + [where + out_f]
+    backward = [where + out_b] + [p[1] for p in reversed(pairs)]
+    return forward, backward, loss
+
+
 def explanation(
-    net: Network, x: np.ndarray, y: np.ndarray | int | None = None, *, check: bool = True, epsilon: float = 1e-4
+    net: Network, x: np.ndarray, y: np.ndarray | int | None = None, *, check: bool = True, epsilon: float = 1e-4,
+    progress: bool = False,
 ) -> Explanation:
     """Run one input forward and backward and collect the per-layer summaries.
 
@@ -134,7 +182,10 @@ def explanation(
     check : bool
         Also run the gradient check (every parameter entry, two passes each).
     epsilon : float
-        Step of the central differences.
+        Step of the central differences (smaller where a step would cross a ReLU kink or a
+        max-pool tie; see :func:`~convprop.training.gradcheck.gradcheck`).
+    progress : bool
+        A progress bar on stderr during the gradient check.
 
     Returns
     -------
@@ -168,8 +219,10 @@ def explanation(
                                    .transpose(1, 0, 2, 3)))
             rows.append(Summary.of("backward", _label(i, layer), "db", layer.grads["bias"]))
     batch = maps[..., 0] if net.image_shape[2] == 1 else maps
-    report = gradcheck(net, batch, targets, epsilon=epsilon) if check else None
-    return Explanation(net.spec, targets[0].copy(), o[0].copy(), float(loss), rows, report)
+    report = gradcheck(net, batch, targets, epsilon=epsilon, progress=progress) if check else None
+    forward, backward, loss_formula = equations(net)
+    return Explanation(net.spec, targets[0].copy(), o[0].copy(), float(loss), rows, report, forward, backward,
+                       loss_formula)
 
 
 def explain(
@@ -213,106 +266,3 @@ def explain(
     if file is not None:
         print(text, file=file)
     return text
-
-
-# ----------------------------------------------------------------------- CLI
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="a convprop model (.npz or a run directory) or a toolbox network "
-                        "saved as .mat (MATLAB/Octave -v7 or convprop.dlt.save_mat); default: the toolbox's example network, freshly initialised")
-    parser.add_argument("--input", metavar="FILE", help="images: .npy (N×H×W or one H×W) or .mat "
-                        "(toolbox layout H×W×N); default: a random image")
-    parser.add_argument("--var", metavar="NAME", help="variable in the .mat input (default: test_x, x, or the only 3-D array)")
-    parser.add_argument("--index", type=int, default=0, help="which image of the input file (0-based; default 0)")
-    parser.add_argument("--label", type=int, help="target class (default: the predicted class)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the default network and image")
-    parser.add_argument("--epsilon", type=float, default=1e-4, help="finite-difference step (default 1e-4)")
-    parser.add_argument("--no-gradcheck", action="store_true", help="skip the gradient check")
-
-
-def add_explain_command(subparsers) -> argparse.ArgumentParser:
-    """Add ``explain`` to an argparse sub-command set; it dispatches to :func:`run_explain_command`.
-
-    Parameters
-    ----------
-    subparsers : the object returned by ``ArgumentParser.add_subparsers()``
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The new sub-parser (``func`` defaults to :func:`run_explain_command`).
-    """
-    parser = subparsers.add_parser(
-        "explain", help="shapes and numbers of activations, deltas and gradients, layer by layer, for one input",
-        description=__doc__.splitlines()[0],
-    )
-    _add_arguments(parser)
-    parser.set_defaults(func=run_explain_command)
-    return parser
-
-
-def _load_images(path: Path, var: str | None) -> np.ndarray:
-    """Images as (N, H, W) from .npy (N×H×W or H×W) or .mat (toolbox H×W×N)."""
-    if path.suffix == ".npy":
-        from ..formats._npz import read_npy
-
-        arr = read_npy(path)  # header checked against the file size; no pickles
-        return arr[None] if arr.ndim == 2 else arr
-    if path.suffix == ".mat":
-        from ..datasets import read_mat
-
-        contents = read_mat(path)  # structure checked before scipy.io.loadmat sees it
-        if var is None:
-            arrays = [k for k, v in contents.items() if isinstance(v, np.ndarray) and v.ndim == 3 and v.dtype.kind in "fiu"]
-            var = next((k for k in ("test_x", "x") if k in contents), arrays[0] if len(arrays) == 1 else None)
-            if var is None:
-                raise ConvpropError(f"{path}: say which variable holds the images with --var ({', '.join(contents)})")
-        if var not in contents:
-            raise ConvpropError(f"{path} has no variable {var!r}")
-        arr = np.asarray(contents[var], dtype=np.float64)
-        return np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr[None]
-    raise ConvpropError(f"--input must be a .npy or .mat file, got {path.name}")
-
-
-def run_explain_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run ``explain`` for parsed arguments (see :func:`add_explain_command`); returns the exit code."""
-    out = out if out is not None else sys.stdout
-    if args.model and Path(args.model).suffix.lower() == ".mat":
-        from ..formats.matlab import load_mat
-
-        net = load_mat(args.model)
-    elif args.model:
-        from ..formats.npz import load_model, model_file
-
-        net, _ = load_model(model_file(args.model))
-    else:
-        net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
-                      seed=args.seed)
-    if args.input:
-        images = _load_images(Path(args.input), args.var)
-        if not 0 <= args.index < images.shape[0]:
-            raise ConvpropError(f"--index {args.index} is out of range: {args.input} holds {images.shape[0]} images")
-        x = images[args.index]
-    else:
-        x = np.random.default_rng(args.seed).random(net.image_shape[:2])
-    if args.label is not None and not 0 <= args.label < net.n_outputs:
-        raise ConvpropError(f"--label must be in 0..{net.n_outputs - 1}, got {args.label}")
-    explain(net, x, args.label, check=not args.no_gradcheck, epsilon=args.epsilon, file=out)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m convprop.explain``: the ``explain`` command on its own."""
-    parser = argparse.ArgumentParser(prog="python -m convprop.explain", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_explain_command(args)
-    except ConvpropError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

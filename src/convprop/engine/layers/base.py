@@ -50,6 +50,21 @@ class Layer:
                 state[name] = None
         return state
 
+    def pieces(self) -> list[np.ndarray]:
+        """Which piece of a piecewise-smooth function each unit used in the last forward pass.
+
+        The sign of a kinked activation's input (ReLU, leaky ReLU) and max pooling's
+        arg-max; empty for smooth layers. A gradient check compares them before and after
+        a finite-difference step: when they differ, the step crossed a point where the
+        loss has no derivative.
+        """
+        marks = []
+        if getattr(getattr(self, "activation", None), "kinked", False) and "a" in self._cache:
+            marks.append(self._cache["a"] > 0)
+        if "arg" in self._cache:
+            marks.append(np.array(self._cache["arg"], copy=True))
+        return marks
+
     @property
     def d(self) -> np.ndarray | None:
         """The delta of this layer's output from the last backward, as (N, H, W, C) maps (a view)."""

@@ -1,0 +1,95 @@
+"""The ``convprop`` command: one module per sub-command.
+
+Every error is one line on stderr with exit status 2; Ctrl-C during training
+saves a checkpoint and exits with status 130, and at any other moment prints
+``convprop: interrupted`` and exits with status 130. The sub-commands (and
+NumPy) are imported inside :func:`main`, so that a Ctrl-C while they load is
+handled too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import ConvpropError, Diverged, Interrupted
+
+#: The sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ("train", "test", "predict", "gradcheck", "plot", "explain")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convprop`` parser with every sub-command."""
+    import importlib
+
+    from .. import __version__
+    from ._common import Parser
+
+    p = Parser(prog="convprop", description="Classic CNNs with hand-derived backprop (DeepLearnToolbox port).")
+    p.add_argument("--version", action="version", version=f"convprop {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for command in COMMANDS:
+        importlib.import_module(f"{__name__}.{command}").add_parser(sub)
+    return p
+
+
+def _interrupted(exc: Interrupted, args) -> int:
+    st = exc.state
+    where = f"epoch {st.epoch + 1}, batch {st.batch}" if st.batch else f"the end of epoch {st.epoch}"
+    if exc.checkpoint is not None:
+        hint = f"checkpoint saved to {exc.checkpoint}; resume with: convprop train --resume {exc.checkpoint}"
+        hint += f" --epochs {args.epochs}" if getattr(args, "epochs", None) else " --epochs N"
+    else:
+        hint = "no checkpoint was saved"
+    print(f"convprop: interrupted at {where}; {hint}", file=sys.stderr)
+    return 130
+
+
+def _error(exc: BaseException, args) -> int:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    hint = "; try a smaller --alpha" if isinstance(exc, Diverged) else ""
+    from ..training.mpi import launched_rank
+
+    rank = launched_rank()
+    who = f" (rank {rank})" if rank else ""
+    print(f"convprop {args.command}{who}: error: {text}{hint}", file=sys.stderr)
+    return 2
+
+
+def _said_by_rank_0(exc: BaseException) -> bool:
+    """Under mpiexec with several ranks: whether ``exc`` happened alike on every rank, so that rank 0
+    alone reports it (an agreed stop, a divergence seen in the summed loss, a failed start-up check)."""
+    from ..training.mpi import launched_rank
+
+    alike = isinstance(exc, (Interrupted, Diverged)) or getattr(exc, "everywhere", False)
+    return alike and launched_rank() != 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported
+        print("convprop: interrupted", file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Interrupted as exc:
+        return 130 if _said_by_rank_0(exc) else _interrupted(exc, args)
+    except KeyboardInterrupt:
+        print("convprop: interrupted", file=sys.stderr)
+        return 130
+    except (ConvpropError, Diverged, OSError, MemoryError, ImportError) as exc:
+        return 2 if _said_by_rank_0(exc) else _error(exc, args)
+    except Exception as exc:  # a bug: still one line, with a way to see more
+        if os.environ.get("CONVPROP_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())
+        print(f"convprop {args.command}: internal error: {type(exc).__name__}: {text} "
+              f"(set CONVPROP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2

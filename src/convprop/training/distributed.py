@@ -1,0 +1,250 @@
+"""Data-parallel training on MPI: K processes train one model, one Allreduce per step.
+
+:class:`DataParallel` is a :class:`~convprop.training.callbacks.Callback` of
+the one training loop (:class:`~convprop.training.loop.Loop`); ``fit(...,
+comm=MPI.COMM_WORLD)`` puts it first, and ``mpiexec -n K convprop train``
+does so by itself. Every process holds the whole data set and the same
+network and draws the same permutation from the shared seed; at every step
+
+1. ``on_batch_begin`` keeps this rank's contiguous share of the global batch
+   (:func:`convprop.training.mpi.share`; none when the batch has fewer images
+   than there are ranks);
+2. the loop runs forward and backward on that share: the mean gradient over
+   its ``n_k`` images;
+3. ``on_gradients`` packs ``n_k`` × every gradient, ``n_k`` × the loss and the
+   rank's stop request into ONE flat float64 buffer, sums it over the ranks
+   with one ``Allreduce`` (non-blocking, waited for politely: see
+   :func:`convprop.training.mpi.wait_politely`) and divides by the global batch size ``N``:
+   ``Σ_k n_k·mean_k / N`` is the single-process mean gradient, up to the order
+   of the sums (≈ 1e-16 relative per step).
+
+Every rank then applies the same update to the same weights, so the weights
+stay equal (checked, and re-aligned from rank 0 if round-off ever made them
+differ, at the end of every epoch). The loss, hence ``rL`` and the
+divergence guard, is the reduced one: all ranks agree. A Ctrl-C, SIGTERM or
+SIGUSR1 on any rank is summed into the same buffer, so all ranks stop after
+the same batch; rank 0 alone writes checkpoints and draws progress
+(``loop.is_writer``). At the start, each rank's data, network, settings and
+position are compared with rank 0's (a digest of each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConvpropError
+from .callbacks import Callback
+from .mpi import set_threads, share, sharded_predict, wait_politely
+
+if TYPE_CHECKING:
+    from .loop import Loop
+
+#: Seconds a rank waits in a collective before the watchdog ends it (see :mod:`convprop.training.watchdog`).
+DEFAULT_TIMEOUT = 300.0
+
+
+class DataParallel(Callback):
+    """Shares each global batch over the ranks of ``comm`` and sums their gradients (one Allreduce a step).
+
+    Parameters
+    ----------
+    comm : mpi4py communicator
+        Usually ``MPI.COMM_WORLD``; every rank runs the same ``fit`` call.
+    timeout : float or None
+        Seconds a rank may wait for the others in a collective before it ends
+        itself, naming the ranks that did not answer (None: wait for ever).
+    threads : bool
+        Give each rank its share of the machine's cores as engine threads
+        (``CONVPROP_THREADS``, unless set).
+
+    Attributes
+    ----------
+    realigned : int
+        How many times the weights had drifted apart and were re-sent from rank 0.
+    """
+
+    def __init__(self, comm, *, timeout: float | None = DEFAULT_TIMEOUT, threads: bool = True):
+        self.comm, self.timeout, self.threads = comm, timeout, threads
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.realigned = 0
+        self.watchdog = None
+        self._buffer: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_train_begin(self, loop: "Loop") -> None:
+        from .watchdog import Watchdog
+
+        loop.is_writer = self.rank == 0
+        loop.sigint.deferred = True  # the ranks agree on when to stop (on_gradients)
+        loop.sigint.catch(signal.SIGTERM)  # what mpiexec / srun send on Ctrl-C or a cancel
+        loop.sigint.catch(signal.SIGUSR1)  # forwarded by mpiexec without killing: a stop with time to save
+        if self.threads:
+            set_threads(self.comm)
+        if self.timeout is not None and self.watchdog is None:
+            self.watchdog = Watchdog(self.comm, self.timeout)
+        with self._waiting("the start-up check"):
+            check_agreement(self.comm, loop)
+        loop.predict = self._predict(loop.net)
+
+    def on_batch_begin(self, loop: "Loop") -> None:
+        start, stop = share(len(loop.batch_indices), self.size, self.rank)
+        loop.indices = loop.batch_indices[start:stop]
+
+    def on_gradients(self, loop: "Loop") -> None:
+        from mpi4py import MPI
+
+        grads = _gradients(loop.net)
+        n_local, n = len(loop.indices), loop.batch_images
+        buf = self._flat(grads)
+        offset = 0
+        for g in grads.values():
+            part = buf[offset:offset + g.size]
+            if n_local:
+                np.multiply(g.reshape(-1), n_local, out=part)
+            else:  # no images here: contribute zeros (the loop left the gradients as they were)
+                part.fill(0.0)
+            offset += g.size
+        buf[offset] = loop.loss * n_local if n_local else 0.0
+        buf[offset + 1] = 1.0 if loop.sigint.pending else 0.0
+        with self._waiting(f"the Allreduce of epoch {loop.epoch + 1}, batch {loop.batch + 1}"):
+            wait_politely(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
+        buf /= n
+        offset = 0
+        for g in grads.values():
+            g[...] = buf[offset:offset + g.size].reshape(g.shape)
+            offset += g.size
+        loop.loss = float(buf[offset])
+        if buf[offset + 1] > 0:  # some rank was asked to stop: all stop after this batch
+            loop.sigint.raised = True
+
+    def on_epoch_end(self, loop: "Loop") -> None:
+        with self._waiting("the end-of-epoch weight check"):
+            if realign(self.comm, loop.net):
+                self.realigned += 1
+
+    def on_train_end(self, loop: "Loop") -> None:
+        self._close()
+
+    # ---------------------------------------------------------------- helpers
+
+    def finisher(self) -> Callback:
+        """A callback to put LAST: on Ctrl-C, every rank waits until rank 0 has saved (then all exit)."""
+        return _Finish(self)
+
+    def _predict(self, net):
+        predict = partial(sharded_predict, net, comm=self.comm)
+
+        def guarded(x):
+            with self._waiting("the sharded evaluation"):
+                return predict(x)
+
+        return guarded
+
+    def _waiting(self, what: str):
+        from contextlib import nullcontext
+
+        return nullcontext() if self.watchdog is None else self.watchdog.waiting(what)
+
+    def _flat(self, grads: dict[str, np.ndarray]) -> np.ndarray:
+        size = sum(g.size for g in grads.values()) + 2  # + the loss sum and the stop votes
+        if self._buffer is None or self._buffer.size != size:
+            self._buffer = np.empty(size, dtype=np.float64)
+        return self._buffer
+
+    def _close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
+            self.watchdog = None
+
+
+class _Finish(Callback):
+    """The tail of :class:`DataParallel`: a barrier after the other callbacks' ``on_interrupt`` saved."""
+
+    def __init__(self, parallel: DataParallel):
+        self.parallel = parallel
+
+    def on_interrupt(self, loop: "Loop") -> None:
+        with self.parallel._waiting("the barrier after the interrupt's checkpoint"):
+            self.parallel.comm.Barrier()
+        self.parallel._close()
+
+
+def _gradients(net) -> dict[str, np.ndarray]:
+    """``net.gradients()``, made zero first for a network that has not run a backward pass yet."""
+    for _, layer in net.named_layers():
+        if not layer.grads:  # an empty first share: nothing computed yet
+            layer.grads = {p: np.zeros_like(arr) for p, arr in layer.params.items()}
+    return net.gradients()
+
+
+def _digest(*parts) -> str:
+    """A short hash of arrays and plain values (dicts, lists, numbers, strings), nested."""
+    h = hashlib.blake2b(digest_size=12)
+
+    def feed(obj) -> None:
+        if isinstance(obj, np.ndarray):
+            h.update(f"{obj.dtype.str}{obj.shape}".encode())
+            h.update(memoryview(np.ascontiguousarray(obj)).cast("B"))
+        elif isinstance(obj, dict):
+            for key in sorted(obj, key=str):
+                h.update(str(key).encode())
+                feed(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"[{len(obj)}".encode())
+            for item in obj:
+                feed(item)
+        else:
+            h.update(repr(obj).encode())
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()
+
+
+def fingerprints(loop: "Loop") -> dict[str, str]:
+    """What must be the same on every rank, hashed: data, network, settings, position in the run."""
+    st = loop.state
+    return {
+        "training data": _digest(loop.x, loop.targets),
+        "network (layers and weights)": _digest(loop.net.spec, loop.net.dtype.str, loop.net.output_kind,
+                                                loop.net.parameters()),
+        "settings (epochs, batch size, alpha, optimiser, order)": _digest(
+            loop.epochs, loop.batch_size, loop.alpha, repr(loop.optimizer), loop.stop_at,
+            loop.order if loop.order is not None else "shuffle"),
+        "position (epoch, batch, generator, optimiser state)": _digest(st.epoch, st.batch, st.rng_state,
+                                                                        st.optimizer, len(st.L)),
+    }
+
+
+def check_agreement(comm, loop: "Loop") -> None:
+    """Raise the same :class:`ConvpropError` on every rank when any rank's fingerprints differ from rank 0's."""
+    mine = fingerprints(loop)
+    everyone = comm.allgather(mine)
+    reference = everyone[0]
+    differ = [f"rank {r}: {what}" for r, prints in enumerate(everyone)
+              for what in reference if prints.get(what) != reference[what]]
+    if differ:
+        error = ConvpropError("the ranks of a distributed run must train on the same data with the same network "
+                              "and settings; these differ from rank 0's: " + "; ".join(differ))
+        error.everywhere = True  # the same error on every rank: one of them says it
+        raise error
+
+
+def realign(comm, net) -> bool:
+    """Whether the ranks' weights had drifted apart; if so, rank 0's are sent to all."""
+    params = net.parameters()
+    digests = comm.allgather(_digest(params))
+    if all(d == digests[0] for d in digests):
+        return False
+    for arr in params.values():
+        comm.Bcast(arr, root=0)
+    return True
+
+
+__all__ = ["DataParallel", "DEFAULT_TIMEOUT", "check_agreement", "fingerprints", "realign"]
