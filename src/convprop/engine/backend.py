@@ -29,10 +29,17 @@ def _check(name: str, what: str) -> str:
     return name
 
 
+def quiet_numba() -> None:
+    """Keep Numba from loading colorama, whose exit handler writes an ANSI reset ("\\x1b[0m") to
+    stdout whenever that is a terminal: under mpiexec every rank's output ended with one."""
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+
 def available() -> bool:
     """Whether the compiled engine can run here (Numba imports)."""
     global _numba_ok
     if _numba_ok is None:
+        quiet_numba()
         try:
             import numba  # noqa: F401
         except ImportError:

@@ -10,9 +10,15 @@ raising, which would stop LLVM from vectorising any loop that divides.
 
 from __future__ import annotations
 
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+import os
+
+# As convprop.engine.backend.quiet_numba: no colorama, whose exit handler writes "\x1b[0m" to a
+# terminal stdout (set before Numba is first imported, when these kernels are imported directly).
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 #: Kernels (and the helpers they call). Each top-level kernel computes the output rows
 #: lo ≤ t < hi of its work, so that :func:`convprop.engine.parallel.run_rows` can share
