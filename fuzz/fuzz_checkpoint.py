@@ -4,7 +4,8 @@
 Two kinds of input: a whole file (any bytes), or, when the input starts with ``J``, JSON
 metadata that is packed into a valid archive beside a real checkpoint's arrays, so that the
 fuzzer also explores the metadata checks behind the zip layer (random bytes rarely survive a
-zip's CRCs).
+zip's CRCs). Inputs starting with ``G`` are parameters for :func:`generators.checkpoint` (a
+metadata member inflating to up to 1 GiB, or metadata claiming huge layers beside real arrays).
 """
 
 import io
@@ -13,6 +14,7 @@ import os
 import atheris
 
 import _harness  # noqa: F401  (puts src/ on sys.path)
+import generators
 import numpy as np
 
 with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
@@ -24,18 +26,27 @@ with atheris.instrument_imports(include=["convprop", "zipfile", "json"]):
     import convprop.formats.checkpoint  # noqa: F401
     import convprop.formats.model  # noqa: F401
 
-_ARRAYS: dict = {}
+_REAL: dict = {}
 
 
-def _arrays() -> dict:
-    """The arrays (all but ``meta``) of a real checkpoint of a tiny net."""
-    if not _ARRAYS:
+def _real() -> dict:
+    """The arrays (``meta`` included) of a real checkpoint of a tiny net."""
+    if not _REAL:
         import make_seeds
 
         blob = make_seeds.checkpoint_seeds()["checkpoint"]
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            _ARRAYS.update({k: npz[k] for k in npz.files if k != "meta"})
-    return _ARRAYS
+            _REAL.update({k: npz[k] for k in npz.files})
+    return _REAL
+
+
+def _arrays() -> dict:
+    """The arrays (all but ``meta``) of a real checkpoint of a tiny net."""
+    return {k: v for k, v in _real().items() if k != "meta"}
+
+
+def generate(data: bytes) -> bytes:
+    return generators.checkpoint(data, _real())
 
 
 def one_input(path: str) -> None:
@@ -54,4 +65,4 @@ def one_input(path: str) -> None:
 
 
 if __name__ == "__main__":
-    _harness.main(one_input, ".npz")
+    _harness.main(one_input, ".npz", generate)

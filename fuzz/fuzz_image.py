@@ -1,9 +1,11 @@
 """atheris target: the image reader of ``convprop predict`` (Pillow: PNG, JPEG, BMP, GIF, TIFF …),
-asked for a grey 28×28 and an RGB 32×32 input."""
+asked for a grey 28×28 and an RGB 32×32 input; inputs starting with ``G`` are parameters for
+:func:`generators.image` (PNG headers claiming up to 2³¹×2³¹ pixels)."""
 
 import atheris
 
 import _harness  # noqa: F401  (puts src/ on sys.path)
+import generators
 import numpy  # noqa: F401  (imported before instrumenting)
 
 with atheris.instrument_imports(include=["convprop", "PIL"]):
@@ -22,4 +24,4 @@ def one_input(path: str) -> None:
 
 
 if __name__ == "__main__":
-    _harness.main(one_input, ".img")
+    _harness.main(one_input, ".img", generators.image)

@@ -1,9 +1,12 @@
 """atheris target: the .mat readers, :func:`convprop.formats.matlab.load_mat` (toolbox nets) and
-:func:`convprop.datasets.read_mat` (any variables), on the same bytes."""
+:func:`convprop.datasets.read_mat` (any variables), on the same bytes; inputs starting with ``G``
+are parameters for :func:`generators.mat` (huge inputsize, cell arrays of empties, field-less struct
+arrays, too many dimensions)."""
 
 import atheris
 
 import _harness  # noqa: F401  (puts src/ on sys.path)
+import generators
 import numpy  # noqa: F401  (imported before instrumenting: only scipy.io.matlab and convprop are)
 import scipy.sparse  # noqa: F401
 
@@ -22,4 +25,4 @@ def one_input(path: str) -> None:
 
 
 if __name__ == "__main__":
-    _harness.main(one_input, ".mat")
+    _harness.main(one_input, ".mat", generators.mat)

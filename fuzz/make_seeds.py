@@ -137,6 +137,12 @@ def image_seeds() -> dict[str, bytes]:
     return out
 
 
+def generator_seeds() -> dict[str, bytes]:
+    """Inputs for the targets' size-claim generators (``G`` + parameters; see generators.py)."""
+    rng = np.random.default_rng(1)
+    return {f"gen{k}": b"G" + rng.integers(0, 256, 24, dtype=np.uint8).tobytes() for k in range(12)}
+
+
 SEEDS = {"idx": idx_seeds, "mat": mat_seeds, "checkpoint": checkpoint_seeds, "image": image_seeds}
 
 
@@ -151,7 +157,7 @@ def write_seeds(out_dir: str | Path, targets=None) -> dict[str, int]:
             continue
         folder = Path(out_dir) / target
         folder.mkdir(parents=True, exist_ok=True)
-        for name, blob in seeds.items():
+        for name, blob in {**seeds, **generator_seeds()}.items():
             (folder / f"seed-{name}").write_bytes(blob)
         counts[target] = len(seeds)
     return counts

@@ -2,14 +2,16 @@
 
 Usage::
 
-    PYTHONPATH=src python3 fuzz/run.py [--runs N] [--rss-mb MB] [--timeout S] [--work DIR] [TARGET ...]
+    PYTHONPATH=src python3 fuzz/run.py [--runs N] [--as-mb MB] [--time S] [--timeout S] [--work DIR] [TARGET ...]
 
 For each target (``idx``, ``mat``, ``checkpoint``, ``image``; default: all whose loader exists),
 the seeds from :mod:`make_seeds` go to ``WORK/seeds/<target>``, the growing corpus to
 ``WORK/corpus/<target>`` (kept between runs, so a later run continues where one stopped) and any
-crashing input to ``WORK/crashes/<target>/``. libFuzzer stops a target at the first input that
-raises anything but ConvpropError, takes more than ``--timeout`` seconds, or makes the process's
-resident memory exceed ``--rss-mb``. The exit status is 1 if any target found a crash.
+crashing input to ``WORK/crashes/<target>/``. Each input runs under the limits of
+:mod:`_harness`: an address space of ``--as-mb`` MiB (RLIMIT_AS) and ``--time`` seconds plus
+10 µs per byte of the file; libFuzzer stops a target at the first input that raises anything but
+ConvpropError, breaks a limit, or hangs past ``--timeout`` seconds. The exit status is 1 if any
+target found a crash.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ MODULES = {"idx": "formats/idx.py", "mat": "formats/matlab.py", "checkpoint": "f
 
 
 def run_target(target: str, runs: int, rss_mb: int, timeout: int, work: Path,
-               max_time: int | None = None, quiet: bool = True) -> dict:
+               max_time: int | None = None, quiet: bool = True, as_mb: int = 1024,
+               time_base: float = 3.0) -> dict:
     """Fuzz one target; return its figures (runs, seconds, cov, ft, corpus, crashes, rc)."""
     if not (HERE.parent / "src" / "convprop" / MODULES[target]).exists():
         return {"target": target, "skipped": "its loader is not in this checkout"}
@@ -52,7 +55,8 @@ def run_target(target: str, runs: int, rss_mb: int, timeout: int, work: Path,
         cmd.append(f"-max_total_time={max_time}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+        CONVPROP_FUZZ_AS_MB=str(as_mb), CONVPROP_FUZZ_TIME=str(time_base))
     log_path = work / f"{target}.log"
     start = time.monotonic()
     with open(log_path, "w") as log:
@@ -81,7 +85,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", choices=TARGETS, default=[])
     parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--rss-mb", type=int, default=1024)
+    parser.add_argument("--rss-mb", type=int, default=2048, help="libFuzzer's resident-size limit")
+    parser.add_argument("--as-mb", type=int, default=1024, help="address space per process (RLIMIT_AS)")
+    parser.add_argument("--time", type=float, default=3.0, help="seconds per input, plus 10 µs per byte")
     parser.add_argument("--timeout", type=int, default=10, help="seconds per input")
     parser.add_argument("--max-time", type=int, default=None, help="seconds per target")
     parser.add_argument("--work", type=Path, default=Path("fuzz-work"))
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
     failed = False
     for target in args.targets or TARGETS:
         r = run_target(target, args.runs, args.rss_mb, args.timeout, args.work, args.max_time,
-                       quiet=False)
+                       quiet=False, as_mb=args.as_mb, time_base=args.time)
         if "skipped" in r:
             print(f"{target:11s} skipped: {r['skipped']}")
             continue

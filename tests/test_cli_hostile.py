@@ -20,7 +20,7 @@ cli = pytest.importorskip("convprop.cli", reason="convprop.cli (branch cli) not 
 from convprop.formats.model import load_model  # noqa: E402
 from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
-SRC = Path(cli.__file__).resolve().parents[1]  # the convprop under test, for subprocesses
+SRC = Path(cli.__file__).resolve().parents[2]  # src/ of the convprop under test (cli/__init__.py), for subprocesses
 
 
 
@@ -97,7 +97,7 @@ def test_train_on_corrupt_idx(tmp_path, capsys, content, words):
     (["--layers", "1" * 5000 + "c5"], "layer spec"),
     (["--layers", "6q5"], "6q5"),
     (["--epochs", "0"], "epochs"),
-    (["--batch-size", "0"], "batch_size"),
+    (["--batch-size", "0"], "--batch-size"),
     (["--alpha", "nan"], "alpha"),
     (["--alpha", "-1"], "alpha"),
     (["--alpha", "inf"], "alpha"),
@@ -107,6 +107,7 @@ def test_train_bad_settings(tmp_path, capsys, args, words):
     argv = [a for a in TRAIN if a not in ("--layers", "2c5-s2")] if "--layers" in args else TRAIN
     code, err = run_cli(capsys, *argv, *args, "--data-dir", data, "--out", tmp_path / "run")
     assert_clean_error(code, err, words)
+    assert not (tmp_path / "run").exists()  # refused before anything was created (issue 14, item 2)
 
 
 def test_divergence_from_too_large_alpha(tmp_path, capsys):

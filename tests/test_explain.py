@@ -122,7 +122,7 @@ def test_cli_hooks(tmp_path):
 
 def test_module_entry_reports_errors(tmp_path, capsys):
     assert cli_main(["explain", str(tmp_path / "missing.mat")]) == 2
-    assert "error: cannot read" in capsys.readouterr().err
+    assert "missing.mat: no such file" in capsys.readouterr().err
 
 
 def test_defaults_explain_the_toolbox_example_network(capsys):

@@ -24,7 +24,7 @@ MAX_SECONDS = 15
 
 @pytest.mark.parametrize("target", run.TARGETS)
 def test_short_fuzz_run(target, tmp_path):
-    result = run.run_target(target, RUNS, rss_mb=1024, timeout=10, work=tmp_path, max_time=MAX_SECONDS)
+    result = run.run_target(target, RUNS, rss_mb=2048, timeout=10, work=tmp_path, max_time=MAX_SECONDS, as_mb=1024)
     if "skipped" in result:
         pytest.skip(f"{target}: {result['skipped']}")
     log = Path(result["log"]).read_text(errors="replace")

@@ -183,7 +183,7 @@ def test_image_size_is_inferred_or_given(tmp_path):
 
 
 def test_errors_are_clear(tmp_path):
-    with pytest.raises(ConvpropError, match="cannot read"):
+    with pytest.raises(ConvpropError, match=r"missing\.mat: no such file"):
         load_mat(tmp_path / "missing.mat")
     (tmp_path / "text.mat").write_text("not a mat file at all " * 10)
     with pytest.raises(ConvpropError, match="not a readable MATLAB .mat file"):

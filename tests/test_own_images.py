@@ -47,7 +47,7 @@ def test_a_network_learns_the_folder_of_digits(digits):
     assert np.bincount(data.y_test).min() >= 35
     net = _small_net(data.image_shape, 10)
     train(net, data.x_train, data.y_train, epochs=10, batch_size=20, seed=0, optimizer=Adam(3e-3))
-    assert evaluate(net, data.x_test, data.y_test).error < 0.05  # measured: 2.2 %
+    assert evaluate(net, data.x_test, data.y_test).error < 0.05  # measured: 2.51 % (9 of 359)
 
 
 def test_colour_is_kept_as_channels_and_matters(shapes):
@@ -135,7 +135,7 @@ def test_csv_of_path_label(tmp_path, digits):
     assert data.class_names == sorted(DIGIT_NAMES) and data.image_shape == (8, 8, 1)
     net = _small_net(data.image_shape, 10)
     train(net, data.x_train, data.y_train, epochs=15, batch_size=20, seed=0, optimizer=Adam(3e-3))
-    assert evaluate(net, data.x_test, data.y_test).error < 0.15  # 449 images; measured: 6.7 %
+    assert evaluate(net, data.x_test, data.y_test).error < 0.15  # 450 images; measured: 4.44 % (4 of 90)
 
 
 @pytest.mark.parametrize("argv, message", [

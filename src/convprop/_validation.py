@@ -145,8 +145,8 @@ class Interval:
             return False
         if self.kind is int and not isinstance(value, (int, np.integer)):
             return False
-        if not np.isfinite(value):
-            return False
+        if not isinstance(value, (int, np.integer)) and not np.isfinite(value):  # ints are finite (and
+            return False  # a Python int past 64 bits would make np.isfinite raise TypeError)
         left = self.closed in ("both", "left")
         right = self.closed in ("both", "right")
         if self.low is not None and (value < self.low or (value == self.low and not left)):

@@ -53,12 +53,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _real_images(value, where: str) -> np.ndarray:
+    """``value`` if it holds images (2-D or 3-D real numbers; uint8 kept for the note on pixels), else a
+    one-line ConvpropError."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        kind = (f"a {type(value).__name__}" if not isinstance(value, np.ndarray)
+                else {"O": "a cell array", "V": "a struct", "U": "text", "S": "text", "c": "complex numbers"}
+                .get(value.dtype.kind, f"dtype {value.dtype}"))
+        raise ConvpropError(f"{where} holds {kind}, not images (real numbers, H×W or H×W×N)")
+    if value.ndim not in (2, 3):
+        raise ConvpropError(f"{where} has shape {value.shape}, not images (H×W or H×W×N)")
+    return value
+
+
 def _load_images(path: Path, var: str | None) -> np.ndarray:
     """Images as (N, H, W) from .npy (N×H×W or H×W) or .mat (toolbox H×W×N)."""
     if path.suffix == ".npy":
         from ..formats._npz import read_npy
 
-        arr = read_npy(path)  # header checked against the file size; no pickles
+        arr = _real_images(read_npy(path), str(path))  # header checked against the file size; no pickles
         return arr[None] if arr.ndim == 2 else arr
     if path.suffix == ".mat":
         from ..formats.mat import read_mat
@@ -71,7 +84,7 @@ def _load_images(path: Path, var: str | None) -> np.ndarray:
                 raise ConvpropError(f"{path}: say which variable holds the images with --var ({', '.join(contents)})")
         if var not in contents:
             raise ConvpropError(f"{path} has no variable {var!r}")
-        arr = np.asarray(contents[var], dtype=np.float64)
+        arr = _real_images(contents[var], f"{path}: variable {var!r}")
         return np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr[None]
     raise ConvpropError(f"--input must be a .npy or .mat file, got {path.name}")
 

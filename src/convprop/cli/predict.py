@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets.images import decode_image
 from ..errors import ConvpropError
-from ..formats.idx import looks_like_idx, read_idx
+from ..formats.idx import iter_idx, looks_like_idx
 from ._common import class_names, model_file, mpi_world, speaks
 
 Row = tuple[str, np.ndarray, list[str]]
@@ -52,14 +53,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return r
 
 
-def _array_rows(f: Path, arr: np.ndarray, shape: tuple[int, int, int], invert: bool) -> list[Row]:
-    """The images of an IDX or .npy array: (N, H, W[, C]) or one (H, W[, C]); uint8 / 255."""
-    h, w, c = shape
-    if arr.ndim == (2 if c == 1 else 3):
-        arr = arr[None]
-    if arr.shape[1:] != ((h, w) if c == 1 else (h, w, c)):
-        raise ConvpropError(f"{f}: holds an array of shape {arr.shape}, not images of {h}x{w}"
-                            + (f"x{c}" if c != 1 else "") + " as the model takes")
+def _as_pixels(f: Path, arr: np.ndarray, invert: bool) -> tuple[np.ndarray, list[str]]:
+    """Array values as pixels in [0, 1]: uint8 / 255 (said), floats as they are (said when outside [0, 1])."""
     notes = []
     if arr.dtype == np.uint8:
         x, notes = arr / 255.0, ["uint8 pixels / 255"]
@@ -69,67 +64,117 @@ def _array_rows(f: Path, arr: np.ndarray, shape: tuple[int, int, int], invert: b
             notes = [f"values in [{x.min():g}, {x.max():g}], not [0, 1]: used as they are"]
     else:
         raise ConvpropError(f"{f}: holds {arr.dtype} values, not pixels")
-    if invert:
-        x = 1.0 - x
-    return [(f"{f}[{i}]", x[i], notes) for i in range(len(x))]
+    return (1.0 - x if invert else x), notes
 
 
-def _rows(f: Path, shape: tuple[int, int, int], invert: bool) -> list[Row]:
+def _check_shape(f: Path, shape: tuple[int, ...], image: tuple[int, int, int]) -> bool:
+    """Whether ``shape`` is one image (else a stack of them) of the model's ``image`` shape; else an error."""
+    h, w, c = image
+    one = (h, w) if c == 1 else (h, w, c)
+    if tuple(shape) == one:
+        return True
+    if tuple(shape[1:]) != one:
+        raise ConvpropError(f"{f}: holds an array of shape {tuple(shape)}, not images of {h}x{w}"
+                            + (f"x{c}" if c != 1 else "") + " as the model takes")
+    return False
+
+
+def _chunks(f: Path, image: tuple[int, int, int], step: int, invert: bool) -> Iterator[list[Row]]:
+    """The rows of one input file, in chunks of at most ``step`` images (IDX files are streamed)."""
     if not f.exists():
         raise ConvpropError(f"{f}: no such file")
-    if f.suffix.lower() == ".npy":
+    if looks_like_idx(f):
+        shape, _, chunks = iter_idx(f, step)
+        try:
+            if _check_shape(f, shape, image):  # one image: its chunks are rows of it
+                chunks = iter([np.concatenate(list(chunks))[None]])
+            start = 0
+            for chunk in chunks:
+                x, notes = _as_pixels(f, chunk, invert)
+                yield [(f"{f}[{start + i}]", x[i], notes) for i in range(len(x))]
+                start += len(chunk)
+        finally:
+            chunks.close()
+    elif f.suffix.lower() == ".npy":
         from ..formats._npz import read_npy
 
-        return _array_rows(f, read_npy(f), shape, invert)
-    if looks_like_idx(f):
-        return _array_rows(f, np.asarray(read_idx(f)), shape, invert)
-    image, notes = decode_image(f, shape, invert)
-    return [(str(f), image, notes)]
+        arr = read_npy(f)
+        if _check_shape(f, arr.shape, image):
+            arr = arr[None]
+        for start in range(0, len(arr), step):
+            x, notes = _as_pixels(f, arr[start:start + step], invert)
+            yield [(f"{f}[{start + i}]", x[i], notes) for i in range(len(x))]
+    else:
+        picture, notes = decode_image(f, image, invert)
+        yield [(str(f), picture, notes)]
+
+
+class _Report:
+    """Prints the first ``limit`` predictions and counts all of them: nothing grows with the number of images.
+
+    Under ``mpiexec`` every rank classifies its share of each chunk and rank 0 alone prints.
+    """
+
+    def __init__(self, net, names: list[str], limit: int) -> None:
+        self.net, self.names, self.limit = net, names, limit
+        self.counts = np.zeros(net.n_outputs, dtype=np.int64)
+        self.total = 0
+        self.comm = mpi_world()
+        self.speaks = speaks(self.comm)
+
+    def add(self, rows: list[Row]) -> None:
+        """Classify the images of ``rows`` and print their lines while under the limit."""
+        x = np.stack([r[1] for r in rows]).astype(self.net.dtype, copy=False)
+        if self.comm is None:
+            proba = self.net.predict_proba(x)
+        else:
+            from ..training.mpi import sharded_predict_proba
+
+            proba = sharded_predict_proba(self.net, x, self.comm)
+        pred = np.argmax(proba, axis=1)
+        for (name, _, notes), k, p in zip(rows, pred, proba):
+            if self.speaks and (self.limit == 0 or self.total < self.limit):
+                said = f"  [{'; '.join(notes)}]" if notes else ""
+                print(f"{name}: {self.names[k]} (output {p[k]:.3f}){said}")
+            self.total += 1
+        self.counts += np.bincount(pred, minlength=self.net.n_outputs)
+
+    def close(self) -> None:
+        shown = self.total if self.limit == 0 else min(self.limit, self.total)
+        if self.speaks and shown < self.total:
+            print(f"... {self.total - shown} more; predicted counts over all {self.total}: "
+                  + ", ".join(f"{self.names[i]}: {n}" for i, n in enumerate(self.counts)))
 
 
 def run(args) -> int:
     """Run ``convprop predict``; returns 0, 1 when some files could not be read (the others are
-    classified), 2 when none could."""
+    classified), 2 when none could.
+
+    Images are read, classified and forgotten chunk by chunk (IDX files are streamed), so the
+    memory does not grow with the number of images.
+    """
     from ..formats.model import load_model
 
     net = load_model(model_file(args.model))
-    names = class_names(net.extra, net.n_outputs)
-    rows: list[Row] = []
-    errors: list[ConvpropError] = []
+    report = _Report(net, class_names(net.extra, net.n_outputs), args.limit)
+    step, pending, errors = net.chunk_size(), [], []
     for f in map(Path, args.inputs):
         try:
-            rows += _rows(f, net.image_shape, args.invert)
+            for rows in _chunks(f, net.image_shape, step, args.invert):
+                pending += rows
+                if len(pending) >= step:
+                    report.add(pending)
+                    pending = []
         except ConvpropError as exc:
             errors.append(exc)
-    if not rows and len(errors) == 1:
+    if pending:
+        report.add(pending)
+    report.close()
+    if report.total == 0 and len(errors) == 1:
         raise errors[0]  # nothing to classify: the one-line error, status 2
-    for exc in errors:
+    for exc in errors if report.speaks else ():
         print(f"convprop predict: error: {' '.join(str(exc).split())}", file=sys.stderr)
-    if rows:
-        _print(net, names, rows, args.limit)
-    if errors:
+    if errors and report.speaks:
         print(f"convprop predict: {len(errors)} of {len(args.inputs)} file(s) could not be read"
-              + ("; the others are classified above" if rows else ""), file=sys.stderr)
-    return 0 if not errors else 1 if rows else 2
-
-
-def _print(net, names: list[str], rows: list[Row], limit: int) -> None:
-    x = np.stack([r[1] for r in rows]).astype(net.dtype)
-    comm = mpi_world()  # under mpiexec: each rank classifies its share of the images
-    if comm is None:
-        proba = net.predict_proba(x)
-    else:
-        from ..training.mpi import sharded_predict_proba
-
-        proba = sharded_predict_proba(net, x, comm)
-        if not speaks(comm):
-            return
-    pred = np.argmax(proba, axis=1)
-    shown = rows if limit == 0 else rows[:limit]
-    for (name, _, notes), k, p in zip(shown, pred, proba):
-        said = f"  [{'; '.join(notes)}]" if notes else ""
-        print(f"{name}: {names[k]} (output {p[k]:.3f}){said}")
-    if len(shown) < len(rows):
-        counts = np.bincount(pred, minlength=net.n_outputs)
-        print(f"... {len(rows) - len(shown)} more; predicted counts over all {len(rows)}: "
-              + ", ".join(f"{names[i]}: {n}" for i, n in enumerate(counts)))
+              + ("; the others are classified above" if report.total else ""), file=sys.stderr)
+    return 0 if not errors else 1 if report.total else 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .._files import atomic_write_text
@@ -24,7 +25,18 @@ def write_summary(path: Path, config: dict, net, state, class_names: list[str] |
         summary.update({k: config[k] for k in ("image_size", "color", "val_split") if k in config})
     if class_names is not None:
         summary["class_names"] = list(class_names)
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float replaced by None (null): summary.json stays JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 class EpochReport(Callback):

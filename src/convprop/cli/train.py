@@ -11,6 +11,8 @@ from ..errors import ConvpropError
 from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, model_file, say
 from ._data import IMAGES, add_image_arguments, check_data_dir, load_run_data, own_images
 from .report import EpochReport, all_plots, summary_table, write_summary
+from .runconfig import check_arguments, check_run_config
+from .rundir import RunDir
 
 DEFAULT_LAYERS = "6c5-s2-12c5-s2"
 #: Settings that define a run; a resumed run must not change them.
@@ -56,8 +58,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, help="L2 weight decay (decoupled for adamw; default 0)")
     t.add_argument("--dtype", choices=("float64", "float32"), help="default float64")
     t.add_argument("--seed", type=int, help="initialisation and permutation seed (default 0)")
-    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>); refused if it holds "
+                   "another run, unless --resume or --force")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (file or run directory)")
+    t.add_argument("--force", action="store_true", help="replace the run already in --out (its files and plots)")
     t.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     t.add_argument("--mpi-timeout", type=float, metavar="S",
                    help="under mpiexec: seconds a rank waits for the others before ending the job (default 300)")
@@ -82,14 +86,14 @@ def _resumed_run(args, given: dict):
         ckpt = ckpt.with_name("checkpoint.npz")
     net, state = load_checkpoint(ckpt)
     extra = net.extra
-    config = state.config
+    config = check_run_config(state.config, net, str(ckpt))
     clash = [f"--{k.replace('_', '-')} {v} (checkpoint: {config.get(k)})"
              for k, v in given.items() if k in config and _norm(k, v) != config.get(k)]
     if clash:
         raise ConvpropError(f"--resume keeps the run's settings; these differ: {', '.join(clash)}")
     if args.epochs is None:
         raise ConvpropError(f"--resume needs --epochs N, the total number of epochs (done: {state.epoch})")
-    if args.epochs <= state.epoch:  # mid-epoch, epoch state.epoch + 1 is still to finish
+    if args.epochs < state.epoch or (args.epochs == state.epoch and state.batch):  # epoch + 1 unfinished
         done = f"{state.epoch} epochs" + (f" and {state.batch} batches" if state.batch else "")
         raise ConvpropError(f"the checkpoint has done {done}; ask for more with --epochs")
     return net, state, extra, config, Path(args.out) if args.out else ckpt.parent
@@ -116,6 +120,7 @@ def _new_run(args, given: dict):
         "dtype": given.get("dtype", "float64"),
         "seed": given.get("seed", 0),
     }
+    run_optimizer(config)  # a bad combination (adam with --momentum) fails now, not after the data loads
     state = TrainingState.new(config["seed"], config)
     extra = {"dataset": config["dataset"], "class_names": CLASS_NAMES.get(config["dataset"])}
     name = Path(args.data_dir).resolve().stem if config["dataset"] == IMAGES else config["dataset"]
@@ -174,13 +179,34 @@ def _load_data(parallel, load):
 def run(args) -> int:
     """Run ``convprop train`` for parsed arguments; returns the exit status."""
     from ..formats.model import save_model
-    from ..training.callbacks import MetricsLog
-    from ..training.loop import fit
 
     parallel = _parallel(args)
+    check_arguments(args)
     check_data_dir(args.data_dir)
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
+    finished = bool(args.resume) and state.epoch and not state.batch and args.epochs == state.epoch
+    if parallel is not None and parallel.rank != 0:  # rank 0 alone owns the run directory
+        return 0 if finished else _train(args, net, state, extra, config, out, parallel)
+    # Locked, writable, cleaned of a crash's leftovers and refused if it holds another run: all
+    # before any data is loaded.
+    with RunDir(out).acquire(force=args.force, resume=bool(args.resume)):
+        if args.resume and state.epoch and not state.batch:
+            write_summary(out / "summary.json", config, net, state)  # may lag the checkpoint after a crash
+            if finished:  # only the final files are missing
+                save_model(net, out / "model.npz", extra)
+                print(f"the checkpoint has done all {state.epoch} epochs; model: {out / 'model.npz'} "
+                      "(rewritten from the checkpoint)")
+                return 0
+        return _train(args, net, state, extra, config, out, parallel)
+
+
+def _train(args, net, state, extra, config, out, parallel) -> int:
+    from ..formats.model import save_model
+    from ..training.budget import check_batch
+    from ..training.callbacks import MetricsLog
+    from ..training.loop import fit
+
     epochs = args.epochs if args.epochs is not None else 1
     dtype = np.dtype(config["dtype"])
     data_dir = data_dir_for(args, extra)
@@ -190,10 +216,8 @@ def run(args) -> int:
     extra["class_names"] = data.class_names
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     net = net if net is not None else _network(config, x_train, len(data.class_names))
-    out.mkdir(parents=True, exist_ok=True)
+    check_batch(net, config["batch_size"], len(x_train))
     checkpoint = out / "checkpoint.npz"
-    if not args.resume and checkpoint.exists():
-        say(args, f"note: starting a new run; {out}/ already holds one, which will be replaced")
     say(args, _banner(args, config, net, state, data, epochs, out, parallel))
     first_new = state.epoch
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],

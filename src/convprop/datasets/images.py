@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import open_regular
 from ..errors import ConvpropError
 
 #: Formats convprop decodes: plain raster formats only. (Pillow would otherwise also open EPS
@@ -31,6 +32,7 @@ def _open(path: Path):
     """Pillow image of ``path`` (header read, pixels not yet), with the format and size limits."""
     from PIL import Image
 
+    open_regular(path, "image").close()  # a FIFO, device or directory: refused at once, never read
     im = Image.open(path, formats=IMAGE_FORMATS)
     width, height = im.size
     if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:

@@ -82,8 +82,10 @@ def load_dataset(name: str, split: str = "train", path: str | os.PathLike | None
             raise ConvpropError(f"{spec.name} {split} files not found locally (searched:"
                                 f" {', '.join(searched)}) and {exc}{_package_hint(spec)}") from None
     images_path, labels_path = paths
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
+    # No bigger than the catalogued files: a forged header cannot make a 10 GB "MNIST".
+    images_spec, labels_spec = spec.files[split]
+    images = read_idx(images_path, max_bytes=images_spec.size)
+    labels = read_idx(labels_path, max_bytes=labels_spec.size)
     _check_pair(images, labels, images_path, labels_path)
     return images, labels
 

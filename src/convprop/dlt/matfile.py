@@ -48,8 +48,8 @@ def load_mat(
     Raises
     ------
     ConvpropError
-        When the file is missing, not a .mat file, a v7.3 (HDF5) file, or
-        does not hold a valid toolbox network.
+        As :func:`convprop.formats.matlab.load_mat` (missing file, not a .mat
+        file, v7.3, no valid toolbox network).
 
     Examples
     --------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,64 @@ OUTPUTS = {"sigmoid": SigmoidOutput, "softmax": SoftmaxOutput}
 #: Largest number of images pushed through the network at once by
 #: :meth:`Network.predict_proba` (bounds the memory of the patch matrices).
 PREDICT_CHUNK = 500
+#: Working memory (bytes) of one chunk of :meth:`Network.predict_proba`, as :func:`plan_network`
+#: estimates it: big images go through in smaller chunks (at least one image at a time).
+PREDICT_BYTES = 64 << 20
+
+
+class NetworkPlan(NamedTuple):
+    """A network's shapes and sizes, found by arithmetic alone (see :func:`plan_network`).
+
+    Attributes
+    ----------
+    map_shape : tuple of int
+        Shape of the last layer's output.
+    params : int
+        Number of parameter values, the output layer's included.
+    values : int
+        Per image: values of the arrays one forward pass allocates (input, every layer's
+        outputs and copies), the basis of the working-memory estimates of prediction and training.
+    """
+
+    map_shape: tuple[int, ...]
+    params: int
+    values: int
+
+
+def plan_network(layers: Sequence[Layer], n_outputs: int) -> NetworkPlan:
+    """Check ``layers`` as :class:`Network` would and size the network, without allocating anything.
+
+    Loaders call it on the sizes a file claims before building the network, so that a few-byte
+    file cannot make a terabyte-sized one.
+
+    Raises
+    ------
+    ConvpropError
+        Whatever :class:`Network` would say: Input not first, maps after a Dense layer, a layer
+        that does not fit its input.
+    """
+    layers = list(layers)
+    if not layers or not isinstance(layers[0], Input):
+        raise ConvpropError("the first layer must be Input(height, width[, channels])")
+    n_outputs = positive_int(n_outputs, "n_outputs")
+    shape = layers[0].shape
+    params, values = 0, int(np.prod(shape, dtype=object))
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
+            raise ConvpropError(
+                f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}"
+            )
+        if i and isinstance(layer, Input):
+            raise ConvpropError(f"layer {i}: Input may only be the first layer")
+        if len(shape) != 3 and not isinstance(layer, Dense):
+            raise ConvpropError(
+                f"Layer {i} ({layer.spec()}) needs maps as input, but layer {i - 1} gives a vector of "
+                f"{shape[0]}: only Dense layers may follow a Dense layer"
+            )
+        shape, p, v = layer.plan(shape, where=f"Layer {i}")
+        params, values = params + p, values + v
+    _, p, v = SigmoidOutput(n_outputs).plan((int(np.prod(shape, dtype=object)),), where="output")
+    return NetworkPlan(tuple(shape), params + p, values + v)
 
 
 class Network:
@@ -70,19 +129,12 @@ class Network:
         init: str = "toolbox",
     ) -> None:
         layers = list(layers)
-        if not layers or not isinstance(layers[0], Input):
-            raise ConvpropError("the first layer must be Input(height, width[, channels])")
         if output not in OUTPUTS:
             raise ConvpropError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         if init not in INITS:
             raise ConvpropError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer) or isinstance(layer, SigmoidOutput):
-                raise ConvpropError(
-                    f"layer {i} must be Input, Conv or Subsample (the toolbox's), MaxPool or Dense, got {layer!r}"
-                )
-            if i and isinstance(layer, Input):
-                raise ConvpropError(f"layer {i}: Input may only be the first layer")
+        #: Sizes by arithmetic (see :func:`plan_network`): every check before any allocation.
+        self.plan = plan_network(layers, n_outputs)
         # The network owns copies: one list of layers may build several networks.
         layers = [copy.deepcopy(layer) for layer in layers]
         self.dtype = check_dtype(dtype)
@@ -90,11 +142,6 @@ class Network:
         self.layers = layers
         shape = layers[0].shape
         for i, layer in enumerate(layers):
-            if len(shape) != 3 and not isinstance(layer, Dense):
-                raise ConvpropError(
-                    f"Layer {i} ({layer.spec()}) needs maps as input, but layer {i - 1} gives a vector of "
-                    f"{shape[0]}: only Dense layers may follow a Dense layer"
-                )
             shape = layer.build(shape, self.dtype, where=f"Layer {i}")
         #: Shape of the last layer's output: maps (H, W, C), or (units,) after a Dense layer.
         self.map_shape: tuple[int, ...] = shape
@@ -303,6 +350,11 @@ class Network:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Output activations for images, computed in chunks.
 
+        Chunks hold at most :data:`PREDICT_CHUNK` images and about :data:`PREDICT_BYTES` of
+        working memory (estimated from the layer shapes, :attr:`plan`); nothing of the last
+        chunk stays referenced afterwards, so memory beyond ``x`` and the result is bounded
+        whatever N.
+
         Parameters
         ----------
         x : array_like, shape (N, H, W[, C]) or one image (H, W[, C])
@@ -313,10 +365,25 @@ class Network:
         """
         maps, single = check_images(x, self.image_shape, self.dtype)
         out = np.empty((maps.shape[0], self.n_outputs), dtype=self.dtype)
-        with blas_limit():
-            for start in range(0, maps.shape[0], PREDICT_CHUNK):
-                out[start : start + PREDICT_CHUNK] = self.forward_batch(maps[start : start + PREDICT_CHUNK])
+        step = self.chunk_size()
+        try:
+            with blas_limit():
+                for start in range(0, maps.shape[0], step):
+                    out[start : start + step] = self.forward_batch(maps[start : start + step])
+        finally:
+            self.release()
         return out[0] if single else out
+
+    def chunk_size(self, max_bytes: int = PREDICT_BYTES) -> int:
+        """Images per inference chunk: at most :data:`PREDICT_CHUNK`, about ``max_bytes`` of work, at least 1."""
+        per_image = max(1, self.plan.values * self.dtype.itemsize)
+        return int(max(1, min(PREDICT_CHUNK, max_bytes // per_image)))
+
+    def release(self) -> None:
+        """Drop the last batch's maps, outputs and work buffers (what forward and backward keep)."""
+        self._maps, self.o, self.e = [], None, None
+        for layer in [*self.layers, self.output]:
+            layer.__dict__.update(layer.__getstate__())
 
     def predict(self, x: np.ndarray) -> np.ndarray | int:
         """Predicted class (argmax of the outputs) for images; an int for one image."""

@@ -24,6 +24,8 @@ from .model import atomic_savez, build_network, get_field, meta_array, network_m
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 _HISTORY = ("rL", "L", "epoch_seconds", "test_error")
+#: Largest ``epoch_elapsed`` accepted (seconds; a century): sums of it stay finite, JSON-writable.
+MAX_ELAPSED = 3.2e9
 
 
 @dataclass
@@ -168,10 +170,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, TrainingState]:
         arr = arrays.get(f"history/{name}")
         if arr is None or arr.ndim != 1 or arr.dtype != np.float64:
             raise ConvpropError(f"{where}: history array {name!r} is missing or not 1-D float64")
+        if not np.isfinite(arr).all():
+            raise ConvpropError(f"{where}: history array {name!r} holds NaN or infinite values")
         history[name] = arr.tolist()
     elapsed = training.get("epoch_elapsed", 0.0)
-    if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool):
-        raise ConvpropError(f"{where}: metadata field 'epoch_elapsed' must be a number")
+    if (not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool)
+            or not 0 <= elapsed < MAX_ELAPSED):  # also refuses NaN; a float of an int past 1e308 is inf
+        raise ConvpropError(f"{where}: metadata field 'epoch_elapsed' must be a number of seconds in "
+                            f"[0, {MAX_ELAPSED:g}), got {elapsed!r:.40}")
     state = TrainingState(
         epoch=epoch, batch=batch, rng_state=training["rng"], config=config, epoch_elapsed=float(elapsed),
         optimizer=_optimizer_state(training, arrays, net, where), **history

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.io
 from scipy.io import matlab
 
+from .._files import file_errors, open_regular
 from ..errors import ConvpropError
 from ._matcheck import check_mat_bytes
 
@@ -47,13 +48,10 @@ def read_mat(path: str | os.PathLike, **loadmat_kwargs) -> dict:
         Missing file, empty or non-.mat file, truncated or corrupt data, or a v7.3 (HDF5)
         file (the message says how to re-save it).
     """
-    path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise ConvpropError(f"{name}: no such file" if not path.exists()
-                            else f"{name}: not a regular file")
+    with open_regular(path, ".mat") as f, file_errors(name, ".mat"):
+        buf = f.read()
     try:
-        buf = path.read_bytes()
         major, _ = matlab.matfile_version(io.BytesIO(buf))
     except (matlab.MatReadError, ValueError, OSError, EOFError, struct.error, IndexError) as exc:
         raise ConvpropError(f"{name}: not a MATLAB .mat file ({exc})") from None

@@ -31,10 +31,10 @@ import scipy.io
 
 from ..engine import layout
 from .mat import read_mat
-from .._files import atomic_write
+from .._files import atomic_write, file_errors, open_regular
 from ..errors import ConvpropError
 from ..engine.layers import Conv, Input, Subsample
-from ..engine.network import Network
+from ..engine.network import Network, plan_network
 
 __all__ = ["load_mat", "save_mat", "network_from_struct", "struct_from_network"]
 
@@ -105,11 +105,8 @@ def _matrix(value: Any, where: str, shape: tuple[int, ...] | None = None) -> np.
 def _read(path: Path) -> dict[str, Any]:
     """:func:`convprop.data.read_mat` (structure-checked loadmat, one-line errors) in the layout the
     struct decoder expects, with the toolbox user's own fix named for HDF5 files."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(520)
-    except OSError as exc:
-        raise ConvpropError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with open_regular(path, ".mat") as f, file_errors(str(path), ".mat"):
+        head = f.read(520)
     if head[512:520] == _HDF5_SIGNATURE or head[:8] == _HDF5_SIGNATURE:
         raise ConvpropError(
             f"{path} is an HDF5 file (MATLAB -v7.3 or Octave -hdf5), which convprop does not read; "
@@ -262,12 +259,15 @@ def network_from_struct(
     layers: list = [Input(height, width, channels)]
     for spec in specs[1:]:
         layers.append(Conv(spec["outputmaps"], spec["kernelsize"]) if spec["type"] == "c" else Subsample(spec["scale"]))
-    net = Network(layers, n_outputs=ffw.shape[0])
-    if ffw.shape[1] != net.n_features:
+    # Compare the sizes the struct claims (inputsize, layers) with ffW *before* building: a
+    # forged inputsize of 10⁵×10⁵ must not allocate its maps' kernels and buffers.
+    n_features = int(np.prod(plan_network(layers, ffw.shape[0]).map_shape, dtype=object))
+    if ffw.shape[1] != n_features:
         raise ConvpropError(
             f"{where}.ffW is {ffw.shape[0]}×{ffw.shape[1]} but the layers on {height}×{width} images "
-            f"give {net.n_features} features"
+            f"give {n_features} features"
         )
+    net = Network(layers, n_outputs=ffw.shape[0])
     for spec, layer in zip(specs, net.layers):
         if spec["type"] == "c":
             layer.params["weight"][...] = layout.kernels_from_dlt(spec["k"])

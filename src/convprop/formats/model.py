@@ -34,15 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from ._npz import file_errors, read_npz
-from .._files import atomic_write
+from ._npz import read_npz
+from .._files import atomic_write, open_regular
 from ..errors import ConvpropError
-from ..engine.layers import Conv, Dense, Input, MaxPool, Subsample
-from ..engine.network import Network
+from ..engine.layers import Input
+from ..engine.network import Network, plan_network
 from ..engine.spec import format_layers, parse_layers
 
 FORMAT = "convprop"
 VERSION = 1
+#: Largest metadata member read (bytes of JSON); real files hold a few kilobytes.
+MAX_META_BYTES = 4 << 20
 
 
 # ---------------------------------------------------------------- writing
@@ -105,7 +107,7 @@ def save_model(net: Network, path: str | os.PathLike, extra: dict | None = None)
 def read_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     where = str(path)
-    with file_errors(where, ".npz"), open(path, "rb") as f:
+    with open_regular(path, ".npz") as f:
         magic = f.read(6)
     if magic == b"\x93NUMPY":
         raise ConvpropError(f"{where}: a single .npy array, not a convprop .npz file")
@@ -113,7 +115,8 @@ def read_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise ConvpropError(f"{where}: not a .npz file (a convprop model or checkpoint)")
     # Every member is checked (plain numeric .npy, sizes consistent with the archive) before
     # anything is allocated; object arrays (pickles) are refused. See convprop._npz.
-    arrays = read_npz(path, names=lambda key: key == "meta" or key.startswith(("param/", "history/", "optim/")))
+    arrays = read_npz(path, names=lambda key: key == "meta" or key.startswith(("param/", "history/", "optim/")),
+                      limits={"meta": MAX_META_BYTES})
     if "meta" not in arrays:
         raise ConvpropError(f"{where}: not a convprop file (no metadata)")
     raw = arrays.pop("meta")
@@ -138,37 +141,6 @@ def get_field(meta: dict, key: str, kind: type | tuple, where: str) -> Any:
     return value
 
 
-def _parameter_count(shape: list, layers: list, n_outputs: int) -> int | None:
-    """Number of parameters of the network described, by arithmetic alone (no allocation);
-    None when the layers do not fit the input (building the network then says why)."""
-    if n_outputs < 1:
-        return None
-    h, w, c = shape
-    features = None  # set once a Dense layer has flattened the maps
-    total = 0
-    for layer in layers:
-        if isinstance(layer, Dense):
-            fan_in = features if features is not None else h * w * c
-            total += layer.units * (fan_in + 1)
-            features = layer.units
-        elif features is not None:
-            return None  # maps after a Dense layer: Network refuses it, saying why
-        elif isinstance(layer, Conv):
-            kh, kw = layer.kernelsize
-            top, bottom, left, right = layer.pads
-            hp, wp = h + top + bottom, w + left + right
-            if kh > hp or kw > wp:
-                return None
-            total += layer.outputmaps * (c * kh * kw + 1)
-            h, w, c = (hp - kh) // layer.stride + 1, (wp - kw) // layer.stride + 1, layer.outputmaps
-        elif isinstance(layer, (Subsample, MaxPool)):
-            if h < layer.scale or w < layer.scale:
-                return None
-            h, w = h // layer.scale, w // layer.scale
-    fan_in = features if features is not None else h * w * c
-    return total + n_outputs * (fan_in + 1)
-
-
 def build_network(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Network:
     spec = get_field(meta, "layers", str, where)
     try:
@@ -182,25 +154,30 @@ def build_network(meta: dict, arrays: dict[str, np.ndarray], where: str) -> Netw
     if dtype not in ("float32", "float64"):
         raise ConvpropError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
     n_outputs = get_field(meta, "n_outputs", int, where)
-    # Check the size the metadata describes against the arrays the file holds *before* building
-    # (a forged 10⁶×10⁶ input_shape would otherwise allocate terabytes); small mismatches are
-    # named parameter by parameter below.
-    expected = _parameter_count(shape, layers, n_outputs)
+    output = meta.get("output", "sigmoid")  # absent in files from before softmax outputs
+    # Size the network the metadata describes by the layers' own shape arithmetic and compare it
+    # with the arrays the file holds *before* building it (a forged 10⁶×10⁶ input_shape or
+    # 100000f-100000f would otherwise allocate terabytes); small mismatches are named parameter
+    # by parameter below.
+    try:
+        if not isinstance(output, str):
+            raise ConvpropError(f"metadata field 'output' must be a string, got {output!r:.60}")
+        layers = [Input(*shape), *layers]
+        expected = plan_network(layers, n_outputs).params
+    except ConvpropError as exc:
+        raise ConvpropError(f"{where}: {exc}") from None
     held = sum(a.size for k, a in arrays.items() if k.startswith("param/"))
-    if expected is not None and expected > max(held, 1 << 20):
+    if expected > held + (1 << 20):
         raise ConvpropError(f"{where}: the metadata describes a network of {expected} parameters, "
                             f"the file holds {held}")
     try:
-        output = meta.get("output", "sigmoid")  # absent in files from before softmax outputs
-        if not isinstance(output, str):
-            raise ConvpropError(f"metadata field 'output' must be a string, got {output!r}")
-        net = Network([Input(*shape), *layers], n_outputs, dtype=dtype, seed=0, output=output)
+        net = Network(layers, n_outputs, dtype=dtype, seed=0, output=output)
     except ConvpropError as exc:
         raise ConvpropError(f"{where}: {exc}") from None
     params = net.parameters()
     names = get_field(meta, "params", list, where)
-    if sorted(names) != sorted(params):
-        raise ConvpropError(f"{where}: parameters {names} do not match the network's {list(params)}")
+    if not all(isinstance(n, str) for n in names) or sorted(names) != sorted(params):
+        raise ConvpropError(f"{where}: parameters {names!r:.200} do not match the network's {list(params)}")
     for name, live in params.items():
         arr = arrays.get(f"param/{name}")
         if arr is None:

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import ops
+
+
+class Plan(NamedTuple):
+    """What a layer would be on a given input, found by arithmetic alone (nothing allocated).
+
+    Attributes
+    ----------
+    out_shape : tuple of int
+        Output shape, (H, W, C) maps or (units,).
+    params : int
+        Number of parameter values.
+    values : int
+        Values (per image) of the arrays its forward pass allocates: the output and any padded or
+        flattened copy of the input; an estimate of its working memory.
+    """
+
+    out_shape: tuple[int, ...]
+    params: int
+    values: int
 
 
 class Layer:
@@ -70,14 +91,23 @@ class Layer:
         """The delta of this layer's output from the last backward, as (N, H, W, C) maps (a view)."""
         return None if self._d is None else ops.to_nhwc(self._d)
 
+    def plan(self, in_shape: tuple[int, ...], where: str) -> Plan:
+        """Output shape, parameter count and working values on ``in_shape``, without allocating.
+
+        Raises the ConvpropError :meth:`build` would (``where`` names the layer) when the layer
+        does not fit its input. :class:`~convprop.network.Network` and the file loaders' size
+        guards both use it, so the two never disagree.
+        """
+        return Plan(tuple(in_shape), 0, 0)
+
     def build(self, in_shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, ...]:
         """Fix the input shape (H, W, C), allocate parameters, return the output shape.
 
         ``where`` names the layer in error messages.
         """
         self.in_shape = in_shape
-        self.out_shape = in_shape
-        return in_shape
+        self.out_shape = self.plan(in_shape, where).out_shape
+        return self.out_shape
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

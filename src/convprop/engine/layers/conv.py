@@ -7,7 +7,7 @@ import numpy as np
 from .. import activations, backend, ops, parallel
 from ..._validation import positive_int
 from ...errors import ConvpropError
-from .base import Layer
+from .base import Layer, Plan
 
 
 def _pair(value: int | tuple[int, int], what: str) -> tuple[int, int]:
@@ -115,7 +115,7 @@ class Conv(Layer):
             and self.mode == "convolution"
         )
 
-    def build(self, in_shape, dtype, where):
+    def plan(self, in_shape, where):
         h, w, c = in_shape
         kh, kw = self.kernelsize
         top, bottom, left, right = self.pads
@@ -125,11 +125,21 @@ class Conv(Layer):
                 f"{where} ({self.spec()}): kernel {kh}x{kw} is larger than its "
                 + (f"padded input maps {hp}x{wp}" if hp != h or wp != w else f"input maps {h}x{w}")
             )
+        s = self.stride
+        out = ((hp - kh) // s + 1, (wp - kw) // s + 1, self.outputmaps)
+        padded = hp * wp * c if (hp, wp) != (h, w) else 0
+        valid = (hp - kh + 1) * (wp - kw + 1) * self.outputmaps  # the stride-1 z, then the strided copy
+        values = padded + valid + (out[0] * out[1] * out[2] if s > 1 else 0)
+        return Plan(out, self.outputmaps * (c * kh * kw + 1), values)
+
+    def build(self, in_shape, dtype, where):
+        self.out_shape = self.plan(in_shape, where).out_shape
+        h, w, c = in_shape
+        kh, kw = self.kernelsize
+        top, bottom, left, right = self.pads
         self.in_shape = in_shape
         #: (rows, columns) of the stride-1 'valid' correlation of the padded input.
-        self._valid_shape = (hp - kh + 1, wp - kw + 1)
-        s = self.stride
-        self.out_shape = ((hp - kh) // s + 1, (wp - kw) // s + 1, self.outputmaps)
+        self._valid_shape = (h + top + bottom - kh + 1, w + left + right - kw + 1)
         self.params = {
             "weight": np.zeros((self.outputmaps, c, kh, kw), dtype=dtype),
             "bias": np.zeros(self.outputmaps, dtype=dtype),

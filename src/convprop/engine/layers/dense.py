@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import activations
 from ..._validation import positive_int
-from .base import Layer
+from .base import Layer, Plan
 
 
 class Dense(Layer):
@@ -38,9 +38,14 @@ class Dense(Layer):
         self.units = positive_int(units, "Dense units")
         self.activation = activations.get(activation)
 
+    def plan(self, in_shape, where):
+        fan_in = int(np.prod(in_shape, dtype=object))
+        flat = fan_in if len(in_shape) == 3 else 0  # maps are flattened into a copy first
+        return Plan((self.units,), self.units * (fan_in + 1), flat + self.units)
+
     def build(self, in_shape, dtype, where):
         self.in_shape = tuple(in_shape)
-        self.out_shape = (self.units,)
+        self.out_shape = self.plan(in_shape, where).out_shape
         self.params = {
             "weight": np.zeros((self.units, int(np.prod(in_shape))), dtype=dtype),
             "bias": np.zeros(self.units, dtype=dtype),

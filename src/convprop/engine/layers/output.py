@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses, ops
-from .base import Layer
+from .base import Layer, Plan
 
 
 class SigmoidOutput(Layer):
@@ -22,6 +22,11 @@ class SigmoidOutput(Layer):
     def __init__(self, n_outputs: int) -> None:
         super().__init__()
         self.n_outputs = n_outputs
+
+    def plan(self, in_shape, where):
+        (n_features,) = in_shape
+        # the outputs, and the feature vector's contiguous copy made by the network
+        return Plan((self.n_outputs,), self.n_outputs * (n_features + 1), 2 * self.n_outputs + n_features)
 
     def build(self, in_shape, dtype, where):
         (n_features,) = in_shape

@@ -7,7 +7,7 @@ import numpy as np
 from .. import backend, ops, parallel
 from ..._validation import positive_int
 from ...errors import ConvpropError
-from .base import Layer
+from .base import Layer, Plan
 
 
 class Subsample(Layer):
@@ -26,7 +26,7 @@ class Subsample(Layer):
         super().__init__()
         self.scale = positive_int(scale, "Subsample scale")
 
-    def build(self, in_shape, dtype, where):
+    def plan(self, in_shape, where):
         h, w, c = in_shape
         s = self.scale
         if h % s or w % s:
@@ -34,9 +34,8 @@ class Subsample(Layer):
                 f"{where} ({self.spec()}) size must be integer: its input maps are {h}x{w}, "
                 f"which gives {h / s:g}x{w / s:g} after subsampling by {s}"
             )
-        self.in_shape = in_shape
-        self.out_shape = (h // s, w // s, c)
-        return self.out_shape
+        out = (h // s, w // s, c)
+        return Plan(out, 0, out[0] * out[1] * c)
 
     # a{j} = mean of each scale×scale block of a_prev{j}
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -96,7 +95,7 @@ class MaxPool(Layer):
         self.scale = positive_int(scale, "MaxPool scale")
         self.crop = bool(crop)
 
-    def build(self, in_shape, dtype, where):
+    def plan(self, in_shape, where):
         h, w, c = in_shape
         s = self.scale
         if (h % s or w % s) and not self.crop:
@@ -106,9 +105,9 @@ class MaxPool(Layer):
             )
         if h < s or w < s:
             raise ConvpropError(f"{where} ({self.spec()}): input maps {h}x{w} are smaller than the {s}x{s} block")
-        self.in_shape = in_shape
-        self.out_shape = (h // s, w // s, c)
-        return self.out_shape
+        out = (h // s, w // s, c)
+        # the windows' copy (the input's size), the output and its argmax indices (int64)
+        return Plan(out, 0, h * w * c + 2 * out[0] * out[1] * c)
 
     # a{j} = max of each scale×scale block of a_prev{j};  arg = position of the first maximum
     def forward(self, x: np.ndarray) -> np.ndarray:
