@@ -23,3 +23,24 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not beside the project")
     return SHARED
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def engine(request, monkeypatch):
+    """Run a test on each engine: the NumPy reference and the compiled (Numba) kernels.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("engine")``; every
+    other test runs on the default engine (Numba when installed).
+    """
+    from convprop.engine import backend
+
+    if request.param == "numba" and not backend.available():
+        pytest.skip("Numba is not installed")
+    monkeypatch.setenv("CONVPROP_ENGINE", request.param)
+    return request.param
+
+
+@pytest.fixture
+def numpy_engine(monkeypatch):
+    """Run a test on the NumPy engine only (for tests of its own fast paths)."""
+    monkeypatch.setenv("CONVPROP_ENGINE", "numpy")

@@ -254,6 +254,7 @@ def test_bias_gradient():
 # ------------------------------------------------------ the whole chain
 
 
+@pytest.mark.usefixtures("engine")  # the NumPy reference and the compiled kernels
 def test_whole_network_matches_the_equations():
     """(F1)–(F3) then (B1)–(B6), written with scipy on the toolbox's layouts, against convprop."""
     net = Network([Input(10, 10), Conv(2, 3), Subsample(2), Conv(2, 3), Subsample(2)], n_outputs=3, seed=5)

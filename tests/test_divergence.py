@@ -13,6 +13,9 @@ from convprop import Conv, Input, Network, Subsample
 import convprop as session  # fit, Diverged, Interrupted
 from convprop.formats.checkpoint import load_checkpoint  # noqa: E402
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def _data():
     rng = np.random.default_rng(0)

@@ -12,6 +12,9 @@ from convprop.engine import layout
 from convprop import train
 from convprop import dlt
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 TOOLBOX_LAYERS = [
     {"type": "i"},
     {"type": "c", "outputmaps": 2, "kernelsize": 5},

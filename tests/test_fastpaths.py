@@ -8,6 +8,8 @@ from conftest import random_batch
 from convprop import Conv, Input, Network, Subsample
 from convprop.engine import ops
 
+# Fast paths of the NumPy engine (the compiled engine's kernels are checked against it elsewhere).
+pytestmark = pytest.mark.usefixtures("numpy_engine")
 
 def _grads(net, x, y):
     net.forward(x)

@@ -7,6 +7,9 @@ from conftest import random_batch
 from convprop import Conv, Input, Network, Subsample
 from convprop import gradcheck
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 NETS = {
     # name: (layers, n_outputs)
     "toolbox-test-net": ([Input(28, 28), Conv(2, 5), Subsample(2), Conv(2, 5), Subsample(2)], 10),
@@ -42,13 +45,19 @@ def test_gradcheck_with_labels_and_float32_network():
     assert net.dtype == np.float32 and net.parameters()["conv1.weight"].dtype == np.float32
 
 
-def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
+def test_gradcheck_catches_a_wrong_gradient(monkeypatch, engine):
     net = Network([Input(8, 8), Conv(2, 3), Subsample(2)], n_outputs=3, seed=0)
     x, y = random_batch(net, 3)
-    from convprop.engine.layers import pool
+    if engine == "numpy":
+        from convprop.engine.layers import pool
 
-    real = pool.ops.mean_pool_backward
-    monkeypatch.setattr(pool.ops, "mean_pool_backward", lambda d, s: real(d, s) * 1.01)
+        real = pool.ops.mean_pool_backward
+        monkeypatch.setattr(pool.ops, "mean_pool_backward", lambda d, s: real(d, s) * 1.01)
+    else:
+        from convprop.engine.kernels import pool
+
+        real = pool.mean_pool_backward
+        monkeypatch.setattr(pool, "mean_pool_backward", lambda d, s, out, lo, hi: real(d * 1.01, s, out, lo, hi))
     report = gradcheck(net, x, y)
     assert not report.passed
     failing = {t.name for t in report.tensors if not t.passed}
@@ -99,7 +108,7 @@ def test_a_unit_sitting_on_its_kink_is_left_out_not_failed():
     assert "are left out" in str(report)
 
 
-def test_a_wrong_relu_derivative_still_fails(monkeypatch):
+def test_a_wrong_relu_derivative_still_fails(monkeypatch, engine):
     """The kink handling leaves real backprop errors visible."""
     from convprop import MaxPool
     from convprop.engine import activations
@@ -107,6 +116,12 @@ def test_a_wrong_relu_derivative_still_fails(monkeypatch):
     net = Network([Input(10, 10), Conv(3, 3, "relu"), MaxPool(2)], n_outputs=3, seed=0)
     x, y = random_batch(net, 2, seed=0)
     assert gradcheck(net, x, y).passed
-    monkeypatch.setattr(activations.ReLU, "backward", lambda self, d, a: np.where(a > 0, 1.1 * d, 0))
+    if engine == "numpy":
+        monkeypatch.setattr(activations.ReLU, "backward", lambda self, d, a: np.where(a > 0, 1.1 * d, 0))
+    else:  # the compiled derivative, δ·[a > 0], on 1.1·δ
+        from convprop.engine.kernels import activation as kernel
+
+        real = kernel.derivative
+        monkeypatch.setattr(kernel, "derivative", lambda d, a, *rest: real(1.1 * d, a, *rest))
     report = gradcheck(net, x, y)
     assert not report.passed and report.max_abs_error > 1e-4

@@ -87,6 +87,7 @@ def test_sigkill_at_random_moments_keeps_a_loadable_checkpoint(tmp_path):
     total = 100_000  # never reached: every child is killed
     epochs_seen = [0]
     kills = 0
+    _reference(1)  # the parent loads the kernels (compiled engine) once; the children inherit them
     for _ in range(KILLS):
         pid = _fork(_train_child, ckpt, total)
         # Let it run a random while: 0–60 ms after the fork (start-up, loading, training, saving).

@@ -8,6 +8,9 @@ from convprop import ConvpropError, Network
 from convprop.engine import activations
 from convprop.engine.layers import Conv, Dense, Input, MaxPool, Subsample
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 NETS = {
     "lenet-relu-maxpool-softmax": (
         [Input(28, 28), Conv(6, 5, "relu", padding="same"), MaxPool(2), Conv(16, 5, "relu"), MaxPool(2),

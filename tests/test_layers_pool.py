@@ -9,6 +9,9 @@ from convprop.engine import ops
 from convprop.engine.layers import Conv, Dense, Input, MaxPool, Subsample
 from layers_oracle import batch, check_against_torch, check_central_differences
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 

@@ -18,6 +18,9 @@ from convprop import evaluate
 from convprop.engine import layout
 from convprop.formats.matlab import load_mat, save_mat
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 OCTAVE_DIR = Path(__file__).parent / "octave"
 octave = shutil.which("octave")
 needs_octave = pytest.mark.skipif(octave is None, reason="GNU Octave is not on PATH")

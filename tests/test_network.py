@@ -8,6 +8,9 @@ from convprop import Conv, ConvpropError, Input, Network, Subsample
 from convprop import evaluate
 from convprop import train
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def small(dtype=np.float64, seed=0, **kw):
     return Network([Input(12, 10), Conv(3, 3), Subsample(2), Conv(4, 2)], n_outputs=3, dtype=dtype, seed=seed, **kw)

@@ -6,6 +6,9 @@ import pytest
 from conftest import random_batch
 from convprop import Conv, ConvpropError, Input, Network, Subsample
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def _run(monkeypatch, threads):
     monkeypatch.setenv("CONVPROP_THREADS", str(threads))

@@ -8,6 +8,9 @@ from convprop import Conv, Input, Network, Subsample
 from convprop import train
 from convprop.engine.layers import Subsample as SubsampleLayer
 
+# Every test here runs on both engines: the NumPy reference and the compiled kernels.
+pytestmark = pytest.mark.usefixtures("engine")
+
 torch = pytest.importorskip("torch")
 
 NETS = {

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     **dict.fromkeys(("Conv", "Dense", "Input", "MaxPool", "Subsample"), ".engine.layers"),
     "Network": ".engine.network",
+    **dict.fromkeys(("get_num_threads", "set_num_threads"), ".engine.parallel"),
+    "set_engine": ".engine.backend",
     **dict.fromkeys(("ConvpropError", "Diverged", "Interrupted"), ".errors"),
     **dict.fromkeys(("TrainingState", "load_checkpoint", "save_checkpoint"), ".formats.checkpoint"),
     **dict.fromkeys(("load_model", "save_model"), ".formats.model"),
@@ -26,7 +28,9 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .engine.layers import Conv, Dense, Input, MaxPool, Subsample
+    from .engine.backend import set_engine
     from .engine.network import Network
+    from .engine.parallel import get_num_threads, set_num_threads
     from .errors import ConvpropError, Diverged, Interrupted
     from .formats.checkpoint import TrainingState, load_checkpoint, save_checkpoint
     from .formats.model import load_model, save_model
@@ -78,5 +82,8 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "load_checkpoint",
+    "set_num_threads",
+    "get_num_threads",
+    "set_engine",
     "__version__",
 ]

@@ -43,6 +43,13 @@ class Activation:
     code: str = ""
     #: Whether f has a kink at z = 0 (f' jumps there: ReLU, leaky ReLU).
     kinked: bool = False
+    #: Number of the function in the compiled kernels (:mod:`convprop.engine.kernels.activation`).
+    kernel: int = -1
+
+    @property
+    def kernel_args(self) -> tuple[int, float]:
+        """(kernel number, slope) as the compiled kernels take them."""
+        return self.kernel, float(getattr(self, "slope", 0.0))
 
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -61,7 +68,7 @@ class Activation:
 
 
 class Sigmoid(Activation):
-    name, code = "sigmoid", ""
+    name, code, kernel = "sigmoid", "", 0
 
     # a = σ(z)
     def forward(self, z, out=None):
@@ -73,7 +80,7 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
-    name, code = "tanh", "t"
+    name, code, kernel = "tanh", "t", 1
 
     # a = tanh z
     def forward(self, z, out=None):
@@ -88,7 +95,7 @@ class Tanh(Activation):
 
 
 class ReLU(Activation):
-    name, code = "relu", "r"
+    name, code, kernel = "relu", "r", 2
     kinked = True
 
     # a = max(z, 0)
@@ -103,7 +110,7 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """``LeakyReLU(slope)``: z for z > 0, slope·z otherwise (0 ≤ slope < 1)."""
 
-    name, code = "leaky_relu", "l"
+    name, code, kernel = "leaky_relu", "l", 3
     kinked = True
 
     def __init__(self, slope: float = 0.01) -> None:
@@ -129,7 +136,7 @@ class LeakyReLU(Activation):
 
 
 class Identity(Activation):
-    name, code = "identity", "i"
+    name, code, kernel = "identity", "i", 4
 
     # a = z
     def forward(self, z, out=None):

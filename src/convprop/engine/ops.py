@@ -276,21 +276,24 @@ def from_nhwc(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(3, 1, 2, 0))
 
 
-def patches_cm(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+def patches_cm(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     """View of every kh×kw patch of batch-last maps, in patch-matrix order.
 
     Parameters
     ----------
     x : ndarray, shape (C, H, W, N), C-contiguous
+    stride : int
+        Step between patches: only the patches a strided convolution keeps.
 
     Returns
     -------
-    ndarray, shape (C, kh, kw, Ho, Wo, N)
-        ``view[i, u, v, r, c, n] = x[i, r+u, c+v, n]``; no data is copied.
+    ndarray, shape (C, kh, kw, Ho, Wo, N), Ho = (H − kh)//stride + 1 (likewise Wo)
+        ``view[i, u, v, r, c, n] = x[i, r·stride + u, c·stride + v, n]``; no data is copied.
     """
     c, h, w, n = x.shape
     s = x.strides
-    shape, strides = (c, kh, kw, h - kh + 1, w - kw + 1, n), (s[0], s[1], s[2], s[1], s[2], s[3])
+    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
+    shape, strides = (c, kh, kw, ho, wo, n), (s[0], s[1], s[2], s[1] * stride, s[2] * stride, s[3])
     if x.flags.c_contiguous:  # the cheap constructor (as_strided costs tens of µs a call)
         view = np.ndarray(shape, x.dtype, buffer=x, strides=strides)
         view.flags.writeable = False
@@ -333,10 +336,12 @@ def row_blocks(rows: int, row_size: int, itemsize: int, target_bytes: int = 1 <<
     return tuple((r, min(r + step, rows)) for r in range(0, rows, step))
 
 
-def col2im_cm_offset_major(dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
+def col2im_cm_offset_major(
+    dcols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int, stride: int = 1
+) -> np.ndarray:
     """Adjoint of patch extraction with rows in (kh, kw, C) order: scatter-add patches back onto maps.
 
-    dx[i, r+u, c+v, n] += dcols[(u·kw + v)·C + i, (r·Wo + c)·N + n]
+    dx[i, r·s+u, c·s+v, n] += dcols[(u·kw + v)·C + i, (r·Wo + c)·N + n]   (s = stride)
 
     Each kernel offset's C rows are one contiguous block, so its scatter-add
     reads contiguous memory (about 1.5× faster than rows in (C, kh, kw) order
@@ -352,12 +357,13 @@ def col2im_cm_offset_major(dcols: np.ndarray, shape: tuple[int, int, int, int], 
     ndarray, shape (C, H, W, N)
     """
     c, h, w, n = shape
-    ho, wo = h - kh + 1, w - kw + 1
+    s = stride
+    ho, wo = (h - kh) // s + 1, (w - kw) // s + 1
     patches = dcols.reshape(kh, kw, c, ho, wo, n)
     dx = np.zeros(shape, dtype=dcols.dtype)
     for u in range(kh):
         for v in range(kw):
-            target = dx[:, u : u + ho, v : v + wo, :]
+            target = dx[:, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s, :]
             np.add(target, patches[u, v], out=target)
     return dx
 

@@ -1,6 +1,10 @@
-"""Threads: optional ones for the convolutions, and a cap on BLAS's own.
+"""Threads: how many the layers use, and a cap on BLAS's own.
 
-``CONVPROP_THREADS=k`` (default 1) shares each convolution's work over k threads.
+The thread count k is, in order of precedence: :func:`set_num_threads`, the
+environment variable ``CONVPROP_THREADS``, else every core this process may run
+on (``os.sched_getaffinity``), as PyTorch does. The compiled engine shares
+each layer's output rows over k threads (:mod:`convprop.engine.kernels`); the
+NumPy engine shares each convolution's row blocks over k threads (below).
 ``CONVPROP_BLAS_THREADS=m`` (default 1) caps the BLAS library's threads while
 convprop trains or predicts (:func:`blas_limit`): the GEMMs of a small CNN are
 thin (6 or 12 output maps), a second BLAS thread gains nothing on them (see
@@ -18,7 +22,9 @@ oversubscribing the cores.
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,8 +40,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pools.clear)
 
 
-def _env_count(name: str) -> int:
-    raw = os.environ.get(name, "1")
+#: Thread count set by :func:`set_num_threads` (None: the environment / every core).
+_count: int | None = None
+
+
+def _env_count(name: str, default: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
     try:
         k = int(raw)
     except ValueError:
@@ -45,9 +57,37 @@ def _env_count(name: str) -> int:
     return k
 
 
+def cores() -> int:
+    """Number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def n_threads() -> int:
-    """The thread count from ``CONVPROP_THREADS`` (read at every call; 1 when unset)."""
-    return _env_count("CONVPROP_THREADS")
+    """The layers' thread count: :func:`set_num_threads`, else ``CONVPROP_THREADS``, else :func:`cores`.
+
+    The environment variable is read at every call.
+    """
+    return _count if _count is not None else _env_count("CONVPROP_THREADS", cores())
+
+
+def set_num_threads(k: int | None) -> None:
+    """Use ``k`` threads in every layer from now on (None: back to ``CONVPROP_THREADS`` / every core).
+
+    For a given k, results are bit-identical from run to run; the compiled
+    engine's do not depend on k at all, the NumPy engine's only by round-off.
+    """
+    global _count
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ConvpropError(f"the thread count must be a positive integer or None, got {k!r}")
+    _count = k
+
+
+def get_num_threads() -> int:
+    """The thread count the layers use now (see :func:`n_threads`)."""
+    return n_threads()
 
 
 @contextmanager
@@ -59,6 +99,64 @@ def blas_limit() -> Iterator[None]:
         yield
 
 
+#: Work (multiply-adds or elements passed over) below which a kernel call stays on one
+#: thread: handing a range to a pool thread costs 10–25 µs, about this much work.
+MIN_WORK_PER_THREAD = 250_000
+
+
+def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = None) -> None:
+    """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, over the layers' threads.
+
+    ``work`` (multiply-adds or elements, roughly) limits the threads to one per
+    :data:`MIN_WORK_PER_THREAD`; None: no limit.
+
+    The compiled kernels release the GIL, so the ranges run in parallel. The rows
+    are cut into 2k ranges that the calling thread and k − 1 pool threads take in
+    turn, so a thread that the OS delays (another process on its core) holds up
+    at most one small range. Every row is computed by exactly one call, whatever
+    the split and whichever thread, so results do not depend on the thread count.
+    """
+    k = min(n_threads(), rows)
+    if work is not None:
+        k = min(k, work // MIN_WORK_PER_THREAD)
+    if k <= 1:
+        kernel(*args, 0, rows)
+        return
+    parts = min(rows, 2 * k)
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    ticket, finished = itertools.count(), itertools.count(1)  # next() is atomic under the GIL
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        for i in iter(ticket.__next__, None):
+            if i >= parts:
+                return
+            try:
+                kernel(*args, bounds[i], bounds[i + 1])
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+            if next(finished) == parts:
+                done.set()
+
+    pool = _pool(k - 1)
+    for _ in range(k - 1):
+        pool.submit(take)
+    take()
+    # Wait for the ranges, not for the pool threads: one that the OS has not woken yet
+    # finds no range left when it does, and nobody waits for it.
+    done.wait()
+    if errors:
+        raise errors[0]
+
+
+def _pool(k: int) -> ThreadPoolExecutor:
+    pool = _pools.get(k)
+    if pool is None:
+        pool = _pools[k] = ThreadPoolExecutor(max_workers=k, thread_name_prefix="convprop")
+    return pool
+
+
 def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequence[tuple[int, int]]) -> list[T]:
     """Run ``work(slot, blocks_of_slot)`` for each thread slot; block i goes to slot i mod k.
 
@@ -68,8 +166,6 @@ def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequ
     k = min(n_threads(), len(blocks))
     if k <= 1:
         return [work(0, blocks)]
-    pool = _pools.get(k)
-    if pool is None:
-        pool = _pools[k] = ThreadPoolExecutor(max_workers=k, thread_name_prefix="convprop")
+    pool = _pool(k)
     futures = [pool.submit(work, slot, blocks[slot::k]) for slot in range(k)]
     return [f.result() for f in futures]

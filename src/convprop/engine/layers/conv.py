@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, ops, parallel
+from .. import activations, backend, ops, parallel
 from ..._validation import positive_int
 from ...errors import ConvpropError
 from .base import Layer, Plan
@@ -176,18 +176,31 @@ class Conv(Layer):
         weight[...] = value[:, :, ::-1, ::-1] if self.mode == "convolution" else value
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
-    #   as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
+    #   compiled: each output row accumulated directly, σ applied while it is in cache;
+    #   only the kept (strided) positions are computed
+    #   NumPy, as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
     #   z is filled in blocks of output rows so that each block's cols stays in cache
     # Beyond the toolbox: σ is the layer's activation f; padding zero-pads x first; a
-    #   stride s keeps every s-th row and column of the stride-1 z (simple and easy to
-    #   differentiate; the cost: the skipped positions are computed too, s² times the work)
+    #   stride s takes only every s-th patch (rows and columns): z[r, c] from x[r·s + u, c·s + v]
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._pad(x)
+        kernels = backend.compiled()
+        if kernels is not None:
+            a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
+            x = np.ascontiguousarray(x)
+            if self.stride == 1:  # work items: pairs of output maps × rows
+                kernel, rows = kernels.conv.forward, (a.shape[0] + 1) // 2 * a.shape[1]
+            else:
+                kernel, rows = kernels.conv.forward_strided, a.shape[0] * a.shape[1]
+            parallel.run_rows(kernel, rows, x, self.params["weight"],
+                              self.params["bias"], self.stride, *self.activation.kernel_args, a)
+            self._cache.update(x=x, a=a, kept_for=None)
+            return a
         n = x.shape[-1]
-        ho, wo = self._valid_shape
+        ho, wo = self.out_shape[:2]
         wb = self._weight_matrix()
         z = np.empty((self.outputmaps, ho * wo * n), dtype=x.dtype)
-        patches = ops.patches_cm(x, *self.kernelsize)
+        patches = ops.patches_cm(x, *self.kernelsize, self.stride)
         kept = self._kept_cols(wb.shape[1], ho * wo * n, x.dtype)
 
         def work(slot, blocks):
@@ -200,9 +213,6 @@ class Conv(Layer):
                 np.matmul(cols.T, wb.T, out=zb.T)
 
         parallel.map_blocks(work, ops.row_blocks(ho, wb.shape[1] * wo * n, x.dtype.itemsize))
-        if self.stride > 1:
-            s = self.stride
-            z = np.ascontiguousarray(z.reshape(self.outputmaps, ho, wo, n)[:, ::s, ::s]).reshape(self.outputmaps, -1)
         a = self.activation.forward(z, out=z).reshape(self.outputmaps, *self.out_shape[:2], n)  # contiguous
         self._cache.update(x=x, a=a, kept_for=x if kept is not None else None)
         return a
@@ -212,23 +222,23 @@ class Conv(Layer):
     #   fits KEEP_COLS_BYTES, else rebuilt block by block)
     # δ_prev{i} = Σ_j convn(d{j}, rot180(k{i}{j}), 'full')
     #   as col2im(Wᵀ · d), Wᵀ's rows in (kh, kw, C_in) order: every patch gives back its share
-    # Beyond the toolbox: d = δ·f'(z) from a; a stride's adjoint puts d back on the
-    #   stride-1 grid (zeros in between); padding's adjoint crops δ_prev
+    #   compiled: dk, db as direct sums over (rows, columns, batch); δ_prev row by row as
+    #   the 'full' correlation Σ_j Σ_u Σ_v d{j}[p − u, q − v]·W[j, i, u, v]
+    # Beyond the toolbox: d = δ·f'(z) from a; with a stride s the patches are the kept ones
+    #   and col2im adds each back at (r·s, c·s); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._backward_compiled(kernels, delta, need_input_delta)
         x, a = self._cache["x"], self._cache["a"]
         d = self.activation.backward(delta, a)
         self._d = d
-        if self.stride > 1:
-            s = self.stride
-            full = np.zeros((self.outputmaps, *self._valid_shape, d.shape[-1]), dtype=d.dtype)
-            full[:, ::s, ::s] = d
-            d = full
         n = d.shape[-1]
-        wo = self._valid_shape[1]
+        wo = self.out_shape[1]
         weight = self.params["weight"]
         d2 = d.reshape(self.outputmaps, -1)
         k1 = weight[0].size + 1
-        patches = ops.patches_cm(x, *self.kernelsize)
+        patches = ops.patches_cm(x, *self.kernelsize, self.stride)
         kept = self._cache["cols_kept"] if self._cache.get("kept_for") is x else None
 
         def work(slot, blocks):
@@ -246,7 +256,7 @@ class Conv(Layer):
                 part += tmp
             return part
 
-        parts = parallel.map_blocks(work, ops.row_blocks(self._valid_shape[0], k1 * wo * n, d.dtype.itemsize))
+        parts = parallel.map_blocks(work, ops.row_blocks(self.out_shape[0], k1 * wo * n, d.dtype.itemsize))
         grad = parts[0]
         for part in parts[1:]:
             grad += part
@@ -256,7 +266,35 @@ class Conv(Layer):
             return None
         # rows in (kh, kw, C_in) order: each kernel offset's rows form one contiguous block
         dcols = weight.transpose(0, 2, 3, 1).reshape(self.outputmaps, -1).T @ d2
-        return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize))
+        return self._crop(ops.col2im_cm_offset_major(dcols, x.shape, *self.kernelsize, self.stride))
+
+    def _backward_compiled(self, kernels, delta, need_input_delta):
+        """:meth:`backward` by the compiled kernels (same equations)."""
+        x, a = self._cache["x"], self._cache["a"]
+        d = np.empty_like(a)
+        parallel.run_rows(kernels.activation.derivative, d.shape[0] * d.shape[1], np.ascontiguousarray(delta), a,
+                          *self.activation.kernel_args, d, work=d.size)
+        self._d = d
+        weight, bias = self.params["weight"], self.params["bias"]
+        scale = d.dtype.type(1.0 / d.shape[-1])
+        self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
+        if self.stride == 1:  # work items: pairs of output maps × kernel rows
+            kernel, rows = kernels.conv.weight_grad, (weight.shape[0] + 1) // 2 * weight.shape[1] * weight.shape[2]
+        else:
+            kernel, rows = kernels.conv.weight_grad_strided, weight.shape[0] * weight.shape[1] * weight.shape[2]
+        parallel.run_rows(kernel, rows,
+                          x, d, self.stride, scale, self.grads["weight"])
+        kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
+        if not need_input_delta:
+            return None
+        co, ci, kh, kw = weight.shape
+        (hv, wv), s = self._valid_shape, self.stride
+        dpad = np.zeros((co, hv, wv + 2 * (kw - 1), d.shape[-1]), dtype=d.dtype)  # columns padded, rows skipped
+        dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
+        flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
+        dx = np.empty_like(x)
+        parallel.run_rows(kernels.conv.input_grad, (dx.shape[0] + 1) // 2 * dx.shape[1], dpad, flipped, s, dx)
+        return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         """(C, H, W, N) maps with the layer's zero rows and columns around them."""
@@ -301,7 +339,7 @@ class Conv(Layer):
 
     def _buffer(self, k1: int, row_size: int, dtype: np.dtype, slot: int = 0) -> np.ndarray:
         """Thread slot's patch-matrix buffer for one row block, kept between calls; ones row set once."""
-        rows = ops.row_blocks(self._valid_shape[0], k1 * row_size, dtype.itemsize)[0][1]
+        rows = ops.row_blocks(self.out_shape[0], k1 * row_size, dtype.itemsize)[0][1]
         shape = (k1, rows * row_size)
         buf = self._cache.get(f"cols{slot}")
         if buf is None or buf.shape != shape or buf.dtype != dtype:

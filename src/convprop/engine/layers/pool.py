@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import backend, ops, parallel
 from ..._validation import positive_int
 from ...errors import ConvpropError
 from .base import Layer, Plan
@@ -39,12 +39,26 @@ class Subsample(Layer):
 
     # a{j} = mean of each scale×scale block of a_prev{j}
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return ops.mean_pool(x, self.scale)  # pools axes 1, 2 of (C, H, W, N)
+        kernels = backend.compiled()
+        if kernels is None:
+            return ops.mean_pool(x, self.scale)  # pools axes 1, 2 of (C, H, W, N)
+        out = np.empty((x.shape[0], *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
+        parallel.run_rows(kernels.pool.mean_pool, out.shape[0] * out.shape[1], np.ascontiguousarray(x), self.scale, out,
+                          work=x.size)
+        return out
 
     # δ_prev{j} = expand(δ{j}, [scale scale]) / scale²
     def backward(self, delta, need_input_delta=True):
         self._d = delta
-        return ops.mean_pool_backward(delta, self.scale) if need_input_delta else None
+        if not need_input_delta:
+            return None
+        kernels = backend.compiled()
+        if kernels is None:
+            return ops.mean_pool_backward(delta, self.scale)
+        out = np.empty((delta.shape[0], *self.in_shape[:2], delta.shape[-1]), dtype=delta.dtype)
+        parallel.run_rows(kernels.pool.mean_pool_backward, delta.shape[0] * delta.shape[1],
+                          np.ascontiguousarray(delta), self.scale, out, work=out.size)
+        return out
 
     def spec(self) -> str:
         return f"s{self.scale}"
@@ -97,7 +111,16 @@ class MaxPool(Layer):
 
     # a{j} = max of each scale×scale block of a_prev{j};  arg = position of the first maximum
     def forward(self, x: np.ndarray) -> np.ndarray:
-        a, self._cache["arg"] = ops.max_pool(x, self.scale)
+        kernels = backend.compiled()
+        if kernels is None:
+            a, self._cache["arg"] = ops.max_pool(x, self.scale)
+            return a
+        shape = (x.shape[0], *self.out_shape[:2], x.shape[-1])
+        a = np.empty(shape, dtype=x.dtype)
+        arg = np.empty(shape, dtype=np.uint8 if self.scale <= 16 else np.intp)
+        parallel.run_rows(kernels.pool.max_pool, a.shape[0] * a.shape[1], np.ascontiguousarray(x), self.scale, a, arg,
+                          work=x.size)
+        self._cache["arg"] = arg
         return a
 
     # δ_prev{j} = δ{j} at each block's arg-max, 0 elsewhere (and 0 on cropped rows / columns)
@@ -105,7 +128,13 @@ class MaxPool(Layer):
         self._d = delta
         if not need_input_delta:
             return None
-        return ops.max_pool_backward(delta, self._cache["arg"], self.scale, self.in_shape[:2])
+        kernels = backend.compiled()
+        if kernels is None:
+            return ops.max_pool_backward(delta, self._cache["arg"], self.scale, self.in_shape[:2])
+        out = np.zeros((delta.shape[0], *self.in_shape[:2], delta.shape[-1]), dtype=delta.dtype)
+        parallel.run_rows(kernels.pool.max_pool_backward, delta.shape[0] * delta.shape[1],
+                          np.ascontiguousarray(delta), self._cache["arg"], self.scale, out, work=out.size)
+        return out
 
     def spec(self) -> str:
         return f"m{self.scale}" + ("c" if self.crop else "")

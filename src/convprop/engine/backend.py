@@ -1,0 +1,77 @@
+"""Which engine computes the layers: compiled kernels (Numba) or NumPy.
+
+``"numba"``: the kernels of :mod:`convprop.engine.kernels`, parallel over every
+core (see :mod:`convprop.engine.parallel`), compiled on first use and cached on
+disk. ``"numpy"``: the vectorised NumPy layers, the reference the kernels are
+tested against. The choice, in order of precedence: :func:`set_engine`, the
+environment variable ``CONVPROP_ENGINE`` (``numba``, ``numpy`` or ``auto``),
+else ``auto``: Numba when it can be imported, NumPy otherwise. Layers ask at
+every forward / backward call, so a change takes effect on the next batch.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from ..errors import ConvpropError
+
+ENGINES = ("numba", "numpy")
+
+_forced: str | None = None
+_numba_ok: bool | None = None
+_kernels: SimpleNamespace | None = None
+
+
+def _check(name: str, what: str) -> str:
+    if name not in (*ENGINES, "auto"):
+        raise ConvpropError(f"{what} must be one of numba, numpy, auto; got {name!r}")
+    return name
+
+
+def quiet_numba() -> None:
+    """Keep Numba from loading colorama, whose exit handler writes an ANSI reset ("\\x1b[0m") to
+    stdout whenever that is a terminal: under mpiexec every rank's output ended with one."""
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+
+def available() -> bool:
+    """Whether the compiled engine can run here (Numba imports)."""
+    global _numba_ok
+    if _numba_ok is None:
+        quiet_numba()
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            _numba_ok = False
+        else:
+            _numba_ok = True
+    return _numba_ok
+
+
+def set_engine(name: str | None) -> None:
+    """Use engine ``name`` ("numba", "numpy" or "auto") from now on; None: back to ``CONVPROP_ENGINE``."""
+    global _forced
+    _forced = None if name is None else _check(name, "the engine")
+
+
+def engine() -> str:
+    """The engine the layers use now: "numba" or "numpy"."""
+    name = _forced or _check(os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto", "CONVPROP_ENGINE")
+    if name == "auto":
+        return "numba" if available() else "numpy"
+    if name == "numba" and not available():
+        raise ConvpropError("the numba engine was asked for, but Numba cannot be imported (pip install numba)")
+    return name
+
+
+def compiled() -> SimpleNamespace | None:
+    """The kernel modules (``conv``, ``pool``, ``activation``) when the compiled engine is selected, else None."""
+    global _kernels
+    if engine() != "numba":
+        return None
+    if _kernels is None:
+        from .kernels import activation, conv, pool
+
+        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation)
+    return _kernels

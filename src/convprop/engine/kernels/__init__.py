@@ -1,0 +1,14 @@
+"""Compiled kernels (Numba) for the layers' forward and backward passes.
+
+Each module holds the maths of one kind of layer as ``@njit`` functions on the
+engine's batch-last maps ``(C, H, W, N)``; the layers call them when the
+compiled engine is selected (see :mod:`convprop.engine.backend`), and the
+NumPy functions of :mod:`convprop.engine.ops` stay the reference they are
+tested against. Every kernel computes a range of output rows, lo ≤ t < hi, and
+:func:`convprop.engine.parallel.run_rows` shares the rows out over threads (the
+kernels release the GIL); each output element is computed by one thread in a
+fixed order, so results do not depend on the thread count at all.
+
+Importing this package imports Numba; :mod:`convprop.engine.backend` does so
+only when the compiled engine is used.
+"""

@@ -1,0 +1,52 @@
+"""The one Numba decorator the kernels use, and bit casts for a vectorisable exp.
+
+``cache=True`` writes compiled code beside the sources (or in Numba's user
+cache when that is read-only), so only the first run on a machine compiles.
+``fastmath`` is limited to FMA contraction (``contract``): no reassociation,
+so every sum is taken in the order the code writes it, except in :data:`rjit`.
+``error_model="numpy"``: a float division by zero gives inf / nan instead of
+raising, which would stop LLVM from vectorising any loop that divides.
+"""
+
+from __future__ import annotations
+
+import os
+
+# As convprop.engine.backend.quiet_numba: no colorama, whose exit handler writes "\x1b[0m" to a
+# terminal stdout (set before Numba is first imported, when these kernels are imported directly).
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+#: Kernels (and the helpers they call). Each top-level kernel computes the output rows
+#: lo ≤ t < hi of its work, so that :func:`convprop.engine.parallel.run_rows` can share
+#: the rows out over threads (``nogil``): serial functions compile and load from the
+#: cache several times faster than Numba's ``parallel=True`` ones.
+jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+#: Kernels whose sums may be reassociated so that they vectorise (the order is then the
+#: compiler's, fixed for a given machine; it never depends on the thread count).
+rjit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+
+
+@intrinsic
+def i64_as_f64(typingctx, x):
+    """The float64 whose bits are the int64 ``x`` (no conversion)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def i32_as_f32(typingctx, x):
+    """The float32 whose bits are the int32 ``x`` (no conversion)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen

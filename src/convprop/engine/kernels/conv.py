@@ -1,0 +1,348 @@
+"""Direct convolution on batch-last maps: forward, weight gradient; the input gradient reuses the forward.
+
+A convolution layer's products are too thin (6 or 12 output maps) for a GEMM
+to pay for the patch matrix around it. Here every output row is accumulated
+in place, vectorised over its Wo·N contiguous numbers, five kernel taps per
+pass over the row (one load and store of the accumulator per five FMAs), and
+the bias and activation are applied while the row is still in cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit, rjit
+from .activation import apply_
+
+
+@jit
+def _row_taps(acc, xr, wrow, n, length):
+    """acc[m] += Σ_v wrow[v]·xr[m + v·n] for m < length (stride 1: the row is one flat run).
+
+    The shifted rows are taken as slices: with plain offset arithmetic LLVM does not vectorise.
+    """
+    kw = wrow.shape[0]
+    v = 0
+    while v + 5 <= kw:
+        w0, w1, w2, w3, w4 = wrow[v], wrow[v + 1], wrow[v + 2], wrow[v + 3], wrow[v + 4]
+        o = v * n
+        x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+        x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m] + w4 * x4[m]
+        v += 5
+    while v + 2 <= kw:
+        w0, w1 = wrow[v], wrow[v + 1]
+        o = v * n
+        x0, x1 = xr[o : o + length], xr[o + n : o + n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m] + w1 * x1[m]
+        v += 2
+    if v < kw:
+        w0 = wrow[v]
+        x0 = xr[v * n : v * n + length]
+        for m in range(length):
+            acc[m] += w0 * x0[m]
+
+
+@jit
+def _row_taps2(acc, acc2, xr, wa, wb, n, length):
+    """:func:`_row_taps` for two rows at once (two output maps), sharing every load of xr.
+
+    acc[m] += Σ_v wa[v]·xr[m + v·n];  acc2[m] += Σ_v wb[v]·xr[m + v·n]: each sum in the same
+    order as :func:`_row_taps`, so the numbers are the same bit for bit.
+    """
+    kw = wa.shape[0]
+    v = 0
+    while v + 5 <= kw:
+        a0, a1, a2, a3, a4 = wa[v], wa[v + 1], wa[v + 2], wa[v + 3], wa[v + 4]
+        b0, b1, b2, b3, b4 = wb[v], wb[v + 1], wb[v + 2], wb[v + 3], wb[v + 4]
+        o = v * n
+        x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+        x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+        for m in range(length):
+            v0, v1, v2, v3, v4 = x0[m], x1[m], x2[m], x3[m], x4[m]
+            acc[m] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3 + a4 * v4
+            acc2[m] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3 + b4 * v4
+        v += 5
+    while v + 2 <= kw:
+        a0, a1, b0, b1 = wa[v], wa[v + 1], wb[v], wb[v + 1]
+        o = v * n
+        x0, x1 = xr[o : o + length], xr[o + n : o + n + length]
+        for m in range(length):
+            v0, v1 = x0[m], x1[m]
+            acc[m] += a0 * v0 + a1 * v1
+            acc2[m] += b0 * v0 + b1 * v1
+        v += 2
+    if v < kw:
+        a0, b0 = wa[v], wb[v]
+        x0 = xr[v * n : v * n + length]
+        for m in range(length):
+            v0 = x0[m]
+            acc[m] += a0 * v0
+            acc2[m] += b0 * v0
+
+
+@jit
+def _row_taps_strided(acc, xr, wrow, n, wo, stride):
+    """acc[c·n + k] += Σ_v wrow[v]·xr[(c·stride + v)·n + k]: only the kept columns."""
+    for c in range(wo):
+        for v in range(wrow.shape[0]):
+            wv = wrow[v]
+            o = (c * stride + v) * n
+            for k in range(n):
+                acc[c * n + k] += wv * xr[o + k]
+
+
+@jit
+def forward(x, w, b, stride, code, slope, z, lo, hi):
+    """z = f(b + Σ_i Σ_u Σ_v w[j, i, u, v] · x[i, r + u, c + v, n]), in place.
+
+    Output maps are taken in pairs (2q, 2q + 1) that share every load of x; the work
+    items t = q·Ho + r, lo ≤ t < hi, run over pairs (the last map alone when C_out is odd).
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), padded maps, C-contiguous
+    w : (C_out, C_in, kh, kw) correlation kernels;  b : (C_out,)
+    stride : int (1 here; :func:`forward_strided` takes the others)
+    code, slope : the activation (see :mod:`.activation`)
+    z : (C_out, Ho, Wo, N), out
+    """
+    co, ho, wo, n = z.shape
+    ci, kh = w.shape[1], w.shape[2]
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = 2 * (t // ho)
+        r = t % ho
+        zr = z[j, r].reshape(length)
+        zr[:] = b[j]
+        if j + 1 < co:
+            z2 = z[j + 1, r].reshape(length)
+            z2[:] = b[j + 1]
+            for i in range(ci):
+                for u in range(kh):
+                    _row_taps2(zr, z2, x[i, r + u].reshape(width), w[j, i, u], w[j + 1, i, u], n, length)
+            apply_(z2, code, slope)
+        else:
+            for i in range(ci):
+                for u in range(kh):
+                    _row_taps(zr, x[i, r + u].reshape(width), w[j, i, u], n, length)
+        apply_(zr, code, slope)
+
+
+@jit
+def forward_strided(x, w, b, stride, code, slope, z, lo, hi):
+    """:func:`forward` for a stride s > 1: only the kept positions r·s, c·s are computed."""
+    co, ho, wo, n = z.shape
+    ci, kh = w.shape[1], w.shape[2]
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = t // ho
+        r = t - j * ho
+        zr = z[j, r].reshape(length)
+        zr[:] = b[j]
+        for i in range(ci):
+            for u in range(kh):
+                _row_taps_strided(zr, x[i, r * stride + u].reshape(width), w[j, i, u], n, wo, stride)
+        apply_(zr, code, slope)
+
+
+@rjit
+def _row_dots(dw, dr, xr, n, length, scale):
+    """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr."""
+    kw = dw.shape[0]
+    v = 0
+    while v < kw:
+        if v + 5 <= kw:
+            o = v * n
+            x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+            x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+            s0 = s1 = s2 = s3 = s4 = dr.dtype.type(0)
+            for m in range(length):
+                dm = dr[m]
+                s0 += dm * x0[m]
+                s1 += dm * x1[m]
+                s2 += dm * x2[m]
+                s3 += dm * x3[m]
+                s4 += dm * x4[m]
+            dw[v] += s0 * scale
+            dw[v + 1] += s1 * scale
+            dw[v + 2] += s2 * scale
+            dw[v + 3] += s3 * scale
+            dw[v + 4] += s4 * scale
+            v += 5
+        else:
+            x0 = xr[v * n : v * n + length]
+            s0 = dr.dtype.type(0)
+            for m in range(length):
+                s0 += dr[m] * x0[m]
+            dw[v] += s0 * scale
+            v += 1
+
+
+@rjit
+def _row_dots2(dwa, dwb, da, db, xr, n, length, scale):
+    """:func:`_row_dots` for two output maps at once (rows da, db of d), sharing every load of xr."""
+    kw = dwa.shape[0]
+    v = 0
+    while v < kw:
+        if v + 5 <= kw:
+            o = v * n
+            x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
+            x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
+            a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = da.dtype.type(0)
+            for m in range(length):
+                p, q = da[m], db[m]
+                v0, v1, v2, v3, v4 = x0[m], x1[m], x2[m], x3[m], x4[m]
+                a0 += p * v0
+                a1 += p * v1
+                a2 += p * v2
+                a3 += p * v3
+                a4 += p * v4
+                b0 += q * v0
+                b1 += q * v1
+                b2 += q * v2
+                b3 += q * v3
+                b4 += q * v4
+            dwa[v] += a0 * scale
+            dwa[v + 1] += a1 * scale
+            dwa[v + 2] += a2 * scale
+            dwa[v + 3] += a3 * scale
+            dwa[v + 4] += a4 * scale
+            dwb[v] += b0 * scale
+            dwb[v + 1] += b1 * scale
+            dwb[v + 2] += b2 * scale
+            dwb[v + 3] += b3 * scale
+            dwb[v + 4] += b4 * scale
+            v += 5
+        else:
+            x0 = xr[v * n : v * n + length]
+            a0 = b0 = da.dtype.type(0)
+            for m in range(length):
+                a0 += da[m] * x0[m]
+                b0 += db[m] * x0[m]
+            dwa[v] += a0 * scale
+            dwb[v] += b0 * scale
+            v += 1
+
+
+@rjit
+def _row_dots_strided(dw, dr, xr, n, wo, stride, scale):
+    """dw[v] += scale · Σ_c Σ_k dr[c·n + k]·xr[(c·stride + v)·n + k]."""
+    for v in range(dw.shape[0]):
+        s0 = dr.dtype.type(0)
+        for c in range(wo):
+            o = (c * stride + v) * n
+            d0, x0 = dr[c * n : c * n + n], xr[o : o + n]
+            for k in range(n):
+                s0 += d0[k] * x0[k]
+        dw[v] += s0 * scale
+
+
+@jit
+def input_grad(dpad, wr, stride, dx, lo, hi):
+    """dx[i, p, q, n] = Σ_j Σ_u Σ_v' wr[i, j, u, v'] · dpad[j, p − u, q + v', n]: the 'full' correlation.
+
+    With dpad[j, r, q + kw − 1] = d[j, r, q] (d on the stride-1 grid, zero-padded by
+    kw − 1 columns on each side) and wr[i, j, u, v'] = w[j, i, u, kw − 1 − v'], this is
+    dx[i, p, q] = Σ_j Σ_u Σ_v d[j, p − u, q − v] · w[j, i, u, v]. Rows p − u outside d,
+    or off the stride's grid, are skipped rather than padded.
+
+    Parameters
+    ----------
+    dpad : (C_out, Hv, Wv + 2(kw − 1), N), C-contiguous
+    wr : (C_in, C_out, kh, kw)
+    dx : (C_in, Hv + kh − 1, Wv + kw − 1, N), out; work items: pairs of input maps × rows
+    """
+    ci, hp, wp, n = dx.shape
+    co, hv = dpad.shape[0], dpad.shape[1]
+    kh = wr.shape[2]
+    width = dpad.shape[2] * n
+    length = wp * n
+    for t in range(lo, hi):  # input maps in pairs sharing the loads of dpad: t = q·H + p
+        i = 2 * (t // hp)
+        p = t % hp
+        acc = dx[i, p].reshape(length)
+        acc[:] = 0
+        pair = i + 1 < ci
+        acc2 = dx[i + 1 if pair else i, p].reshape(length)
+        if pair:
+            acc2[:] = 0
+        for j in range(co):
+            for u in range(kh):
+                r = p - u
+                if 0 <= r < hv and r % stride == 0:
+                    row = dpad[j, r].reshape(width)
+                    if pair:
+                        _row_taps2(acc, acc2, row, wr[i, j, u], wr[i + 1, j, u], n, length)
+                    else:
+                        _row_taps(acc, row, wr[i, j, u], n, length)
+
+
+@rjit
+def weight_grad(x, d, stride, scale, dw, lo, hi):
+    """dw[j, i, u, v] = Σ_r scale · Σ_c Σ_n d[j, r, c, n] · x[i, r + u, c + v, n].
+
+    Output maps are taken in pairs (2q, 2q + 1) sharing every load of x; work items
+    t = (q·C_in + i)·kh + u, lo ≤ t < hi (the last map alone when C_out is odd).
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), the padded maps of the forward pass
+    d : (C_out, Ho, Wo, N), dℓ/dz
+    stride : int (1 here; :func:`weight_grad_strided` takes the others)
+    scale : 1/N (the batch mean)
+    dw : (C_out, C_in, kh, kw), out; each (j, i, u) row is one thread's, summed in a fixed order
+    """
+    co, ci, kh, kw = dw.shape
+    _, ho, wo, n = d.shape
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = 2 * (t // (ci * kh))
+        i = (t // kh) % ci
+        u = t % kh
+        row = dw[j, i, u]
+        row[:] = 0
+        if j + 1 < co:
+            row2 = dw[j + 1, i, u]
+            row2[:] = 0
+            for r in range(ho):
+                _row_dots2(row, row2, d[j, r].reshape(length), d[j + 1, r].reshape(length),
+                           x[i, r + u].reshape(width), n, length, scale)
+        else:
+            for r in range(ho):
+                _row_dots(row, d[j, r].reshape(length), x[i, r + u].reshape(width), n, length, scale)
+
+
+@rjit
+def weight_grad_strided(x, d, stride, scale, dw, lo, hi):
+    """:func:`weight_grad` for a stride s > 1: x[i, r·s + u, c·s + v, n]."""
+    co, ci, kh, kw = dw.shape
+    _, ho, wo, n = d.shape
+    width = x.shape[2] * n
+    length = wo * n
+    for t in range(lo, hi):
+        j = t // (ci * kh)
+        i = (t // kh) % ci
+        u = t % kh
+        row = dw[j, i, u]
+        row[:] = 0
+        for r in range(ho):
+            _row_dots_strided(row, d[j, r].reshape(length), x[i, r * stride + u].reshape(width), n, wo, stride, scale)
+
+
+@rjit
+def bias_grad(d, scale, db, lo, hi):
+    """db[j] = scale · Σ_r Σ_c Σ_n d[j, r, c, n]."""
+    co = d.shape[0]
+    length = d.shape[1] * d.shape[2] * d.shape[3]
+    for j in range(lo, hi):
+        dj = d[j].reshape(length)
+        part = dj.dtype.type(0)
+        for m in range(length):
+            part += dj[m]
+        db[j] = part * scale

@@ -1,0 +1,107 @@
+"""Mean and max pooling over non-overlapping blocks of batch-last maps, and their adjoints.
+
+Same numbers as :mod:`convprop.engine.ops` (sums in the same order, the same
+tie rule); one pass over memory each, shared over threads by output rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit
+
+
+@jit
+def mean_pool(a, s, out, lo, hi):
+    """out[c, p, q, n] = (Σ_u Σ_v a[c, p·s + u, q·s + v, n]) · (1/s²), summed u-major as ops.mean_pool.
+
+    a : (C, H, W, N);  out : (C, H/s, W/s, N)
+    """
+    ch, hp, wp, n = out.shape
+    inv = a.dtype.type(1.0 / (s * s))
+    for t in range(lo, hi):  # t = c·Hp + p
+        c = t // hp
+        p = t - c * hp
+        orow = out[c, p]
+        for q in range(wp):
+            for k in range(n):
+                orow[q, k] = a[c, p * s, q * s, k]
+        for u in range(s):
+            arow = a[c, p * s + u]
+            for q in range(wp):
+                for v in range(s):
+                    if u or v:
+                        for k in range(n):
+                            orow[q, k] += arow[q * s + v, k]
+        for q in range(wp):
+            for k in range(n):
+                orow[q, k] *= inv
+
+
+@jit
+def mean_pool_backward(delta, s, out, lo, hi):
+    """out[c, p·s + u, q·s + v, n] = delta[c, p, q, n] / s².
+
+    delta : (C, Hp, Wp, N);  out : (C, Hp·s, Wp·s, N)
+    """
+    ch, hp, wp, n = delta.shape
+    ss = delta.dtype.type(s * s)
+    for t in range(lo, hi):  # t = c·Hp + p
+        c = t // hp
+        p = t - c * hp
+        drow = delta[c, p]
+        for u in range(s):
+            orow = out[c, p * s + u]
+            for q in range(wp):
+                for v in range(s):
+                    for k in range(n):
+                        orow[q * s + v, k] = drow[q, k] / ss
+
+
+@jit
+def max_pool(a, s, out, arg, lo, hi):
+    """out = max of each s×s block; arg = u·s + v of its FIRST maximum in row-major order.
+
+    a : (C, H, W, N) (rows / columns past the last whole block are ignored);
+    out, arg : (C, H//s, W//s, N), arg of an integer type
+    """
+    ch, hp, wp, n = out.shape
+    for t in range(lo, hi):  # t = c·Hp + p
+        c = t // hp
+        p = t - c * hp
+        orow, grow = out[c, p], arg[c, p]
+        for q in range(wp):
+            for k in range(n):
+                orow[q, k] = a[c, p * s, q * s, k]
+                grow[q, k] = 0
+        for u in range(s):
+            arow = a[c, p * s + u]
+            for q in range(wp):
+                for v in range(s):
+                    if u or v:
+                        for k in range(n):
+                            val = arow[q * s + v, k]
+                            if val > orow[q, k]:
+                                orow[q, k] = val
+                                grow[q, k] = u * s + v
+
+
+@jit
+def max_pool_backward(delta, arg, s, out, lo, hi):
+    """out[c, p·s + u, q·s + v, n] = delta[c, p, q, n] where u·s + v = arg, else 0.
+
+    out : (C, H, W, N), zero-filled by the caller (rows / columns past the blocks stay 0)
+    """
+    ch, hp, wp, n = delta.shape
+    zero = delta.dtype.type(0)
+    for t in range(lo, hi):  # t = c·Hp + p
+        c = t // hp
+        p = t - c * hp
+        drow, grow = delta[c, p], arg[c, p]
+        for u in range(s):
+            orow = out[c, p * s + u]
+            for q in range(wp):
+                for v in range(s):
+                    here = u * s + v
+                    for k in range(n):
+                        orow[q * s + v, k] = drow[q, k] if grow[q, k] == here else zero

@@ -1,0 +1,130 @@
+"""The two engines: selection, thread count, and the compiled kernels against the NumPy reference."""
+
+import numpy as np
+import pytest
+
+import convprop
+from conftest import random_batch
+from convprop import Conv, ConvpropError, Dense, Input, MaxPool, Network, Subsample
+from convprop.engine import backend, ops, parallel
+
+numba_only = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    convprop.set_engine(None)
+    convprop.set_num_threads(None)
+
+
+def _lenet_like(dtype):
+    return Network([Input(20, 20), Conv(4, 5, "relu", padding="same"), MaxPool(2), Conv(6, 3, "leaky_relu", stride=2),
+                    Subsample(2), Dense(7, "tanh")], n_outputs=3, output="softmax", dtype=dtype, seed=4)
+
+
+def _run(net, x, y):
+    o = net.forward(x).copy()
+    net.backward(y)
+    return o, {k: g.copy() for k, g in net.gradients().items()}
+
+
+def test_engine_choice(monkeypatch):
+    monkeypatch.setenv("CONVPROP_ENGINE", "numpy")
+    assert backend.engine() == "numpy" and backend.compiled() is None
+    convprop.set_engine("auto")  # overrides the environment
+    assert backend.engine() == ("numba" if backend.available() else "numpy")
+    convprop.set_engine(None)
+    assert backend.engine() == "numpy"
+    monkeypatch.setenv("CONVPROP_ENGINE", "fortran")
+    with pytest.raises(ConvpropError, match="CONVPROP_ENGINE must be one of numba, numpy, auto"):
+        backend.engine()
+    with pytest.raises(ConvpropError, match="the engine must be one of"):
+        convprop.set_engine("cuda")
+
+
+def test_thread_count(monkeypatch):
+    monkeypatch.delenv("CONVPROP_THREADS", raising=False)
+    assert convprop.get_num_threads() == parallel.cores() >= 1  # every core by default
+    monkeypatch.setenv("CONVPROP_THREADS", "3")
+    assert convprop.get_num_threads() == 3
+    convprop.set_num_threads(2)  # overrides the environment
+    assert convprop.get_num_threads() == 2
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConvpropError, match="thread count must be a positive integer"):
+            convprop.set_num_threads(bad)
+
+
+@numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_results_do_not_depend_on_the_thread_count(dtype):
+    convprop.set_engine("numba")
+    results = []
+    for threads in (1, 2, 3, 1):
+        convprop.set_num_threads(threads)
+        net = _lenet_like(dtype)
+        x, y = random_batch(net, 9, seed=1, labels=True)
+        results.append(_run(net, x, y))
+    for o, g in results[1:]:  # bit-identical, not just close
+        np.testing.assert_array_equal(o, results[0][0])
+        for k in g:
+            np.testing.assert_array_equal(g[k], results[0][1][k], err_msg=k)
+
+
+@numba_only
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_compiled_engine_agrees_with_numpy(dtype, rtol):
+    out = {}
+    for eng in ("numpy", "numba"):
+        convprop.set_engine(eng)
+        net = _lenet_like(dtype)
+        x, y = random_batch(net, 6, seed=2, labels=True)
+        out[eng] = _run(net, x, y)
+    (o1, g1), (o2, g2) = out["numpy"], out["numba"]
+    np.testing.assert_allclose(o2, o1, rtol=rtol, atol=0)
+    for k in g1:
+        scale = np.abs(g1[k]).max()
+        np.testing.assert_allclose(g2[k], g1[k], rtol=0, atol=rtol * scale, err_msg=k)
+
+
+@numba_only
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 4e-16), (np.float32, 2.5e-7)])
+def test_compiled_sigmoid(dtype, rtol):
+    from convprop.engine.kernels import activation
+
+    z = np.concatenate([np.linspace(-40, 40, 20001), [-1e4, -800, -100, 0, 100, 800, 1e4]]).astype(dtype)
+    got = z.copy()
+    activation.sigmoid_(got)
+    exact = 1 / (1 + np.exp(-z.astype(np.longdouble)))
+    # beyond the clamp of e^−z (|z| > 708 / 87) the result is a few times the smallest normal number, not 0
+    assert np.all(np.abs(got - exact) <= rtol * exact + 2 * np.finfo(dtype).tiny)
+    special = np.array([np.nan, np.inf, -np.inf], dtype=dtype)
+    activation.sigmoid_(special)
+    assert np.isnan(special[0]) and special[1] == 1 and 0 <= special[2] <= 2 * np.finfo(dtype).tiny
+
+
+@numba_only
+def test_compiled_max_pool_ties_and_nan_like_numpy():
+    from convprop.engine.kernels import pool
+
+    a = np.zeros((2, 4, 6, 3))
+    a[0, 1, 1, 0] = a[0, 0, 1, 0] = 5  # a tie: the first in row-major order wins
+    a[1, 2:, 2:, :] = -1
+    out, arg = np.empty((2, 2, 3, 3)), np.empty((2, 2, 3, 3), np.uint8)
+    pool.max_pool(a, 2, out, arg, 0, 4)
+    ref_out, ref_arg = ops.max_pool(a, 2)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)
+
+
+@numba_only
+def test_strided_convolution_computes_only_the_kept_outputs():
+    """The strided kernel writes every kept output itself (no stride-1 result is sampled)."""
+    from convprop.engine.kernels import conv
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.random((2, 11, 11, 3)), rng.random((3, 2, 3, 3)), rng.random(3)
+    z = np.full((3, 5, 5, 3), np.nan)
+    conv.forward_strided(x, w, b, 2, 4, 0.0, z, 0, 15)
+    ref, _ = ops.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x)), w)
+    np.testing.assert_allclose(ops.to_nhwc(z), ref[:, ::2, ::2] + b, rtol=1e-14)
