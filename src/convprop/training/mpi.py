@@ -70,7 +70,7 @@ def world():
     # Open MPI spins while a rank waits for the others; on a machine whose cores are shared
     # (other jobs, or more ranks than cores) the spinning rank takes the time the others need.
     # Yielding costs a system call per poll: 2 ranks on a busy 2-core machine went from
-    # 0.25x to 0.5-0.9x one process's images/s (benchmarks/README.md). Before MPI_Init.
+    # 0.16-0.39x to 0.54-0.63x one process's images/s (benchmarks/README.md). Before MPI_Init.
     os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
