@@ -92,6 +92,22 @@ def mismatch(out: Path) -> None:
         (out / f"error{comm.rank}.json").write_text(json.dumps({"type": type(exc).__name__, "text": str(exc)}))
 
 
+def threads(out: Path) -> None:
+    """Each rank's engine threads when the user set none, and the cores it may run on."""
+    import os
+
+    from mpi4py import MPI
+
+    from convprop.training.mpi import set_threads
+
+    comm = MPI.COMM_WORLD
+    os.environ.pop("CONVPROP_THREADS", None)
+    set_threads(comm)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    (out / f"threads{comm.rank}.json").write_text(json.dumps({"threads": int(os.environ["CONVPROP_THREADS"]),
+                                                                "usable": usable, "cores": os.cpu_count()}))
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
-    {"equivalence": equivalence, "mismatch": mismatch}[scenario](out)
+    {"equivalence": equivalence, "mismatch": mismatch, "threads": threads}[scenario](out)

@@ -126,6 +126,15 @@ def test_ranks_with_other_data_are_refused_at_start(tmp_path):
     assert errors[0]["text"].endswith("differ from rank 0's: rank 1: training data"), errors[0]
 
 
+def test_each_rank_gets_its_share_of_the_cores_as_engine_threads(tmp_path):
+    out = mpi_launch.run(2, sys.executable, WORKER, "threads", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    for r in range(2):
+        got = json.loads((tmp_path / f"threads{r}.json").read_text())
+        # 2 ranks on this machine: half its cores each (2 cores: 1 thread), fewer if bound to fewer
+        assert got["threads"] == max(1, min(got["cores"], 2 * got["usable"]) // 2), got
+
+
 # ------------------------------------------------------------------ the CLI
 
 

@@ -70,7 +70,7 @@ def world():
     # Open MPI spins while a rank waits for the others; on a machine whose cores are shared
     # (other jobs, or more ranks than cores) the spinning rank takes the time the others need.
     # Yielding costs a system call per poll: 2 ranks on a busy 2-core machine went from
-    # 0.25x to 0.5-0.9x one process's images/s (benchmarks/README.md). Before MPI_Init.
+    # 0.16-0.39x to 0.54-0.63x one process's images/s (benchmarks/README.md). Before MPI_Init.
     os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
@@ -107,21 +107,23 @@ def set_threads(comm) -> None:
         os.environ["CONVPROP_THREADS"] = str(threads_per_rank(comm))
 
 
-def wait_politely(request, longest: float = 5e-4) -> None:
-    """Wait for a non-blocking MPI request, sleeping between polls (20 µs doubling up to ``longest`` s).
+def wait_politely(request, spin: float = 2e-4, longest: float = 2e-4) -> None:
+    """Wait for a non-blocking MPI request: poll for ``spin`` s, then sleep between polls.
 
-    A blocking collective spins (or yields) while it waits, so the waiting rank stays runnable
-    and takes CPU from the rank it waits for whenever cores are shared (other jobs, more ranks
-    than cores): 2 ranks on a busy 2-core machine trained 2-2.5x faster polling this way than
-    with a blocking Allreduce (benchmarks/README.md). A sleeping rank is not runnable; the
-    price is at most ``longest`` of latency per step.
+    The naps start at 20 µs and double up to ``longest`` s. A blocking collective spins (or
+    yields) while it waits, so the waiting rank stays runnable and takes CPU from the rank it
+    waits for whenever cores are shared (other jobs, more ranks than cores): 2 ranks on a busy
+    2-core machine trained 2-2.5x faster polling with naps than with a blocking Allreduce. On
+    an idle machine the ranks arrive within microseconds of each other and the first polls
+    catch it: as fast as the blocking call (benchmarks/README.md).
     """
     import time
 
-    nap = 2e-5
-    for _ in range(20):  # the others are usually almost done: a few quick polls first
+    end = time.perf_counter() + spin
+    while time.perf_counter() < end:
         if request.Test():
             return
+    nap = 2e-5
     while not request.Test():
         time.sleep(nap)
         nap = min(2 * nap, longest)
