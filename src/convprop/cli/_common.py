@@ -87,6 +87,13 @@ def run_optimizer(config: dict):
     return make(name, config["alpha"], momentum=momentum, nesterov=nesterov, weight_decay=decay)
 
 
+def add_command(sub, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` shows a description and example command lines."""
+    return sub.add_parser(name, help=help, description=description,
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_model_command(sub, name: str, help: str, run, target: tuple[str, str],
                       option: tuple[str, str]) -> argparse.ArgumentParser:
     """A sub-command that reads a saved model (or run) and a data set.

@@ -7,20 +7,19 @@ import time
 
 import numpy as np
 
-from ._common import model_file
+from ._common import add_command, model_file
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``gradcheck`` to the sub-commands."""
-    g = sub.add_parser(
-        "gradcheck", help="compare backprop with finite differences",
-        description="Compare every backprop gradient entry with the central difference (L(θ+ε) − L(θ−ε))/2ε on "
+    g = add_command(
+        sub, "gradcheck", "compare backprop with finite differences",
+        "Compare every backprop gradient entry with the central difference (L(θ+ε) − L(θ−ε))/2ε on "
                     "random images, as the toolbox's cnnnumgradcheck. Where a step crosses a ReLU kink or a "
                     "max-pool tie (the loss has no derivative there) a smaller step is used, and entries that "
                     "cross one at every step are left out and counted. Exit status 0 when it passes, 1 when not.",
-        epilog="examples:\n  convprop gradcheck --layers 2c5-s2-3c5-s2 --images 5\n"
-               "  convprop gradcheck --layers 6c5r-m2 --images 2\n  convprop gradcheck --model runs/mnist-1epoch",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        ["convprop gradcheck --layers 2c5-s2-3c5-s2 --images 5", "convprop gradcheck --layers 6c5r-m2 --images 2",
+         "convprop gradcheck --model runs/mnist-1epoch"])
     g.add_argument("--layers", default="2c5-s2-3c5-s2", metavar="SPEC", help="layer spec (default 2c5-s2-3c5-s2)")
     g.add_argument("--size", type=int, default=28, help="image height and width (default 28)")
     g.add_argument("--outputs", type=int, default=10, help="number of outputs (default 10)")

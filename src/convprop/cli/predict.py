@@ -18,7 +18,7 @@ import numpy as np
 from ..datasets.images import decode_image
 from ..errors import ConvpropError
 from ..formats.idx import iter_idx, looks_like_idx
-from ._common import class_names, model_file, mpi_world, speaks
+from ._common import add_command, class_names, model_file, mpi_world, speaks
 
 Row = tuple[str, np.ndarray, list[str]]
 
@@ -35,16 +35,15 @@ def _limit(text: str) -> int:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``predict`` to the sub-commands."""
-    r = sub.add_parser(
-        "predict", help="classify images (PNG, JPEG …), the images of IDX files, or .npy arrays",
-        description="Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM), the images of IDX files, or "
+    r = add_command(
+        sub, "predict", "classify images (PNG, JPEG …), the images of IDX files, or .npy arrays",
+        "Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM), the images of IDX files, or "
                     ".npy arrays (N×H×W[×C] or one H×W[×C]; uint8 is divided by 255). Images are converted to "
                     "the model's input (grey or RGB, its size); each conversion is shown. Files that cannot be "
                     "read are reported and skipped; the exit status is then 1 (2 when no file could be read).",
-        epilog="examples:\n  convprop predict runs/mnist-1epoch digit.png photo.jpg\n"
-               "  convprop predict runs/mnist-1epoch scan.png --invert      # dark ink on light paper\n"
-               "  convprop predict runs/mnist-1epoch t10k-images-idx3-ubyte.gz --limit 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        ["convprop predict runs/mnist-1epoch digit.png photo.jpg",
+         "convprop predict runs/mnist-1epoch scan.png --invert      # dark ink on light paper",
+         "convprop predict runs/mnist-1epoch t10k-images-idx3-ubyte.gz --limit 5"])
     r.add_argument("model", help="model.npz / checkpoint.npz or a run directory")
     r.add_argument("inputs", nargs="+", metavar="FILE", help="image files, IDX files or .npy arrays")
     r.add_argument("--invert", action="store_true", help="invert images (dark digit on light paper)")
