@@ -141,6 +141,10 @@ def test_data_dir_messages_name_the_flag(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CONVPROP_MIRRORS", "http://127.0.0.1:9")
     monkeypatch.setenv("CONVPROP_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CONVPROP_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/fashion-mnist, lands here
+    import convprop.datasets.locate as locate  # as if Debian's dataset-fashion-mnist were not installed
+
+    monkeypatch.setattr(locate, "find_in_dir", _without_debian_fashion(locate.find_in_dir))
     assert main(["train", "--dataset", "fashion-mnist", "-q"]) == 2
     err = capsys.readouterr().err
     assert "(--data-dir on the command line, path= in Python)" in err
@@ -150,6 +154,23 @@ def test_data_dir_messages_name_the_flag(tmp_path, capsys, monkeypatch):
 # --- 6. examples/lenet.py without Fashion-MNIST
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _without_debian_fashion(find_in_dir):
+    """``find_in_dir`` that finds nothing in /usr/share/datasets (where Debian's package puts Fashion-MNIST)."""
+    return lambda d, spec, split: None if str(d).startswith("/usr/share/datasets") else find_in_dir(d, spec, split)
+
+
+#: Runs the script given after it as ``__main__``, with Debian's Fashion-MNIST out of sight.
+WITHOUT_DEBIAN_FASHION = (
+    "import runpy, sys\n"
+    "import convprop.datasets.locate as locate\n"
+    "real = locate.find_in_dir\n"
+    "locate.find_in_dir = lambda d, spec, split: (None if str(d).startswith('/usr/share/datasets')\n"
+    "                                             else real(d, spec, split))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
 
 
 def _env(tmp_path, **extra):
@@ -164,7 +185,8 @@ def test_lenet_example_skips_a_missing_fashion_mnist(tmp_path, shared):
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(ROOT / "examples" / "lenet.py"), "--epochs", "1", "--train-size", "200",
+    cmd = [sys.executable, "-c", WITHOUT_DEBIAN_FASHION, str(ROOT / "examples" / "lenet.py"), "--epochs", "1",
+           "--train-size", "200",
            "--data-dir", str(shared / "data" / "mnist")]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr
