@@ -69,8 +69,16 @@ def _fork(fn, *args) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        fn(*args)
-        os._exit(0)
+        # The child never returns into pytest: a Ctrl-C that lands before ``fn`` enters its own
+        # ``try`` (seen under heavy load) still ends it here, with the status a Ctrl-C gives.
+        code = 1
+        try:
+            fn(*args)
+            code = 0
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            os._exit(code)
     return pid
 
 
