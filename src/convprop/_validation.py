@@ -134,11 +134,13 @@ class Interval:
     """Numbers of a ``kind`` (int or float) between ``low`` and ``high``.
 
     ``closed`` is "both", "left", "right" or "neither"; None as a bound means no
-    bound. Floats must be finite; bools are not numbers here.
+    bound. Floats must be finite; bools are not numbers here. ``name``, if given,
+    is how messages describe the interval.
     """
 
-    def __init__(self, kind: type, low: float | None, high: float | None, closed: str = "both"):
-        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+    def __init__(self, kind: type, low: float | None, high: float | None, closed: str = "both",
+                 name: str | None = None):
+        self.kind, self.low, self.high, self.closed, self.name = kind, low, high, closed, name
 
     def __call__(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
@@ -154,6 +156,8 @@ class Interval:
         return not (self.high is not None and (value > self.high or (value == self.high and not right)))
 
     def __str__(self) -> str:
+        if self.name:
+            return self.name
         what = "an integer" if self.kind is int else "a finite number"
         if self.kind is int and self.low == 1 and self.high is None:
             return "a positive integer"

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import math
-
+from .._validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Interval, check_param
 from ..errors import ConvpropError
 from ._common import DATASETS
 from ._data import IMAGES
 
 #: Settings a checkpoint of the CLI must hold, with their types.
 REQUIRED = {"dataset": str, "layers": str, "batch_size": int, "alpha": (int, float), "dtype": str, "seed": int}
+#: Seeds NumPy's generators and the checkpoint's JSON take.
+SEED = Interval(int, 0, 2**63, closed="left", name="an integer in [0, 2**63)")
 #: Settings added over time, with the value a checkpoint without them means.
 DEFAULTS = {"optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
 
@@ -23,20 +24,14 @@ def check_arguments(args) -> None:
     ConvpropError
         Naming the flag and what it accepts.
     """
-    def bad(flag: str, value, what: str) -> ConvpropError:
-        return ConvpropError(f"{flag} must be {what}, got {value!r}")
-
-    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise bad(flag, value, "a positive integer")
-    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha > 0):
-        raise bad("--alpha", args.alpha, "a positive finite number")
-    if args.momentum is not None and not 0 <= args.momentum < 1:
-        raise bad("--momentum", args.momentum, "in [0, 1)")
-    if args.weight_decay is not None and not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        raise bad("--weight-decay", args.weight_decay, "a finite number >= 0")
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise bad("--seed", args.seed, "an integer >= 0")
+    for flag, value, constraint in (("--epochs", args.epochs, POSITIVE_INT),
+                                    ("--batch-size", args.batch_size, POSITIVE_INT),
+                                    ("--alpha", args.alpha, POSITIVE),
+                                    ("--momentum", args.momentum, Interval(float, 0, 1, closed="left")),
+                                    ("--weight-decay", args.weight_decay, NON_NEGATIVE),
+                                    ("--seed", args.seed, SEED)):
+        if value is not None:  # not given: the default (or the checkpoint's)
+            check_param(flag, value, constraint)
     if args.layers is not None:
         from ..engine.spec import parse_layers
 
