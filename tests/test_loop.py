@@ -137,10 +137,11 @@ def test_metrics_log_writes_one_row_per_epoch(tmp_path, data):
 
 
 def test_every_entry_point_runs_the_same_loop():
-    """No second training loop: the batch loop (forward_batch / backward_batch) lives in training/loop.py only."""
+    """No second training loop: the batch loop (train_batch, or forward_batch / backward_batch) lives in
+    training/loop.py only."""
     src = Path(__file__).resolve().parents[1] / "src" / "convprop"
     callers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py")
-                     if re.search(r"\.backward_batch\(", p.read_text()))
+                     if re.search(r"\.(backward|train)_batch\(", p.read_text()))
     assert callers == ["engine/network.py", "training/explain.py", "training/gradcheck.py", "training/loop.py"]
 
 

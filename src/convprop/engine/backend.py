@@ -1,8 +1,8 @@
 """Which engine computes the layers: compiled kernels (Numba) or NumPy.
 
-``"numba"``: the kernels of :mod:`convprop.engine.kernels`, parallel over every
-core (see :mod:`convprop.engine.parallel`), compiled on first use and cached on
-disk. ``"numpy"``: the vectorised NumPy layers, the reference the kernels are
+``"numba"``: the kernels of :mod:`convprop.engine.kernels`, a batch cut into
+slices over every core (see :mod:`convprop.engine.slices`), compiled on first
+use and cached on disk. ``"numpy"``: the vectorised NumPy layers, the reference the kernels are
 tested against. The choice, in order of precedence: :func:`set_engine`, the
 environment variable ``CONVPROP_ENGINE`` (``numba``, ``numpy`` or ``auto``),
 else ``auto``: Numba when it can be imported, NumPy otherwise. Layers ask at

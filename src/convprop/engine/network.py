@@ -12,6 +12,7 @@ from .._validation import check_dtype, check_images, check_targets, positive_int
 from ..errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
+from . import backend, memory, parallel, slices
 from .ops import from_nhwc, to_nhwc
 from .parallel import blas_limit
 
@@ -151,6 +152,10 @@ class Network:
         #: After forward: the outputs (N, n_outputs); see also :attr:`activations`.
         self.o: np.ndarray | None = None
         self._maps: list[np.ndarray] = []  # every layer's maps, internal (C, H, W, N) layout
+        #: After a forward pass in batch slices (:mod:`convprop.engine.slices`): the replicas
+        #: that ran them, and each one's [lo, hi) of the batch; empty otherwise.
+        self._slices: list[Network] = []
+        self._spans: list[tuple[int, int]] = []
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
@@ -223,7 +228,7 @@ class Network:
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
-        state.update(o=None, _maps=[], e=None)
+        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[])
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -242,7 +247,10 @@ class Network:
 
         A Dense layer's output is an (N, units) array.
         """
-        return [a.T if a.ndim == 2 else to_nhwc(a) for a in self._maps]
+        maps = self._maps
+        if self._slices:  # the batch went through in slices: their maps, joined
+            maps = [slices.join_batch(parts, axis=-1) for parts in zip(*(t._maps for t in self._slices))]
+        return [a.T if a.ndim == 2 else to_nhwc(a) for a in maps]
 
     # ------------------------------------------------------- forward/backward
 
@@ -278,8 +286,17 @@ class Network:
         o : ndarray, shape (N, n_outputs)
 
         Inside, maps travel batch-last, (C, H, W, N); the feature vector is
-        flattened (H, W, C) per sample, as the output weights expect.
+        flattened (H, W, C) per sample, as the output weights expect. With the
+        compiled engine and k > 1 threads, the batch goes through as k slices
+        on k threads (:mod:`convprop.engine.slices`).
         """
+        memory.keep_freed_arrays()
+        k = slices.count(maps.shape[0]) if backend.compiled() is not None else 1
+        self._slices, self._spans = [], []
+        for layer in [*self.layers, self.output]:
+            layer._parts = None
+        if k > 1:
+            return self._forward_slices(maps, k)
         maps = from_nhwc(maps)
         self._maps = [maps]
         for layer in self.layers[1:]:
@@ -293,6 +310,37 @@ class Network:
             fv = np.ascontiguousarray(maps.transpose(1, 2, 0, 3)).reshape(-1, maps.shape[-1]).T
         self.o = self.output.forward(fv)
         return self.o
+
+    def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`forward_batch` as k slices of the batch, each through a replica on its own thread.
+
+        With ``targets``, each slice's backward pass follows its forward pass in the same task
+        (:meth:`train_batch`: one hand-off per step).
+        """
+        spans = slices.bounds(maps.shape[0], k)
+        twins = [self._replica() for _ in spans]
+
+        def one(i: int):
+            lo, hi = spans[i]
+            o = twins[i].forward_batch(maps[lo:hi])
+            return o if targets is None else twins[i].backward_batch(targets[lo:hi])
+
+        results = parallel.run_tasks(one, k)
+        self._slices, self._spans, self._maps = twins, spans, []
+        for i, layer in enumerate([*self.layers, self.output]):
+            layer._parts = [[*t.layers, t.output][i] for t in twins]
+        self.o = np.concatenate([t.o for t in twins])
+        if targets is not None:
+            self._join_backward(results, targets.shape[0])
+        return self.o
+
+    def _replica(self) -> "Network":
+        """A network on the same parameter arrays, with layers of its own for one batch slice."""
+        twin = object.__new__(Network)
+        twin.__dict__.update(self.__getstate__())
+        twin.layers = [slices.replica(layer) for layer in self.layers]
+        twin.output = slices.replica(self.output)
+        return twin
 
     def backward(self, y: np.ndarray) -> float:
         """Backpropagate the loss of the last :meth:`forward` against targets ``y``.
@@ -324,12 +372,54 @@ class Network:
         L : float
             The batch's loss; the gradients are left in each layer's ``grads``.
         """
+        if self._slices:
+            return self._backward_slices(targets)
         self.L, self.e = self.output.loss(self.o, targets)  # sigmoid: ½·Σ(o−y)²/N, e = o − y
         delta = self.output.backward(self.e)
         delta = delta.T if len(self.map_shape) == 1 else from_nhwc(delta.reshape(self.o.shape[0], *self.map_shape))
         # The first layer that needs no input delta is the one right after Input.
         for i in range(len(self.layers) - 1, 0, -1):
             delta = self.layers[i].backward(delta, need_input_delta=i > 1)
+        return self.L
+
+    def _backward_slices(self, targets: np.ndarray) -> float:
+        """:meth:`backward_batch` after :meth:`_forward_slices`: each slice's on its own thread."""
+        twins, spans = self._slices, self._spans
+        losses = parallel.run_tasks(lambda i: twins[i].backward_batch(targets[spans[i][0]:spans[i][1]]), len(twins))
+        return self._join_backward(losses, targets.shape[0])
+
+    def _join_backward(self, losses: Sequence[float], n: int) -> float:
+        """The slices' losses and gradients weighted by their sizes: L = Σ (n_i/N)·L_i, g likewise."""
+        twins = self._slices
+        weights = [(hi - lo) / n for lo, hi in self._spans]
+        self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
+        self.e = np.concatenate([t.e for t in twins])
+        for i, layer in enumerate([*self.layers, self.output]):  # in slice order: same bits every run
+            slices.join_grads(layer, [[*t.layers, t.output][i] for t in twins], weights)
+        return self.L
+
+    def train_batch(self, maps: np.ndarray, targets: np.ndarray) -> float:
+        """:meth:`forward_batch` then :meth:`backward_batch`: the training loop's step.
+
+        The same numbers; with batch slices (compiled engine, k > 1 threads) each slice's
+        forward and backward run in one task, so the threads meet once per step, not twice.
+
+        Parameters
+        ----------
+        maps : ndarray, shape (N, H, W, C), of the network's dtype (validated)
+        targets : ndarray, shape (N, n_outputs), of the network's dtype (validated)
+
+        Returns
+        -------
+        L : float
+            The batch's loss; the gradients are left in each layer's ``grads``.
+        """
+        memory.keep_freed_arrays()
+        k = slices.count(maps.shape[0]) if backend.compiled() is not None else 1
+        if k <= 1:
+            self.forward_batch(maps)
+            return self.backward_batch(targets)
+        self._forward_slices(maps, k, targets)
         return self.L
 
     def step(self, alpha: float) -> None:
@@ -381,7 +471,7 @@ class Network:
 
     def release(self) -> None:
         """Drop the last batch's maps, outputs and work buffers (what forward and backward keep)."""
-        self._maps, self.o, self.e = [], None, None
+        self._maps, self.o, self.e, self._slices, self._spans = [], None, None, [], []
         for layer in [*self.layers, self.output]:
             layer.__dict__.update(layer.__getstate__())
 

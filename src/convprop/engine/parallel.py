@@ -2,22 +2,23 @@
 
 The thread count k is, in order of precedence: :func:`set_num_threads`, the
 environment variable ``CONVPROP_THREADS``, else every core this process may run
-on (``os.sched_getaffinity``), as PyTorch does. The compiled engine shares
-each layer's output rows over k threads (:mod:`convprop.engine.kernels`); the
-NumPy engine shares each convolution's row blocks over k threads (below).
-``CONVPROP_BLAS_THREADS=m`` (default 1) caps the BLAS library's threads while
-convprop trains or predicts (:func:`blas_limit`): the GEMMs of a small CNN are
-thin (6 or 12 output maps), a second BLAS thread gains nothing on them (see
-benchmarks/README.md), and on a machine whose other core is busy OpenBLAS's
-spinning threads made training up to 8× slower.
+on (``os.sched_getaffinity``), as PyTorch does. The compiled engine cuts a batch
+into k slices that k threads push through the whole network
+(:mod:`convprop.engine.slices`, with :func:`run_tasks`); a batch too small to
+cut (under 2·MIN_SLICE images) has each kernel's output rows shared over the k
+threads instead (:func:`run_rows`). The NumPy engine shares each convolution's
+row blocks over k threads (:func:`map_blocks`). ``CONVPROP_BLAS_THREADS=m``
+(default 1) caps the BLAS library's threads while convprop trains or predicts
+(:func:`blas_limit`): the GEMMs of a small CNN are thin (6 or 12 output maps), a
+second BLAS thread gains nothing on them (see benchmarks/README.md), and on a
+machine whose other core is busy OpenBLAS's spinning threads made training up
+to 8× slower.
 
-A convolution's patch matrix is built and multiplied in blocks of output rows
-(see :class:`convprop.layers.Conv`); with k > 1 those blocks are shared out
-over k threads, each with its own work buffer. NumPy copies and BLAS calls
-release the GIL, so the threads run in parallel. Results are deterministic
-for a given k (partial weight gradients are summed in thread order). Use it
-with a single-threaded BLAS (``OPENBLAS_NUM_THREADS=1``) to avoid
-oversubscribing the cores.
+Compiled kernels, NumPy copies and BLAS calls release the GIL, so the threads
+run in parallel. Results are the same bits run after run for a given k; between
+thread counts they differ by round-off only (the slices' gradients are summed
+in another order; the row-sharing of :func:`run_rows` gives the same bits for
+every k).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pools.clear)
 
+
+#: Per thread: whether it runs a task of :func:`run_tasks` (its layers then use one thread).
+_local = threading.local()
 
 #: Thread count set by :func:`set_num_threads` (None: the environment / every core).
 _count: int | None = None
@@ -68,16 +72,18 @@ def cores() -> int:
 def n_threads() -> int:
     """The layers' thread count: :func:`set_num_threads`, else ``CONVPROP_THREADS``, else :func:`cores`.
 
-    The environment variable is read at every call.
+    The environment variable is read at every call. Inside a task of :func:`run_tasks`: 1.
     """
+    if getattr(_local, "inside", False):
+        return 1
     return _count if _count is not None else _env_count("CONVPROP_THREADS", cores())
 
 
 def set_num_threads(k: int | None) -> None:
     """Use ``k`` threads in every layer from now on (None: back to ``CONVPROP_THREADS`` / every core).
 
-    For a given k, results are bit-identical from run to run; the compiled
-    engine's do not depend on k at all, the NumPy engine's only by round-off.
+    For a given k, results are bit-identical from run to run; between thread
+    counts they differ by round-off only (see :mod:`convprop.engine.slices`).
     """
     global _count
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -124,6 +130,41 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
         return
     parts = min(rows, 2 * k)
     bounds = [rows * i // parts for i in range(parts + 1)]
+    _share(lambda i: kernel(*args, bounds[i], bounds[i + 1]), parts, k)
+
+
+def run_tasks(task: Callable[[int], T], count: int) -> list[T]:
+    """``[task(0), …, task(count − 1)]``, the tasks shared over up to ``count`` threads (the caller's too).
+
+    Inside a task :func:`n_threads` is 1, so the layers it runs do not share their
+    rows out again (see :mod:`convprop.engine.slices`).
+    """
+    results: list = [None] * count
+
+    def one(i: int) -> None:
+        outer = getattr(_local, "inside", False)
+        _local.inside = True
+        try:
+            results[i] = task(i)
+        finally:
+            _local.inside = outer
+
+    k = min(n_threads(), count)
+    if k <= 1:
+        for i in range(count):
+            one(i)
+    else:
+        _share(one, count, k)
+    return results
+
+
+def inside_task() -> bool:
+    """Whether this thread is running one of :func:`run_tasks`' tasks."""
+    return getattr(_local, "inside", False)
+
+
+def _share(call: Callable[[int], None], parts: int, k: int) -> None:
+    """``call(i)`` for i < parts by the calling thread and k − 1 pool threads, taking tickets in turn."""
     ticket, finished = itertools.count(), itertools.count(1)  # next() is atomic under the GIL
     done = threading.Event()
     errors: list[BaseException] = []
@@ -133,7 +174,7 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
             if i >= parts:
                 return
             try:
-                kernel(*args, bounds[i], bounds[i + 1])
+                call(i)
             except BaseException as exc:  # re-raised in the calling thread
                 errors.append(exc)
             if next(finished) == parts:
@@ -143,8 +184,8 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
     for _ in range(k - 1):
         pool.submit(take)
     take()
-    # Wait for the ranges, not for the pool threads: one that the OS has not woken yet
-    # finds no range left when it does, and nobody waits for it.
+    # Wait for the parts, not for the pool threads: one that the OS has not woken yet
+    # finds no part left when it does, and nobody waits for it.
     done.wait()
     if errors:
         raise errors[0]

@@ -58,6 +58,12 @@ class Layer:
         self.out_shape: tuple[int, ...] = ()
         self._d: np.ndarray | None = None
         self._cache: dict[str, np.ndarray] = {}
+        #: After a forward pass in batch slices: this layer's replicas, one per slice, in order
+        #: (see :mod:`convprop.engine.slices`); their deltas and pieces are joined on demand.
+        self._parts: list[Layer] | None = None
+
+    #: The batch axis of this layer's delta ``_d``: maps (C, H, W, N) and vectors (units, N): last.
+    _batch_axis = -1
 
     #: Attributes that hold one call's arrays besides ``_cache`` and ``_d``.
     _per_call: tuple[str, ...] = ()
@@ -66,7 +72,7 @@ class Layer:
         # Copies (deepcopy, Network.copy, pickles) carry parameters, not one batch's arrays.
         state = self.__dict__.copy()
         state["_cache"] = {}
-        for name in ("_d", *self._per_call):
+        for name in ("_d", "_parts", *self._per_call):
             if name in state:
                 state[name] = None
         return state
@@ -79,6 +85,8 @@ class Layer:
         a finite-difference step: when they differ, the step crossed a point where the
         loss has no derivative.
         """
+        if getattr(self, "_parts", None):  # the slices' marks, joined along the batch axis
+            return [np.concatenate(m, axis=-1) for m in zip(*(p.pieces() for p in self._parts))]
         marks = []
         if getattr(getattr(self, "activation", None), "kinked", False) and "a" in self._cache:
             marks.append(self._cache["a"] > 0)
@@ -89,7 +97,16 @@ class Layer:
     @property
     def d(self) -> np.ndarray | None:
         """The delta of this layer's output from the last backward, as (N, H, W, C) maps (a view)."""
-        return None if self._d is None else ops.to_nhwc(self._d)
+        d = self._delta()
+        return None if d is None else ops.to_nhwc(d)
+
+    def _delta(self) -> np.ndarray | None:
+        """The last backward's delta ``_d``, joined from the slices' after a sliced pass."""
+        if self._d is None and getattr(self, "_parts", None):
+            parts = [p._delta() for p in self._parts]
+            if all(p is not None for p in parts):
+                self._d = np.concatenate(parts, axis=self._batch_axis)
+        return self._d
 
     def plan(self, in_shape: tuple[int, ...], where: str) -> Plan:
         """Output shape, parameter count and working values on ``in_shape``, without allocating.

@@ -93,7 +93,8 @@ class Dense(Layer):
     @property
     def d(self) -> np.ndarray | None:
         """The delta d = dℓ/dz of the last backward, shape (N, units)."""
-        return None if self._d is None else self._d.T
+        d = self._delta()
+        return None if d is None else d.T
 
     def spec(self) -> str:
         return f"{self.units}f" + activations.spec_code(self.activation)

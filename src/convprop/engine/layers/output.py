@@ -18,6 +18,7 @@ class SigmoidOutput(Layer):
     """
 
     _per_call = ("_fv", "_o", "log_o")
+    _batch_axis = 0  # od is (N, n_outputs)
 
     def __init__(self, n_outputs: int) -> None:
         super().__init__()
@@ -60,7 +61,7 @@ class SigmoidOutput(Layer):
     @property
     def d(self) -> np.ndarray | None:
         """The output delta od of the last backward, shape (N, n_outputs)."""
-        return self._d
+        return self._delta()
 
     def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """The loss of outputs ``o`` against targets ``y`` and the delta that :meth:`backward` takes."""

@@ -1,0 +1,79 @@
+"""Batch slices over threads: one batch cut into k slices that k threads push through the network.
+
+The compiled kernels are fast enough that handing each kernel call's rows to a
+second thread (:func:`convprop.engine.parallel.run_rows`) costs about as much as
+it gains: a layer of a 50-image batch takes 50–300 µs, a hand-off 10–50 µs. So
+the compiled engine shares a batch instead: slice i (images lo_i ≤ n < hi_i)
+goes through the whole network on its own thread, on a *replica* of the network
+(its layers share the parameters but keep their own maps, deltas and
+gradients), with one hand-off per forward and one per backward.
+
+The equations per slice are the network's; the slices' results are joined as
+the whole batch's:
+
+* outputs o and errors e: the slices' rows, in order;
+* the loss  L = Σ_i (n_i / N) · L_i  (L_i the mean over slice i);
+* every gradient  g = Σ_i (n_i / N) · g_i  (g_i the mean over slice i), summed
+  in slice order, so that a given thread count gives the same bits every run;
+* maps, deltas and a layer's :meth:`~convprop.layers.Layer.pieces`: joined
+  along the batch axis only when asked for (:class:`~convprop.network.Network`'s
+  ``activations``, a layer's ``d``), never on the training path.
+
+The slice count is the thread count (at most one slice per
+:data:`MIN_SLICE` images), so results differ between thread counts by
+round-off only (the sums are taken in another order); one thread is the
+unsliced computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import parallel
+
+#: Fewest images in a slice: below this the per-slice work (≈ 20–60 µs per image on the
+#: toolbox network) no longer pays for a thread hand-off.
+MIN_SLICE = 8
+
+
+def count(n: int) -> int:
+    """Number of slices for a batch of ``n`` images: the thread count, at most n // MIN_SLICE."""
+    if parallel.inside_task():
+        return 1
+    return max(1, min(parallel.n_threads(), n // MIN_SLICE))
+
+
+def bounds(n: int, k: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of each of ``k`` contiguous slices of ``n`` images (sizes differ by at most 1)."""
+    cuts = [n * i // k for i in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def replica(layer):
+    """A layer that shares ``layer``'s parameters (the same arrays) and keeps its own per-call state."""
+    twin = object.__new__(type(layer))
+    twin.__dict__.update(layer.__getstate__())  # the parameters, without one batch's arrays
+    twin.grads = {}
+    return twin
+
+
+def weighted_sum(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Σ_i weights[i] · parts[i], in order, in the parts' dtype."""
+    total = parts[0] * parts[0].dtype.type(weights[0])
+    for part, w in zip(parts[1:], weights[1:]):
+        total += part * part.dtype.type(w)
+    return total
+
+
+def join_grads(layer, twins: Sequence, weights: Sequence[float]) -> None:
+    """``layer.grads`` = the weighted sum of its replicas' gradients, parameter by parameter."""
+    layer.grads = {p: weighted_sum([t.grads[p] for t in twins], weights) for p in twins[0].grads}
+
+
+def join_batch(parts: Sequence[np.ndarray | None], axis: int) -> np.ndarray | None:
+    """The slices' arrays joined along the batch ``axis`` (None when a slice has none)."""
+    if not parts or any(p is None for p in parts):
+        return None
+    return np.concatenate(parts, axis=axis)
