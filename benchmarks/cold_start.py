@@ -5,11 +5,16 @@ Three variants, run in turn ``--reps`` times so that machine load hits all of th
 * ``numba-cold``: the compiled engine with an empty kernel cache (a fresh ``NUMBA_CACHE_DIR``):
   the first run on a machine, compilation included;
 * ``numba-warm``: the compiled engine, kernels loaded from the cache of the run before;
-* ``numpy``: ``CONVPROP_ENGINE=numpy``, the NumPy engine (no compilation).
+* ``numpy``: ``CONVPROP_ENGINE=numpy``, the NumPy engine (no compilation);
+* ``before`` (with ``--before SRC``): the same command from another checkout's ``src``, e.g. main
+  as it was when issue 12 was filed (``git worktree add /tmp/before cd7a72f``).
+
+Every run's peak resident memory is recorded too (``wait4``'s ``ru_maxrss`` of the child).
 
 Usage (from the project root)::
 
-    PYTHONPATH=$PWD/src python3 benchmarks/cold_start.py --data-dir ../shared/data/mnist --reps 3
+    PYTHONPATH=$PWD/src python3 benchmarks/cold_start.py --data-dir ../shared/data/mnist --reps 3 \
+        --before /tmp/before/src
 """
 
 from __future__ import annotations
@@ -24,12 +29,18 @@ import tempfile
 import time
 
 
-def run(env_extra: dict, data_dir: str, out: str) -> float:
+def run(env_extra: dict, data_dir: str, out: str) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of one run of the command."""
     env = {**os.environ, **env_extra}
     cmd = [sys.executable, "-m", "convprop", "train", "--data-dir", data_dir, "--out", out, "--quiet"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - t0
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{cmd} failed with status {child.returncode}")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -37,21 +48,27 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "cold_start.json"))
+    ap.add_argument("--before", help="another checkout's src directory, run as the 'before' variant")
     args = ap.parse_args()
-    times: dict[str, list[float]] = {"numba-cold": [], "numba-warm": [], "numpy": []}
+    kinds = ["numba-cold", "numba-warm", "numpy"] + (["before"] if args.before else [])
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    peaks: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             cache = os.path.join(tmp, f"cache{rep}")
             os.makedirs(cache)
             numba_env = {"CONVPROP_ENGINE": "numba", "NUMBA_CACHE_DIR": cache}
-            times["numba-cold"].append(run(numba_env, args.data_dir, os.path.join(tmp, f"c{rep}")))
-            times["numba-warm"].append(run(numba_env, args.data_dir, os.path.join(tmp, f"w{rep}")))
-            times["numpy"].append(run({"CONVPROP_ENGINE": "numpy"}, args.data_dir, os.path.join(tmp, f"n{rep}")))
+            envs = {"numba-cold": numba_env, "numba-warm": numba_env, "numpy": {"CONVPROP_ENGINE": "numpy"},
+                    "before": {"PYTHONPATH": args.before or ""}}
+            for kind in kinds:
+                seconds, peak = run(envs[kind], args.data_dir, os.path.join(tmp, f"{kind}{rep}"))
+                times[kind].append(seconds)
+                peaks[kind].append(peak)
             print({k: round(v[-1], 2) for k, v in times.items()}, f"load {os.getloadavg()[0]:.1f}", flush=True)
-    result = {k: {"median": statistics.median(v), "all": v} for k, v in times.items()}
+    result = {k: {"median": statistics.median(times[k]), "all": times[k], "peak_mib": max(peaks[k])} for k in kinds}
     result["loadavg_end"] = os.getloadavg()
-    for k in ("numba-cold", "numba-warm", "numpy"):
-        print(f"{k:11s} median {result[k]['median']:6.2f} s")
+    for k in kinds:
+        print(f"{k:11s} median {result[k]['median']:6.2f} s, peak {result[k]['peak_mib']:.0f} MiB")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 

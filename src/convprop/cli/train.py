@@ -202,6 +202,8 @@ def run(args) -> int:
 
 
 def _train(args, net, state, extra, config, out, parallel) -> int:
+    from ..engine import warmup
+    from ..engine.spec import parse_layers
     from ..formats.model import save_model
     from ..training.budget import check_batch
     from ..training.callbacks import MetricsLog
@@ -212,6 +214,8 @@ def _train(args, net, state, extra, config, out, parallel) -> int:
     data_dir = data_dir_for(args, extra)
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
+    # the compiled kernels compile (first run on a machine) or load while the data are read
+    warmup.start(parse_layers(config["layers"]), dtype, config["output"])
     data = _load_data(parallel, lambda: load_run_data(args, config, state, extra, dtype, data_dir))
     extra["class_names"] = data.class_names
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test

@@ -1,0 +1,87 @@
+"""Compile the compiled engine's kernels in the background while the data loads.
+
+The first run on a machine compiles the Numba kernels (about 4 s for the
+toolbox network, on top of a training epoch of 3–4 s), then reads them from
+Numba's disk cache (about 0.5 s). :func:`start` does that work on a second
+thread as soon as the layers are known, before the data are read: it pushes one
+image through a miniature of the network (the same layers and dtype on the
+smallest input they accept), which compiles (or loads) exactly the kernels, for
+exactly the argument types, that training will call. LLVM's optimisation and
+code generation run without the GIL (llvmlite calls them through ctypes), so
+they overlap with reading and decoding the data. Numba serialises compilation
+with one lock: a training step that needs a kernel still being compiled waits
+for it, never compiles it twice.
+
+Nothing is shared with the real network, so results are unaffected; a
+failure here is ignored (the real network meets the same error and reports it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import backend, parallel
+from ..errors import ConvpropError
+
+#: Largest side tried for the miniature's input.
+MAX_SIDE = 512
+
+
+#: Outputs of the miniature: the kernels' argument types do not depend on the count.
+N_OUTPUTS = 2
+
+
+def smallest_input(layers: Sequence, n_outputs: int = N_OUTPUTS, channels: int = 1) -> int | None:
+    """The smallest square side the hidden ``layers`` accept (None when none up to MAX_SIDE does)."""
+    from .layers import Input
+    from .network import plan_network
+
+    for side in range(1, MAX_SIDE + 1):
+        try:
+            plan_network([Input(side, side, channels), *layers], n_outputs)
+        except ConvpropError:
+            continue
+        return side
+    return None
+
+
+def start(layers: Sequence, dtype, output: str = "sigmoid") -> threading.Thread | None:
+    """Compile (or load) the kernels the network of ``layers`` will use, on a daemon thread.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The hidden layers (no Input), as :func:`convprop.engine.spec.parse_layers` gives them.
+    dtype : float32 or float64
+    output : {"sigmoid", "softmax"}
+
+    Returns
+    -------
+    threading.Thread or None
+        The running thread; None when the NumPy engine is selected or the layers fit no input.
+    """
+    if backend.engine() != "numba":
+        return None
+    side = smallest_input(layers)
+    if side is None:
+        return None
+    thread = threading.Thread(target=_run, args=(list(layers), dtype, output, side),
+                              name="convprop-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _run(layers, dtype, output, side) -> None:
+    from .layers import Input
+    from .network import Network
+
+    try:
+        net = Network([Input(side, side), *layers], N_OUTPUTS, dtype=dtype, output=output, seed=0)
+        x = np.full((1, side, side, 1), 0.5, dtype=net.dtype)
+        targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
+        parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
+    except Exception:  # noqa: BLE001 - the real network reports whatever this meets
+        pass
