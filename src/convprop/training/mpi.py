@@ -107,15 +107,17 @@ def set_threads(comm) -> None:
         os.environ["CONVPROP_THREADS"] = str(threads_per_rank(comm))
 
 
-def wait_politely(request, spin: float = 2e-4, longest: float = 2e-4) -> None:
-    """Wait for a non-blocking MPI request: poll for ``spin`` s, then sleep between polls.
+def wait_politely(request, spin: float = 2e-3, longest: float = 2e-4) -> None:
+    """Wait for a non-blocking MPI request: poll, yielding the core, for ``spin`` s, then nap between polls.
 
-    The naps start at 20 µs and double up to ``longest`` s. A blocking collective spins (or
-    yields) while it waits, so the waiting rank stays runnable and takes CPU from the rank it
-    waits for whenever cores are shared (other jobs, more ranks than cores): 2 ranks on a busy
-    2-core machine trained 2-2.5x faster polling with naps than with a blocking Allreduce. On
-    an idle machine the ranks arrive within microseconds of each other and the first polls
-    catch it: as fast as the blocking call (benchmarks/README.md).
+    Each poll is followed by ``os.sched_yield()``: on an idle core that returns at once (a
+    busy wait, which answers within microseconds when the other ranks arrive), on a shared
+    core it lets the process that core also runs (another rank, another job) go first. After
+    ``spin`` s the waiting rank sleeps between polls, naps from 20 µs doubling up to ``longest``
+    s, so that a long wait (a rank far behind, evaluation) costs no CPU. A blocking collective
+    spins without yielding: on a busy 2-core machine 2 ranks trained 2–2.5× slower with it; a
+    sleep after every poll costs its timer's wake-up (≥ 50 µs on a virtual machine) on every
+    step (benchmarks/README.md).
     """
     import time
 
@@ -123,6 +125,7 @@ def wait_politely(request, spin: float = 2e-4, longest: float = 2e-4) -> None:
     while time.perf_counter() < end:
         if request.Test():
             return
+        os.sched_yield()
     nap = 2e-5
     while not request.Test():
         time.sleep(nap)
