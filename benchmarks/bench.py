@@ -340,7 +340,7 @@ def run_mode(mode: str, args, report: dict) -> None:
         out["lenet_float32_train"] = r = lenet_pair(args.train_images, args.reps)
         for lib in ("convprop", "torch"):
             r[lib]["per_epoch_median"] = r[lib]["median"] * scale
-    if args.profile and mode != "default":
+    if args.profile and mode == "one":  # per layer: one thread (with k, a batch's slices overlap)
         out["profile"] = {eng: {} for eng in ("numpy", "numba")}
         for eng in ("numpy", "numba"):
             convprop.set_engine(eng)

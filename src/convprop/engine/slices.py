@@ -28,6 +28,7 @@ unsliced computation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import FunctionType, MethodType
 
 import numpy as np
 
@@ -52,9 +53,14 @@ def bounds(n: int, k: int) -> list[tuple[int, int]]:
 
 
 def replica(layer):
-    """A layer that shares ``layer``'s parameters (the same arrays) and keeps its own per-call state."""
+    """A layer that shares ``layer``'s parameters (the same arrays) and keeps its own per-call state.
+
+    Functions set on the layer object itself (a wrapper of its ``forward`` for timing, say) are
+    not carried over: they would act on ``layer``'s state, not the replica's.
+    """
     twin = object.__new__(type(layer))
-    twin.__dict__.update(layer.__getstate__())  # the parameters, without one batch's arrays
+    state = layer.__getstate__()  # the parameters, without one batch's arrays
+    twin.__dict__.update({k: v for k, v in state.items() if not isinstance(v, (FunctionType, MethodType))})
     twin.grads = {}
     return twin
 
