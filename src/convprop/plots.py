@@ -40,12 +40,14 @@ SIZES: dict[str, tuple[int, int]] = {
 _DPI = 100
 
 
-def _figure(kind: str, size: tuple[int, int] | None = None):
+def _figure(kind: str, size: tuple[int, int] | None = None, layout: str | None = "constrained"):
+    """An Agg figure of ``kind``'s size. Grids of many small pictures pass ``layout=None`` and place
+    them with fixed margins: the constrained layout's solver costs about 0.1 s per 5 axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     w, h = size or SIZES[kind]
-    fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI, layout="constrained")
+    fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -220,8 +222,9 @@ def plot_feature_maps(net: Network, image: np.ndarray, path: str | os.PathLike, 
     acts, names = zip(*[(a[0], name) for a, name in zip(net.activations, names) if a.ndim == 4])
     classes = _names(class_names, net.n_outputs)
     cols = min(max(a.shape[-1] for a in acts), max_maps)
-    fig = _figure("feature_maps")
-    grid = fig.add_gridspec(len(acts) + 1, cols, height_ratios=[1] * len(acts) + [1.2])
+    fig = _figure("feature_maps", layout=None)
+    grid = fig.add_gridspec(len(acts) + 1, cols, height_ratios=[1] * len(acts) + [1.2], left=0.11, right=0.99,
+                            bottom=0.05, top=0.93, wspace=0.08, hspace=0.25)
     for r, (a, name) in enumerate(zip(acts, names)):
         h, w = a.shape[:2]
         for c in range(cols):
@@ -300,8 +303,9 @@ def plot_misclassified(images: np.ndarray, true: np.ndarray, predicted: np.ndarr
     classes = _names(class_names, k)
     show = wrong[:max_images]
     side = max(1, int(np.ceil(np.sqrt(max(len(show), 1)))))
-    fig = _figure("misclassified")
-    axes = fig.subplots(side, side, squeeze=False)
+    fig = _figure("misclassified", layout=None)
+    axes = fig.subplots(side, side, squeeze=False,
+                        gridspec_kw=dict(left=0.02, right=0.98, bottom=0.02, top=0.9, wspace=0.1, hspace=0.45))
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, show):
