@@ -130,10 +130,13 @@ def test_an_error_in_a_slice_reaches_the_caller(monkeypatch):
             raise FloatingPointError("slice 2")
         return original(self, maps)
 
+    net.forward(x)
+    assert len(net._slices) == 2
     original = Network.forward_batch
     monkeypatch.setattr(Network, "forward_batch", failing)
     with pytest.raises(FloatingPointError, match="slice 2"):
         net.forward(x)
+    assert net._slices == [] and all(layer._parts is None for layer in net.layers)  # nothing stale
 
 
 def test_inside_a_slice_the_layers_use_one_thread():

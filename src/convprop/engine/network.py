@@ -290,11 +290,7 @@ class Network:
         compiled engine and k > 1 threads, the batch goes through as k slices
         on k threads (:mod:`convprop.engine.slices`).
         """
-        memory.keep_freed_arrays()
-        k = slices.count(maps.shape[0]) if backend.compiled() is not None else 1
-        self._slices, self._spans = [], []
-        for layer in [*self.layers, self.output]:
-            layer._parts = None
+        k = self._new_pass(maps.shape[0])
         if k > 1:
             return self._forward_slices(maps, k)
         maps = from_nhwc(maps)
@@ -310,6 +306,14 @@ class Network:
             fv = np.ascontiguousarray(maps.transpose(1, 2, 0, 3)).reshape(-1, maps.shape[-1]).T
         self.o = self.output.forward(fv)
         return self.o
+
+    def _new_pass(self, n: int) -> int:
+        """Forget the last pass's slices; the number of slices for a batch of ``n`` images (1: none)."""
+        memory.keep_freed_arrays()
+        self._slices, self._spans = [], []
+        for layer in [*self.layers, self.output]:
+            layer._parts = None
+        return slices.count(n) if backend.compiled() is not None else 1
 
     def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None) -> np.ndarray:
         """:meth:`forward_batch` as k slices of the batch, each through a replica on its own thread.
@@ -414,8 +418,7 @@ class Network:
         L : float
             The batch's loss; the gradients are left in each layer's ``grads``.
         """
-        memory.keep_freed_arrays()
-        k = slices.count(maps.shape[0]) if backend.compiled() is not None else 1
+        k = self._new_pass(maps.shape[0])
         if k <= 1:
             self.forward_batch(maps)
             return self.backward_batch(targets)
