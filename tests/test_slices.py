@@ -91,6 +91,16 @@ def test_training_with_slices_follows_one_thread_and_repeats_bit_for_bit():
         np.testing.assert_array_equal(weights[3][0][k], weights[3][1][k])
 
 
+@pytest.mark.parametrize("net", list(_nets()), ids=["lenet-like", "toolbox"])
+def test_the_loss_of_a_sliced_batch(net):
+    """Network.loss after a sliced forward: each slice's loss (softmax: from its log o), weighted."""
+    x, y = random_batch(net, 40, seed=2, labels=True)
+    convprop.set_num_threads(1)
+    one = net.loss(x, y)
+    convprop.set_num_threads(3)
+    assert net.loss(x, y) == pytest.approx(one, rel=1e-14) and len(net._slices) == 3
+
+
 def test_small_batches_and_the_numpy_engine_are_not_sliced():
     net = next(_nets())
     convprop.set_num_threads(4)

@@ -436,6 +436,9 @@ class Network:
         self.forward(x)
         o = self.o
         targets = check_targets(y, o.shape[0], self.n_outputs, self.dtype)
+        if self._slices:  # each slice's output layer kept what its loss needs (softmax: log o)
+            return float(sum((hi - lo) / o.shape[0] * t.output.loss(t.o, targets[lo:hi])[0]
+                             for t, (lo, hi) in zip(self._slices, self._spans)))
         return self.output.loss(o, targets)[0]
 
     # -------------------------------------------------------------- inference

@@ -102,7 +102,7 @@ class SoftmaxOutput(SigmoidOutput):
         return od @ self.params["weight"] if need_input_delta else None
 
     def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        return losses.cross_entropy(o, y, log_o=self.log_o if o is self._o else None)
+        return losses.cross_entropy(o, y, log_o=self.log_o if o is getattr(self, "_o", None) else None)
 
     def spec(self) -> str:
         return f"{self.n_outputs}sm"
