@@ -327,6 +327,11 @@ def input_grad(dpad, wr, stride, dx, lo, hi):
         if pair:
             acc2[:] = 0
         for j in range(co):
+            if pair and kh == 5 and wr.shape[3] == 5 and stride == 1 and 4 <= p < hv:  # all five rows of d
+                _taps5x5_2(acc, acc2, dpad[j, p].reshape(width), dpad[j, p - 1].reshape(width),
+                           dpad[j, p - 2].reshape(width), dpad[j, p - 3].reshape(width),
+                           dpad[j, p - 4].reshape(width), wr[i, j], wr[i + 1, j], n, length)
+                continue
             for u in range(kh):
                 r = p - u
                 if 0 <= r < hv and r % stride == 0:
