@@ -103,3 +103,25 @@ def _tall_tiff_bounded():
 
 def test_tall_image_memory_bounded():
     in_child(_tall_tiff_bounded)
+
+
+#: Found by fuzz/fuzz_image.py in CI: a 79-byte PNG whose IDAT claims far more bytes than the
+#: file holds; Pillow read the claimed length at once and ran out of a 1 GiB address space.
+CLAIMED_TOO_MUCH = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAAIAQAAAAAQYajsPwAAFklEQVR4nAXBAQ0AAADCIGbyRxfQgOAJKAEDoxdo"
+                    "CQAAAABJRU5ErkJggg==")
+
+
+def _claimed_too_much():
+    import base64
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))
+    data = base64.b64decode(CLAIMED_TOO_MUCH)
+    for shape in ((28, 28, 1), (32, 32, 3)):
+        try:
+            _read(data, shape)
+        except ConvpropError as exc:
+            assert "MemoryError" not in str(exc), exc
+
+
+def test_a_chunk_length_beyond_the_file_costs_no_memory():
+    in_child(_claimed_too_much)

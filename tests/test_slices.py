@@ -154,3 +154,56 @@ def test_inside_a_slice_the_layers_use_one_thread():
     assert parallel.run_tasks(lambda i: (i, parallel.n_threads(), parallel.inside_task()), 3) == [
         (0, 1, True), (1, 1, True), (2, 1, True)]
     assert parallel.n_threads() == 3 and not parallel.inside_task()
+
+
+def test_deltas_are_this_passs_not_an_earlier_ones():
+    """layer.d after a sliced pass is joined from this pass's slices (found by review: an earlier
+    pass's joined or unsliced delta was returned)."""
+    net = next(_nets())
+    convprop.set_num_threads(2)
+    small, y_small = random_batch(net, 8, seed=0, labels=True)
+    net.forward(small)
+    net.backward(y_small)  # unsliced: 8 images
+    deltas = []
+    for seed in (1, 2):
+        x, y = random_batch(net, 32, seed=seed, labels=True)
+        net.forward(x)
+        net.backward(y)
+        deltas.append([layer.d.copy() for layer in net.layers[1:]] + [net.output.d.copy()])
+        convprop.set_num_threads(1)
+        net.forward(x)
+        net.backward(y)
+        truth = [layer.d.copy() for layer in net.layers[1:]] + [net.output.d.copy()]
+        convprop.set_num_threads(2)
+        for got, want in zip(deltas[-1], truth):
+            assert got.shape == want.shape and got.shape[0] == 32
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+    assert not np.array_equal(deltas[0][-1], deltas[1][-1])
+
+
+def test_numpys_error_settings_reach_every_thread():
+    """np.errstate is per thread; the tasks (and the NumPy engine's row blocks) run under the caller's."""
+    convprop.set_num_threads(2)
+    for _ in range(5):
+        with np.errstate(over="ignore", invalid="raise"):
+            seen = parallel.run_tasks(lambda i: (np.geterr()["over"], np.geterr()["invalid"]), 2)
+            blocks = parallel.map_blocks(lambda slot, b: np.geterr()["over"], [(0, 1), (1, 2)])
+        assert seen == [("ignore", "raise")] * 2 and blocks == ["ignore"] * 2
+
+
+def test_divergence_is_reported_from_sliced_steps_too():
+    """Overflow inside a slice on a pool thread is left to the divergence guard, as on one thread
+    (found by review: the loop's np.errstate did not reach the pool thread)."""
+    import warnings
+
+    from convprop import Diverged
+
+    for threads in (1, 2):
+        convprop.set_num_threads(threads)
+        net = next(_nets())
+        net.output.params["weight"][...] = 1e308  # the output layer: z overflows, the loss is NaN
+        x, y = random_batch(net, 64, seed=0, labels=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(Diverged):
+                fit(net, x, y, epochs=1, batch_size=32, alpha=0.1, seed=0)

@@ -8,7 +8,10 @@ floating-point pixels); :func:`read_image` is the same without the notes.
 
 from __future__ import annotations
 
+import io
+import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +31,36 @@ MAX_IMAGE_PIXELS = 1 << 24
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
+class _Clamped(io.BufferedReader):
+    """A file whose ``read(n)`` asks for no more than the bytes left in it.
+
+    Readers trust lengths written in the file: Pillow's PNG reader reads the rest of an IDAT
+    chunk with one ``read(claimed length)``, and a 79-byte file claiming a gigabyte made it
+    allocate that much (found by fuzz/fuzz_image.py under a 1 GiB address-space limit).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self._end = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._end - self.tell()))
+        return super().read(size)
+
+
+@contextmanager
 def _open(path: Path):
     """Pillow image of ``path`` (header read, pixels not yet), with the format and size limits."""
     from PIL import Image
 
     open_regular(path, "image").close()  # a FIFO, device or directory: refused at once, never read
-    im = Image.open(path, formats=IMAGE_FORMATS)
-    width, height = im.size
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-        im.close()
-        raise ConvpropError(f"{path}: {im.format} image of {width}x{height} pixels; convprop"
-                            f" reads images of 1 to {MAX_IMAGE_PIXELS} pixels")
-    return im
+    with _Clamped(path) as fp, Image.open(fp, formats=IMAGE_FORMATS) as im:
+        width, height = im.size
+        if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+            raise ConvpropError(f"{path}: {im.format} image of {width}x{height} pixels; convprop"
+                                f" reads images of 1 to {MAX_IMAGE_PIXELS} pixels")
+        yield im
 
 
 def probe_image(path: Path) -> tuple[int, int, bool]:

@@ -308,11 +308,12 @@ class Network:
         return self.o
 
     def _new_pass(self, n: int) -> int:
-        """Forget the last pass's slices; the number of slices for a batch of ``n`` images (1: none)."""
+        """Forget the last pass's slices and deltas; the number of slices for ``n`` images (1: none)."""
         memory.keep_freed_arrays()
         self._slices, self._spans = [], []
-        for layer in [*self.layers, self.output]:
-            layer._parts = None
+        for layer in [*self.layers, self.output]:  # nothing of an earlier pass may pass for this one's
+            for name in ("_d", "_parts", *layer._per_call):
+                setattr(layer, name, None)
         return slices.count(n) if backend.compiled() is not None else 1
 
     def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None) -> np.ndarray:

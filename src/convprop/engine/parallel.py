@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
+import numpy as np
+
 from ..errors import ConvpropError
 
 T = TypeVar("T")
@@ -140,12 +142,14 @@ def run_tasks(task: Callable[[int], T], count: int) -> list[T]:
     rows out again (see :mod:`convprop.engine.slices`).
     """
     results: list = [None] * count
+    errstate = np.geterr()  # NumPy's error settings are per thread: the caller's hold in every task
 
     def one(i: int) -> None:
         outer = getattr(_local, "inside", False)
         _local.inside = True
         try:
-            results[i] = task(i)
+            with np.errstate(**errstate):
+                results[i] = task(i)
         finally:
             _local.inside = outer
 
@@ -207,6 +211,12 @@ def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequ
     k = min(n_threads(), len(blocks))
     if k <= 1:
         return [work(0, blocks)]
+    errstate = np.geterr()  # NumPy's error settings are per thread: the caller's hold in the pool's
+
+    def slot_work(slot: int) -> T:
+        with np.errstate(**errstate):
+            return work(slot, blocks[slot::k])
+
     pool = _pool(k)
-    futures = [pool.submit(work, slot, blocks[slot::k]) for slot in range(k)]
+    futures = [pool.submit(slot_work, slot) for slot in range(k)]
     return [f.result() for f in futures]
