@@ -125,3 +125,21 @@ def _claimed_too_much():
 
 def test_a_chunk_length_beyond_the_file_costs_no_memory():
     in_child(_claimed_too_much)
+
+
+def _big_transparent_png():
+    """A 127×131071 RGBA PNG (2²⁴ pixels, the largest convprop reads) with transparency, made by
+    the fuzzer's generator: compositing it onto black took more than 1 GiB in float64."""
+    import generators
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.RLIM_INFINITY))
+    data = generators.image(b"G3Q.GG\x02")  # the fuzz input GG3Q.GG\x02, its leading G stripped
+    for shape in ((28, 28, 1), (32, 32, 3)):
+        try:
+            _read(data, shape)
+        except ConvpropError as exc:
+            assert "allocate" not in str(exc) and "MemoryError" not in str(exc), exc
+
+
+def test_compositing_a_big_transparent_image_fits_the_fuzzers_limit():
+    in_child(_big_transparent_png)

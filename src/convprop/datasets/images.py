@@ -84,8 +84,22 @@ def _alpha_picture(im, notes: list[str]):
         notes.append("the picture is in the alpha channel (the colour is one flat value): read alpha as intensity")
         return Image.fromarray(alpha)
     notes.append("transparent parts composited onto black")
-    weight = alpha.astype(np.float64)[..., None] / 255.0 if colour.ndim == 3 else alpha / 255.0
-    return Image.fromarray(np.round(colour * weight).astype(np.uint8))
+    return Image.fromarray(_onto_black(colour, alpha))
+
+
+def _onto_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """round(colour · alpha / 255) in uint8, a million values at a time.
+
+    Integer arithmetic (c·a/255 is never exactly halfway, so (2·c·a + 255) // 510 is the rounded
+    value): float64 over a whole 2²⁴-pixel RGBA image took more than 1 GiB (found by the fuzzer).
+    """
+    out = np.empty_like(colour)
+    weight = alpha if colour.ndim == 2 else alpha[..., None]
+    rows = max(1, (1 << 20) // max(1, colour[0].size))
+    for r in range(0, colour.shape[0], rows):
+        ca = colour[r:r + rows].astype(np.uint32) * weight[r:r + rows]
+        out[r:r + rows] = (2 * ca + 255) // 510
+    return out
 
 
 def _deep_pixels(im, notes: list[str]) -> np.ndarray:
