@@ -291,8 +291,10 @@ class Network:
         on k threads (:mod:`convprop.engine.slices`).
         """
         k = self._new_pass(maps.shape[0])
-        if k > 1:
-            return self._forward_slices(maps, k)
+        return self._forward_slices(maps, k) if k > 1 else self._forward_whole(maps)
+
+    def _forward_whole(self, maps: np.ndarray) -> np.ndarray:
+        """:meth:`forward_batch` of the whole batch on this network's own layers."""
         maps = from_nhwc(maps)
         self._maps = [maps]
         for layer in self.layers[1:]:
@@ -396,12 +398,16 @@ class Network:
     def _join_backward(self, losses: Sequence[float], n: int) -> float:
         """The slices' losses and gradients weighted by their sizes: L = Σ (n_i/N)·L_i, g likewise."""
         twins = self._slices
-        weights = [(hi - lo) / n for lo, hi in self._spans]
+        weights = self._slice_weights(n)
         self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
         self.e = np.concatenate([t.e for t in twins])
         for i, layer in enumerate([*self.layers, self.output]):  # in slice order: same bits every run
             slices.join_grads(layer, [[*t.layers, t.output][i] for t in twins], weights)
         return self.L
+
+    def _slice_weights(self, n: int) -> list[float]:
+        """n_i / N of each slice of the last sliced pass: the weights of its means in the batch's."""
+        return [(hi - lo) / n for lo, hi in self._spans]
 
     def train_batch(self, maps: np.ndarray, targets: np.ndarray) -> float:
         """:meth:`forward_batch` then :meth:`backward_batch`: the training loop's step.
@@ -421,7 +427,7 @@ class Network:
         """
         k = self._new_pass(maps.shape[0])
         if k <= 1:
-            self.forward_batch(maps)
+            self._forward_whole(maps)
             return self.backward_batch(targets)
         self._forward_slices(maps, k, targets)
         return self.L
@@ -438,8 +444,8 @@ class Network:
         o = self.o
         targets = check_targets(y, o.shape[0], self.n_outputs, self.dtype)
         if self._slices:  # each slice's output layer kept what its loss needs (softmax: log o)
-            return float(sum((hi - lo) / o.shape[0] * t.output.loss(t.o, targets[lo:hi])[0]
-                             for t, (lo, hi) in zip(self._slices, self._spans)))
+            return float(sum(w * t.output.loss(t.o, targets[lo:hi])[0]
+                             for w, t, (lo, hi) in zip(self._slice_weights(o.shape[0]), self._slices, self._spans)))
         return self.output.loss(o, targets)[0]
 
     # -------------------------------------------------------------- inference

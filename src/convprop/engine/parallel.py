@@ -142,14 +142,12 @@ def run_tasks(task: Callable[[int], T], count: int) -> list[T]:
     rows out again (see :mod:`convprop.engine.slices`).
     """
     results: list = [None] * count
-    errstate = np.geterr()  # NumPy's error settings are per thread: the caller's hold in every task
 
     def one(i: int) -> None:
         outer = getattr(_local, "inside", False)
         _local.inside = True
         try:
-            with np.errstate(**errstate):
-                results[i] = task(i)
+            results[i] = task(i)
         finally:
             _local.inside = outer
 
@@ -186,7 +184,7 @@ def _share(call: Callable[[int], None], parts: int, k: int) -> None:
 
     pool = _pool(k - 1)
     for _ in range(k - 1):
-        pool.submit(take)
+        pool.submit(_in_callers_errstate(take))
     take()
     # Wait for the parts, not for the pool threads: one that the OS has not woken yet
     # finds no part left when it does, and nobody waits for it.
@@ -211,12 +209,18 @@ def map_blocks(work: Callable[[int, Sequence[tuple[int, int]]], T], blocks: Sequ
     k = min(n_threads(), len(blocks))
     if k <= 1:
         return [work(0, blocks)]
-    errstate = np.geterr()  # NumPy's error settings are per thread: the caller's hold in the pool's
-
-    def slot_work(slot: int) -> T:
-        with np.errstate(**errstate):
-            return work(slot, blocks[slot::k])
-
     pool = _pool(k)
-    futures = [pool.submit(slot_work, slot) for slot in range(k)]
+    futures = [pool.submit(_in_callers_errstate(work), slot, blocks[slot::k]) for slot in range(k)]
     return [f.result() for f in futures]
+
+
+def _in_callers_errstate(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` to run on a pool thread under the calling thread's NumPy error settings (they are per
+    thread: the training loop's ``np.errstate`` would not reach the pool's threads otherwise)."""
+    errstate = np.geterr()
+
+    def run(*args):
+        with np.errstate(**errstate):
+            return fn(*args)
+
+    return run

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import ops
+from .. import ops, slices
 
 
 class Plan(NamedTuple):
@@ -86,7 +86,7 @@ class Layer:
         loss has no derivative.
         """
         if getattr(self, "_parts", None):  # the slices' marks, joined along the batch axis
-            return [np.concatenate(m, axis=-1) for m in zip(*(p.pieces() for p in self._parts))]
+            return [slices.join_batch(m, axis=-1) for m in zip(*(p.pieces() for p in self._parts))]
         marks = []
         if getattr(getattr(self, "activation", None), "kinked", False) and "a" in self._cache:
             marks.append(self._cache["a"] > 0)
@@ -103,9 +103,7 @@ class Layer:
     def _delta(self) -> np.ndarray | None:
         """The last backward's delta ``_d``, joined from the slices' after a sliced pass."""
         if self._d is None and getattr(self, "_parts", None):
-            parts = [p._delta() for p in self._parts]
-            if all(p is not None for p in parts):
-                self._d = np.concatenate(parts, axis=self._batch_axis)
+            self._d = slices.join_batch([p._delta() for p in self._parts], axis=self._batch_axis)
         return self._d
 
     def plan(self, in_shape: tuple[int, ...], where: str) -> Plan:
