@@ -58,8 +58,12 @@ def test_thread_count(monkeypatch):
 
 @numba_only
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_compiled_results_do_not_depend_on_the_thread_count(dtype):
+def test_compiled_results_do_not_depend_on_the_thread_count(dtype, monkeypatch):
     convprop.set_engine("numba")
+    # a 9-image batch is too small to cut into slices: every kernel's rows are shared out,
+    # however little work they hold
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(parallel, "MIN_MACS_PER_THREAD", 1)
     results = []
     for threads in (1, 2, 3, 1):
         convprop.set_num_threads(threads)
@@ -129,3 +133,23 @@ def test_strided_convolution_computes_only_the_kept_outputs():
     conv.forward_strided(x, w, b, 2, 4, 0.0, z, 0, 15)
     ref, _ = nhwc.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x)), w)
     np.testing.assert_allclose(ops.to_nhwc(z), ref[:, ::2, ::2] + b, rtol=1e-14)
+
+
+@numba_only
+def test_a_small_batch_keeps_its_convolutions_on_one_thread(monkeypatch):
+    """Sharing a 10-image batch's convolution rows over threads cost more than it gained (a
+    training step 1.4× slower on 2 threads): below MIN_MACS_PER_THREAD a kernel call stays put."""
+    convprop.set_engine("numba")
+    convprop.set_num_threads(2)
+    shared = []
+    real = parallel._share
+    monkeypatch.setattr(parallel, "_share", lambda call, parts, k: (shared.append(parts), real(call, parts, k)))
+    net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10, seed=0)
+    x, y = random_batch(net, 10, seed=1, labels=True)  # 1.0 and 1.2 million multiply-adds
+    net.forward(x)
+    net.backward(y)
+    assert shared == []
+    monkeypatch.setattr(parallel, "MIN_MACS_PER_THREAD", 100_000)
+    net.forward(x)
+    net.backward(y)
+    assert len(shared) >= 4  # both convolutions' forward, weight and input gradients

@@ -111,12 +111,20 @@ def blas_limit() -> Iterator[None]:
 #: thread: handing a range to a pool thread costs 10–25 µs, about this much work.
 MIN_WORK_PER_THREAD = 250_000
 
+#: Multiply-adds below which a convolution kernel call stays on one thread: a hand-off
+#: and the wait for the slower thread cost 50–300 µs on a shared machine, about this much
+#: work (measured: sharing a 10-image batch's convolutions over 2 threads made a training
+#: step 1.4× slower).
+MIN_MACS_PER_THREAD = 4_000_000
 
-def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = None) -> None:
+
+def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = None,
+             per_thread: int | None = None) -> None:
     """Call ``kernel(*args, lo, hi)`` on contiguous ranges of ``rows`` rows, over the layers' threads.
 
-    ``work`` (multiply-adds or elements, roughly) limits the threads to one per
-    :data:`MIN_WORK_PER_THREAD`; None: no limit.
+    ``work`` (elements passed over, or multiply-adds with ``per_thread`` =
+    :data:`MIN_MACS_PER_THREAD`) limits the threads to one per ``per_thread``
+    units of work (default :data:`MIN_WORK_PER_THREAD`); None: no limit.
 
     The compiled kernels release the GIL, so the ranges run in parallel. The rows
     are cut into 2k ranges that the calling thread and k − 1 pool threads take in
@@ -126,7 +134,7 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
     """
     k = min(n_threads(), rows)
     if work is not None:
-        k = min(k, work // MIN_WORK_PER_THREAD)
+        k = min(k, work // (MIN_WORK_PER_THREAD if per_thread is None else per_thread))
     if k <= 1:
         kernel(*args, 0, rows)
         return

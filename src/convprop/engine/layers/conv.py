@@ -192,8 +192,9 @@ class Conv(Layer):
                 kernel, rows = kernels.conv.forward, (a.shape[0] + 1) // 2 * a.shape[1]
             else:
                 kernel, rows = kernels.conv.forward_strided, a.shape[0] * a.shape[1]
-            parallel.run_rows(kernel, rows, x, self.params["weight"],
-                              self.params["bias"], self.stride, *self.activation.kernel_args, a)
+            parallel.run_rows(kernel, rows, x, self.params["weight"], self.params["bias"], self.stride,
+                              *self.activation.kernel_args, a, work=a.size * self.fan_in,
+                              per_thread=parallel.MIN_MACS_PER_THREAD)
             self._cache.update(x=x, a=a, kept_for=None)
             return a
         n = x.shape[-1]
@@ -282,8 +283,9 @@ class Conv(Layer):
             kernel, rows = kernels.conv.weight_grad, (weight.shape[0] + 1) // 2 * weight.shape[1] * weight.shape[2]
         else:
             kernel, rows = kernels.conv.weight_grad_strided, weight.shape[0] * weight.shape[1] * weight.shape[2]
-        parallel.run_rows(kernel, rows,
-                          x, d, self.stride, scale, self.grads["weight"])
+        macs = d.size * self.fan_in
+        parallel.run_rows(kernel, rows, x, d, self.stride, scale, self.grads["weight"],
+                          work=macs, per_thread=parallel.MIN_MACS_PER_THREAD)
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
             return None
@@ -293,7 +295,8 @@ class Conv(Layer):
         dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
         flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        parallel.run_rows(kernels.conv.input_grad, (dx.shape[0] + 1) // 2 * dx.shape[1], dpad, flipped, s, dx)
+        parallel.run_rows(kernels.conv.input_grad, (dx.shape[0] + 1) // 2 * dx.shape[1], dpad, flipped, s, dx,
+                          work=macs, per_thread=parallel.MIN_MACS_PER_THREAD)
         return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
