@@ -153,3 +153,30 @@ def test_a_small_batch_keeps_its_convolutions_on_one_thread(monkeypatch):
     net.forward(x)
     net.backward(y)
     assert len(shared) >= 4  # both convolutions' forward, weight and input gradients
+
+
+@numba_only
+@pytest.mark.parametrize("c_in, c_out, h, w, kh, kw", [(1, 6, 28, 28, 5, 5), (6, 12, 12, 12, 5, 5), (3, 5, 9, 11, 3, 5),
+                                                       (2, 3, 7, 6, 2, 3)])
+@pytest.mark.parametrize("n", [1, 3, 57])
+def test_one_call_backward_on_flat_and_row_kernels(c_in, c_out, h, w, kh, kw, n):
+    """kernels.conv.backward (a layer's backward in one call) against the NHWC reference, on short
+    rows (the flat kernels) and long ones (row by row), odd map counts (the unpaired last map)."""
+    from convprop.engine.kernels import conv
+
+    rng = np.random.default_rng(n)
+    x, w_ = rng.standard_normal((c_in, h, w, n)), rng.standard_normal((c_out, c_in, kh, kw))
+    ho, wo = h - kh + 1, w - kw + 1
+    a, delta = rng.random((c_out, ho, wo, n)), rng.standard_normal((c_out, ho, wo, n))
+    d, dw, db, dx = conv.backward(delta, a, x, w_, 0, 0.0, 1, True)  # code 0: sigmoid
+    np.testing.assert_allclose(d, delta * a * (1 - a), rtol=1e-15)
+    dz = np.ascontiguousarray(ops.to_nhwc(d))
+    _, cols = nhwc.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x)), w_)
+    np.testing.assert_allclose(dw, nhwc.correlate_valid_weight_grad(cols, dz).reshape(w_.shape) / n, rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(db, dz.sum(axis=(0, 1, 2)) / n, rtol=1e-12)
+    np.testing.assert_allclose(ops.to_nhwc(dx), nhwc.correlate_valid_input_grad(dz, w_), rtol=1e-12, atol=1e-13)
+    if (c_in, n) in ((1, 57), (6, 57)):  # the toolbox's layers on 57 images: row by row
+        assert not conv.flat_rows(1, wo, n, 8) and not conv.flat_rows(1, w, n, 8)
+    if n < 57:
+        assert conv.flat_rows(1, wo, n, 8) and conv.flat_rows(1, w, n, 8)

@@ -228,7 +228,7 @@ class Network:
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
-        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[])
+        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[])
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -325,7 +325,7 @@ class Network:
         (:meth:`train_batch`: one hand-off per step).
         """
         spans = slices.bounds(maps.shape[0], k)
-        twins = [self._replica() for _ in spans]
+        twins = self._replicas(k)
 
         def one(i: int):
             lo, hi = spans[i]
@@ -340,6 +340,17 @@ class Network:
         if targets is not None:
             self._join_backward(results, targets.shape[0])
         return self.o
+
+    def _replicas(self, k: int) -> list["Network"]:
+        """``k`` replicas (:meth:`_replica`), kept from the last sliced pass while they still share
+        this network's layers' parameters (making them anew took 35 µs of a 1.4 ms step)."""
+        twins = self.__dict__.get("_twins") or []
+        if len(twins) != k or any(
+            tl.params is not l.params or tl.__class__ is not l.__class__
+            for t in twins for tl, l in zip([*t.layers, t.output], [*self.layers, self.output])
+        ):
+            twins = self._twins = [self._replica() for _ in range(k)]
+        return twins
 
     def _replica(self) -> "Network":
         """A network on the same parameter arrays, with layers of its own for one batch slice."""

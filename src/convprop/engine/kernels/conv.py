@@ -12,7 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, rjit
-from .activation import apply_
+from .activation import apply_, derivative
+
+#: Output rows (Wo·N numbers) up to this many bytes: :func:`backward` takes the weight and input
+#: gradients as flat runs over all rows, whose extra multiply-adds on padding cost less than
+#: the row-by-row kernels' per-row start-up (measured on the toolbox network, 2 KiB rows:
+#: 12c5 weight gradient 0.52x the time at 25 images, 0.76x at 50 in float32; the input
+#: gradient 0.69x / 0.88x; float64 rows of 3 KiB and more: no gain).
+FLAT_ROW_BYTES = 2560
+
+
+@jit
+def flat_rows(stride, width, n, itemsize):
+    """Whether rows of ``width``·``n`` numbers take the flat gradient kernels (stride 1, short rows)."""
+    return stride == 1 and width * n * itemsize <= FLAT_ROW_BYTES
 
 
 @jit
@@ -406,3 +419,138 @@ def bias_grad(d, scale, db, lo, hi):
         for m in range(length):
             part += dj[m]
         db[j] = part * scale
+
+
+@jit
+def backward(delta, a, x, w, code, slope, stride, need_dx):
+    """A whole layer's backward pass on one thread, in one call: the kernels above in sequence.
+
+    d = δ·f'(z);  dw = Σ d ⋆ x / N;  db = Σ d / N;  dx = the 'full' correlation of d with w
+    (as :func:`input_grad`, on d zero-padded by kw − 1 columns and placed on the stride's grid).
+    One call instead of one per kernel: a batch slice's thread then takes the GIL back once per
+    layer, where each hand-back can wait for the other slice's Python (tens of µs each). Rows of
+    at most :data:`FLAT_ROW_BYTES` take the gradients as long flat runs (:func:`weight_grad_flat`,
+    :func:`input_grad_flat`).
+
+    Parameters
+    ----------
+    delta, a : (C_out, Ho, Wo, N), the output's delta and the layer's output f(z)
+    x : (C_in, H, W, N), the (padded) input of the forward pass;  w : (C_out, C_in, kh, kw)
+    code, slope : the activation;  stride : int;  need_dx : whether to compute dx
+
+    Returns
+    -------
+    d : (C_out, Ho, Wo, N);  dw : like w;  db : (C_out,);  dx : like x, or (0, 0, 0, 0) when not needed
+    """
+    d = np.empty_like(a)
+    derivative(delta, a, code, slope, d, 0, d.shape[0] * d.shape[1])
+    co, ci, kh, kw = w.shape
+    n = d.shape[3]
+    scale = d.dtype.type(1.0 / n)
+    dw = np.empty_like(w)
+    db = np.empty(co, dtype=w.dtype)
+    if stride != 1:
+        weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
+    elif flat_rows(stride, d.shape[2], n, d.itemsize):
+        dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
+        dfull[:, :, : d.shape[2]] = d
+        weight_grad_flat(x, dfull, scale, dw, 0, (co + 1) // 2 * ci)
+    else:
+        weight_grad(x, d, stride, scale, dw, 0, (co + 1) // 2 * ci * kh)
+    bias_grad(d, scale, db, 0, co)
+    if not need_dx:
+        return d, dw, db, np.empty((0, 0, 0, 0), dtype=x.dtype)
+    hv, wv = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # the stride-1 'valid' grid
+    dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
+    dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride] = d
+    flipped = np.ascontiguousarray(w[:, :, :, ::-1].transpose(1, 0, 2, 3))
+    dx = np.empty_like(x)
+    if flat_rows(stride, x.shape[2], n, x.itemsize):
+        dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
+        input_grad_flat(dpad, flipped, dxfull, dx, 0, (ci + 1) // 2)
+    else:
+        input_grad(dpad, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
+    return d, dw, db, dx
+
+
+@rjit
+def weight_grad_flat(x, dfull, scale, dw, lo, hi):
+    """:func:`weight_grad` (stride 1) as one long dot product per tap, over all rows at once.
+
+    With d zero-padded to the input's width W (dfull[j, r, c] = d[j, r, c] for c < Wo, else 0),
+    dw[j, i, u, v] = scale · Σ_m dfull[j].flat[m] · x[i].flat[m + (u·W + v)·N] for
+    m < L = ((Ho − 1)·W + Wo)·N: the padded columns meet the next row's first columns and add
+    nothing. For short rows (small maps, few images) this pays: per output row, :func:`weight_grad`
+    starts and reduces ten running sums (Ho·C_in·kh times a pair of maps); here kh·C_in times,
+    for (W − Wo)/W more multiply-adds.
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N);  dfull : (C_out, Ho, W, N);  scale : 1/N
+    dw : (C_out, C_in, kh, kw), out; work items t = q·C_in + i, pairs of output maps (2q, 2q + 1)
+    """
+    co, ci, kh, kw = dw.shape
+    _, ho, width, n = dfull.shape
+    wo = width - kw + 1
+    row = width * n
+    length = ((ho - 1) * width + wo) * n
+    for t in range(lo, hi):
+        j = 2 * (t // ci)
+        i = t % ci
+        xf = x[i].reshape(x.shape[1] * row)
+        da = dfull[j].reshape(ho * row)
+        if j + 1 < co:
+            db = dfull[j + 1].reshape(ho * row)
+            for u in range(kh):
+                dwa, dwb = dw[j, i, u], dw[j + 1, i, u]
+                dwa[:] = 0
+                dwb[:] = 0
+                _row_dots2(dwa, dwb, da, db, xf[u * row :], n, length, scale)
+        else:
+            for u in range(kh):
+                dwa = dw[j, i, u]
+                dwa[:] = 0
+                _row_dots(dwa, da, xf[u * row :], n, length, scale)
+
+
+@jit
+def input_grad_flat(dpad, wr, dxfull, dx, lo, hi):
+    """:func:`input_grad` (stride 1) with each kernel row's taps applied to all rows of d at once.
+
+    In the flattened maps, output (p, q) of dxfull (width Wd = Wv + 2(kw − 1), that of dpad)
+    takes Σ_v' wr[i, j, u, v']·dpad[j].flat[m + v'·N] at m = ((p − u)·Wd + q)·N: for each
+    (j, u) one run over m < L = ((Hv − 1)·Wd + Wp)·N, landing at rows u… of dxfull. Columns
+    q ≥ Wp of dxfull collect the next row's wrap-around and are dropped when dx takes the rest.
+    One long pass per (j, u) instead of one short one per output row: for short rows (small
+    maps, few images) the per-row start-up of :func:`input_grad` costs more than the
+    (Wd − Wp)/Wd extra multiply-adds.
+
+    Parameters
+    ----------
+    dpad : (C_out, Hv, Wd, N), as :func:`input_grad`'s;  wr : (C_in, C_out, kh, kw)
+    dxfull : (C_in, Hp, Wd, N), work space;  dx : (C_in, Hp, Wp, N), out
+    work items: pairs of input maps (2q, 2q + 1)
+    """
+    ci, hp, wp, n = dx.shape
+    co, hv, wd = dpad.shape[0], dpad.shape[1], dpad.shape[2]
+    kh = wr.shape[2]
+    row = wd * n
+    length = ((hv - 1) * wd + wp) * n
+    for t in range(lo, hi):
+        i = 2 * t
+        pair = i + 1 < ci
+        acc = dxfull[i].reshape(hp * row)
+        acc[:] = 0
+        acc2 = dxfull[i + 1 if pair else i].reshape(hp * row)
+        if pair:
+            acc2[:] = 0
+        for j in range(co):
+            xr = dpad[j].reshape(hv * row)
+            for u in range(kh):
+                if pair:
+                    _row_taps2(acc[u * row :], acc2[u * row :], xr, wr[i, j, u], wr[i + 1, j, u], n, length)
+                else:
+                    _row_taps(acc[u * row :], xr, wr[i, j, u], n, length)
+        dx[i] = dxfull[i, :, :wp]
+        if pair:
+            dx[i + 1] = dxfull[i + 1, :, :wp]

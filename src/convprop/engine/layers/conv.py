@@ -272,6 +272,12 @@ class Conv(Layer):
     def _backward_compiled(self, kernels, delta, need_input_delta):
         """:meth:`backward` by the compiled kernels (same equations)."""
         x, a = self._cache["x"], self._cache["a"]
+        macs = a.size * self.fan_in
+        if min(parallel.n_threads(), macs // parallel.MIN_MACS_PER_THREAD) <= 1:  # one thread: one call
+            d, dw, db, dx = kernels.conv.backward(np.ascontiguousarray(delta), a, x, self.params["weight"],
+                                                  *self.activation.kernel_args, self.stride, need_input_delta)
+            self._d, self.grads = d, {"weight": dw, "bias": db}
+            return self._crop(dx) if need_input_delta else None
         d = np.empty_like(a)
         parallel.run_rows(kernels.activation.derivative, d.shape[0] * d.shape[1], np.ascontiguousarray(delta), a,
                           *self.activation.kernel_args, d, work=d.size)
@@ -279,24 +285,33 @@ class Conv(Layer):
         weight, bias = self.params["weight"], self.params["bias"]
         scale = d.dtype.type(1.0 / d.shape[-1])
         self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
-        if self.stride == 1:  # work items: pairs of output maps × kernel rows
-            kernel, rows = kernels.conv.weight_grad, (weight.shape[0] + 1) // 2 * weight.shape[1] * weight.shape[2]
+        co, ci, kh, kw = weight.shape
+        n, s, share = d.shape[-1], self.stride, {"work": macs, "per_thread": parallel.MIN_MACS_PER_THREAD}
+        # the same kernels as kernels.conv.backward, so that results do not depend on the thread count
+        if kernels.conv.flat_rows(s, d.shape[2], n, d.itemsize):  # work items: pairs of output maps × C_in
+            dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
+            dfull[:, :, : d.shape[2]] = d
+            parallel.run_rows(kernels.conv.weight_grad_flat, (co + 1) // 2 * ci, x, dfull, scale, self.grads["weight"],
+                              **share)
+        elif s == 1:  # work items: pairs of output maps × kernel rows
+            parallel.run_rows(kernels.conv.weight_grad, (co + 1) // 2 * ci * kh, x, d, s, scale, self.grads["weight"],
+                              **share)
         else:
-            kernel, rows = kernels.conv.weight_grad_strided, weight.shape[0] * weight.shape[1] * weight.shape[2]
-        macs = d.size * self.fan_in
-        parallel.run_rows(kernel, rows, x, d, self.stride, scale, self.grads["weight"],
-                          work=macs, per_thread=parallel.MIN_MACS_PER_THREAD)
+            parallel.run_rows(kernels.conv.weight_grad_strided, co * ci * kh, x, d, s, scale, self.grads["weight"],
+                              **share)
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
             return None
-        co, ci, kh, kw = weight.shape
-        (hv, wv), s = self._valid_shape, self.stride
-        dpad = np.zeros((co, hv, wv + 2 * (kw - 1), d.shape[-1]), dtype=d.dtype)  # columns padded, rows skipped
+        (hv, wv) = self._valid_shape
+        dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)  # columns padded, rows skipped
         dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
         flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        parallel.run_rows(kernels.conv.input_grad, (dx.shape[0] + 1) // 2 * dx.shape[1], dpad, flipped, s, dx,
-                          work=macs, per_thread=parallel.MIN_MACS_PER_THREAD)
+        if kernels.conv.flat_rows(s, x.shape[2], n, x.itemsize):  # work items: pairs of input maps
+            dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
+            parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, dpad, flipped, dxfull, dx, **share)
+        else:  # work items: pairs of input maps × rows
+            parallel.run_rows(kernels.conv.input_grad, (ci + 1) // 2 * dx.shape[1], dpad, flipped, s, dx, **share)
         return self._crop(dx)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
