@@ -119,10 +119,13 @@ def test_a_wrong_relu_derivative_still_fails(monkeypatch, engine):
     if engine == "numpy":
         monkeypatch.setattr(activations.ReLU, "backward", lambda self, d, a: np.where(a > 0, 1.1 * d, 0))
     else:  # the compiled derivative, δ·[a > 0], on 1.1·δ: alone, and inside a layer's one-call backward
-        from convprop.engine.kernels import activation as kernel, conv
+        from convprop.engine.kernels import activation as kernel, conv, stack
 
         real, real_backward = kernel.derivative, conv.backward
         monkeypatch.setattr(kernel, "derivative", lambda d, a, *rest: real(1.1 * d, a, *rest))
         monkeypatch.setattr(conv, "backward", lambda d, a, *rest: real_backward(1.1 * d, a, *rest))
+        real_stack = stack.backward  # and in the map layers' one call: 1.1·δ into the last of them
+        monkeypatch.setattr(stack, "backward", lambda *args: real_stack(*args[:6], (*args[6][:-1], 1.1 * args[6][-1]),
+                                                                        *args[7:]))
     report = gradcheck(net, x, y)
     assert not report.passed and report.max_abs_error > 1e-4

@@ -31,11 +31,14 @@ def test_gradcheck_and_explain_agree_on_exit_codes(relu_model, monkeypatch, caps
     assert main(["explain", str(relu_model)]) == 0
     monkeypatch.setattr(activations.ReLU, "backward", lambda self, d, a: np.where(a > 0, 1.1 * d, 0))
     if backend.engine() == "numba":  # the compiled engine's derivative, δ·[a > 0], on 1.1·δ
-        from convprop.engine.kernels import activation as kernel, conv
+        from convprop.engine.kernels import activation as kernel, conv, stack
 
         real, real_backward = kernel.derivative, conv.backward  # alone, and in a layer's one-call backward
         monkeypatch.setattr(kernel, "derivative", lambda d, a, *rest: real(1.1 * d, a, *rest))
         monkeypatch.setattr(conv, "backward", lambda d, a, *rest: real_backward(1.1 * d, a, *rest))
+        real_stack = stack.backward  # and in the map layers' one call: 1.1·δ into the last of them
+        monkeypatch.setattr(stack, "backward", lambda *args: real_stack(*args[:6], (*args[6][:-1], 1.1 * args[6][-1]),
+                                                                        *args[7:]))
     assert main(["gradcheck", "--model", str(relu_model), "--images", "2"]) == 1
     assert main(["explain", str(relu_model)]) == 1
     assert capsys.readouterr().out.count("gradient check FAILED") == 2

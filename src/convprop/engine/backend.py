@@ -66,12 +66,12 @@ def engine() -> str:
 
 
 def compiled() -> SimpleNamespace | None:
-    """The kernel modules (``conv``, ``pool``, ``activation``) when the compiled engine is selected, else None."""
+    """The kernel modules (``conv``, ``pool``, ``activation``, ``stack``) when the compiled engine is selected, else None."""
     global _kernels
     if engine() != "numba":
         return None
     if _kernels is None:
-        from .kernels import activation, conv, pool
+        from .kernels import activation, conv, pool, stack
 
-        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation)
+        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, stack=stack)
     return _kernels

@@ -12,7 +12,7 @@ from .._validation import check_dtype, check_images, check_targets, positive_int
 from ..errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
-from . import backend, memory, parallel, slices
+from . import backend, memory, parallel, slices, stack
 from .ops import from_nhwc, to_nhwc
 from .parallel import blas_limit
 
@@ -156,6 +156,8 @@ class Network:
         #: that ran them, and each one's [lo, hi) of the batch; empty otherwise.
         self._slices: list[Network] = []
         self._spans: list[tuple[int, int]] = []
+        #: After a forward pass: how many layers after Input ran as one call (:mod:`convprop.engine.stack`).
+        self._stacked = 0
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
@@ -228,7 +230,7 @@ class Network:
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
-        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[])
+        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None)
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -294,10 +296,19 @@ class Network:
         return self._forward_slices(maps, k) if k > 1 else self._forward_whole(maps)
 
     def _forward_whole(self, maps: np.ndarray) -> np.ndarray:
-        """:meth:`forward_batch` of the whole batch on this network's own layers."""
+        """:meth:`forward_batch` of the whole batch on this network's own layers.
+
+        On the compiled engine and one thread, the convolution and pooling layers after Input
+        run as one call (:mod:`convprop.engine.stack`); :meth:`backward_batch` then does the same.
+        """
         maps = from_nhwc(maps)
         self._maps = [maps]
-        for layer in self.layers[1:]:
+        run = self._stack() if backend.compiled() is not None and parallel.n_threads() == 1 else None
+        if run is not None:
+            self._maps = run.forward(maps)
+            maps = self._maps[-1]
+        self._stacked = len(run.run) if run is not None else 0
+        for layer in self.layers[1 + self._stacked:]:
             maps = layer.forward(maps)
             self._maps.append(maps)
         # fvᵀ (F, N), contiguous, so that fv = fvᵀᵀ meets the output weights as colsᵀ meets
@@ -309,10 +320,19 @@ class Network:
         self.o = self.output.forward(fv)
         return self.o
 
+    def _stack(self) -> stack.Stack | None:
+        """The layers after Input that run as one compiled call (kept while they stay the same), or None."""
+        kept = self.__dict__.get("_kept_stack")
+        if kept is None or not kept.fits(self.layers):
+            run = stack.layers(self.layers)
+            # a batch slice's replica: its arrays are only read into the network's own
+            kept = self._kept_stack = stack.Stack(run, reuse=parallel.inside_task()) if run else None
+        return kept
+
     def _new_pass(self, n: int) -> int:
         """Forget the last pass's slices and deltas; the number of slices for ``n`` images (1: none)."""
         memory.keep_freed_arrays()
-        self._slices, self._spans = [], []
+        self._slices, self._spans, self._stacked = [], [], 0
         for layer in [*self.layers, self.output]:  # nothing of an earlier pass may pass for this one's
             for name in ("_d", "_parts", *layer._per_call):
                 setattr(layer, name, None)
@@ -396,8 +416,11 @@ class Network:
         delta = self.output.backward(self.e)
         delta = delta.T if len(self.map_shape) == 1 else from_nhwc(delta.reshape(self.o.shape[0], *self.map_shape))
         # The first layer that needs no input delta is the one right after Input.
-        for i in range(len(self.layers) - 1, 0, -1):
+        stacked = self._stacked
+        for i in range(len(self.layers) - 1, stacked, -1):
             delta = self.layers[i].backward(delta, need_input_delta=i > 1)
+        if stacked:
+            self._stack().backward(self._maps[: stacked + 1], delta)
         return self.L
 
     def _backward_slices(self, targets: np.ndarray) -> float:

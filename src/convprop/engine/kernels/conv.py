@@ -423,6 +423,20 @@ def bias_grad(d, scale, db, lo, hi):
 
 @jit
 def backward(delta, a, x, w, code, slope, stride, need_dx):
+    """A whole layer's backward pass on one thread, in one call (:func:`backward_into`, allocating).
+
+    Returns
+    -------
+    d : (C_out, Ho, Wo, N);  dw : like w;  db : (C_out,);  dx : like x, or (0, 0, 0, 0) when not needed
+    """
+    d, dw, db = np.empty_like(a), np.empty_like(w), np.empty(w.shape[0], dtype=w.dtype)
+    dx = np.empty_like(x) if need_dx else np.empty((0, 0, 0, 0), dtype=x.dtype)
+    backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx)
+    return d, dw, db, dx
+
+
+@jit
+def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     """A whole layer's backward pass on one thread, in one call: the kernels above in sequence.
 
     d = δ·f'(z);  dw = Σ d ⋆ x / N;  db = Σ d / N;  dx = the 'full' correlation of d with w
@@ -436,19 +450,13 @@ def backward(delta, a, x, w, code, slope, stride, need_dx):
     ----------
     delta, a : (C_out, Ho, Wo, N), the output's delta and the layer's output f(z)
     x : (C_in, H, W, N), the (padded) input of the forward pass;  w : (C_out, C_in, kh, kw)
-    code, slope : the activation;  stride : int;  need_dx : whether to compute dx
-
-    Returns
-    -------
-    d : (C_out, Ho, Wo, N);  dw : like w;  db : (C_out,);  dx : like x, or (0, 0, 0, 0) when not needed
+    code, slope : the activation;  stride : int
+    d : like a;  dw : like w;  db : (C_out,);  dx : like x, or empty when the input's delta is not needed (out)
     """
-    d = np.empty_like(a)
     derivative(delta, a, code, slope, d, 0, d.shape[0] * d.shape[1])
     co, ci, kh, kw = w.shape
     n = d.shape[3]
     scale = d.dtype.type(1.0 / n)
-    dw = np.empty_like(w)
-    db = np.empty(co, dtype=w.dtype)
     if stride != 1:
         weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
     elif flat_rows(stride, d.shape[2], n, d.itemsize):
@@ -458,19 +466,17 @@ def backward(delta, a, x, w, code, slope, stride, need_dx):
     else:
         weight_grad(x, d, stride, scale, dw, 0, (co + 1) // 2 * ci * kh)
     bias_grad(d, scale, db, 0, co)
-    if not need_dx:
-        return d, dw, db, np.empty((0, 0, 0, 0), dtype=x.dtype)
+    if dx.size == 0:
+        return
     hv, wv = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # the stride-1 'valid' grid
     dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
     dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride] = d
     flipped = np.ascontiguousarray(w[:, :, :, ::-1].transpose(1, 0, 2, 3))
-    dx = np.empty_like(x)
     if flat_rows(stride, x.shape[2], n, x.itemsize):
         dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
         input_grad_flat(dpad, flipped, dxfull, dx, 0, (ci + 1) // 2)
     else:
         input_grad(dpad, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
-    return d, dw, db, dx
 
 
 @rjit

@@ -1,0 +1,95 @@
+"""The network's run of map layers (convolution, mean and max pooling) in one call per direction.
+
+A training step of the toolbox network calls a dozen kernels; between them,
+Python (the layers' bookkeeping) holds the GIL. Two batch slices on two threads
+run the same layers at the same moments, so each slice's thread kept waiting for
+the other's Python: on 2 cores a 25-image slice took 1.2× as long as alone
+(processes in the same lockstep: 1.0×). Here the layers' kernels run back to
+back in one nogil call: the same kernels, in the same order, on the same
+arrays, so the numbers are the layer-by-layer path's, bit for bit.
+
+A layer is a row of ``table`` (:data:`COLUMNS`); its arrays come in tuples that
+:mod:`convprop.engine.stack` allocates: ``maps[l]`` is layer l's input and
+``maps[l + 1]`` its output, all (C, H, W, N).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import conv, pool
+from ._jit import jit
+
+#: Layer kinds in column 0 of the table.
+CONV, MEAN, MAX = 0, 1, 2
+#: The table's columns: kind, activation code, stride, padding (top, bottom, left, right),
+#: pooling scale, index of the layer's parameters in the weight / bias tuples.
+COLUMNS = ("kind", "code", "stride", "top", "bottom", "left", "right", "scale", "param")
+
+
+@jit
+def forward(table, slopes, weights, biases, maps, padded, args):
+    """Every layer's forward pass in turn: maps[l + 1] from maps[l].
+
+    Parameters
+    ----------
+    table : (L, 9) int64, see :data:`COLUMNS`;  slopes : (L,) the activations' slopes
+    weights, biases : tuples of the convolutions' (C_out, C_in, kh, kw) and (C_out,) parameters
+    maps : tuple of L + 1 (C, H, W, N) arrays, maps[0] the input (out: the others)
+    padded : tuple of L arrays: a convolution's zero-padded input (out: the interior; the
+        border is zero), or maps[l] itself when it has no padding
+    args : tuple of L uint8 arrays: a max pooling's arg-max (out), empty for the others
+    """
+    for l in range(table.shape[0]):
+        kind, x, out = table[l, 0], maps[l], maps[l + 1]
+        if kind == CONV:
+            xp, p, stride = padded[l], table[l, 8], table[l, 2]
+            if xp.shape[1] != x.shape[1] or xp.shape[2] != x.shape[2]:
+                xp[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]] = x
+            if stride == 1:
+                conv.forward(xp, weights[p], biases[p], 1, table[l, 1], slopes[l], out, 0,
+                             (out.shape[0] + 1) // 2 * out.shape[1])
+            else:
+                conv.forward_strided(xp, weights[p], biases[p], stride, table[l, 1], slopes[l], out, 0,
+                                     out.shape[0] * out.shape[1])
+        elif kind == MEAN:
+            pool.mean_pool(x, table[l, 7], out, 0, out.shape[0] * out.shape[1])
+        else:
+            pool.max_pool(x, table[l, 7], out, args[l], 0, out.shape[0] * out.shape[1])
+
+
+@jit
+def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
+    """Every layer's backward pass, last to first; the first layer's input delta is not computed.
+
+    Parameters
+    ----------
+    table, slopes, weights, maps, padded, args : as :func:`forward`, after it
+    deltas : tuple of L arrays, deltas[l] the delta of layer l's output (like maps[l + 1]):
+        deltas[L − 1] given, the others out
+    ds : tuple of L arrays: a convolution's d = δ·f'(z) (out), empty for the others
+    dws, dbs : tuples of the convolutions' weight and bias gradients (out)
+    """
+    for l in range(table.shape[0] - 1, -1, -1):
+        kind, delta, x = table[l, 0], deltas[l], maps[l]
+        if kind == CONV:
+            xp, p = padded[l], table[l, 8]
+            inside = xp.shape[1] == x.shape[1] and xp.shape[2] == x.shape[2]
+            if l == 0:
+                dx = np.empty((0, 0, 0, 0), dtype=x.dtype)
+            elif inside:
+                dx = deltas[l - 1]
+            else:
+                dx = np.empty_like(xp)
+            conv.backward_into(delta, maps[l + 1], xp, weights[p], table[l, 1], slopes[l], table[l, 2], ds[l],
+                               dws[p], dbs[p], dx)
+            if l > 0 and not inside:
+                prev = deltas[l - 1]
+                prev[:] = dx[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]]
+        elif l > 0:
+            prev = deltas[l - 1]
+            if kind == MEAN:
+                pool.mean_pool_backward(delta, table[l, 7], prev, 0, delta.shape[0] * delta.shape[1])
+            else:
+                prev[:] = 0
+                pool.max_pool_backward(delta, args[l], table[l, 7], prev, 0, delta.shape[0] * delta.shape[1])

@@ -1,0 +1,143 @@
+"""The leading run of map layers as one compiled call per direction (see :mod:`.kernels.stack`).
+
+On the compiled engine, when a pass runs on one thread (a batch slice's, or
+every pass with one thread), the convolution and pooling layers right after
+Input go through :func:`forward` and :func:`backward`: the arrays each layer
+would allocate are allocated here, the kernels run back to back without the
+GIL, and each layer is then left with the state its own ``forward`` /
+``backward`` would have left (its maps, deltas, gradients, arg-max), so that
+everything that reads them (``activations``, a layer's ``d`` and ``pieces``,
+the gradients) sees no difference. The numbers are the layer-by-layer path's,
+bit for bit: the same kernels on the same arrays in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .layers.base import Layer
+from .layers.conv import Conv
+from .layers.pool import MaxPool, Subsample
+
+
+def layers(net_layers: Sequence[Layer]) -> list[Layer]:
+    """The map layers right after Input that can run as one call (at least one convolution among them).
+
+    A layer whose ``forward`` or ``backward`` was replaced on the object itself (a
+    timing wrapper, say) ends the run, so that the replacement is called.
+    """
+    run = []
+    for layer in net_layers[1:]:
+        if vars(layer).keys() & {"forward", "backward"}:
+            break
+        if not (type(layer) in (Conv, Subsample) or (type(layer) is MaxPool and layer.scale <= 16)):
+            break
+        run.append(layer)
+    return run if any(type(layer) is Conv for layer in run) else []
+
+
+class Stack:
+    """A run of map layers (:func:`layers`) and the kernels' description of it.
+
+    Parameters
+    ----------
+    run : the layers, in order
+    reuse : bool
+        Keep the arrays of one pass for the next one of the same batch size (the layers' maps,
+        deltas and gradients are then overwritten by the next pass). For a batch slice's
+        replica, whose arrays the network only ever reads into arrays of its own (the slices'
+        gradients summed, maps and deltas joined): allocating them took a tenth of a slice's
+        Python time, during which the other slice's thread waits for the GIL.
+    """
+
+    def __init__(self, run: Sequence[Layer], reuse: bool = False) -> None:
+        from .kernels import stack as kernels  # imports Numba: only when the compiled engine runs
+
+        self.run, self.kernels = list(run), kernels
+        self.convs = [layer for layer in run if type(layer) is Conv]
+        rows, slopes = [], []
+        for layer in run:
+            if type(layer) is Conv:
+                code, slope = layer.activation.kernel_args
+                rows.append((kernels.CONV, code, layer.stride, *layer.pads, 0, self.convs.index(layer)))
+                slopes.append(slope)
+            else:
+                rows.append((kernels.MEAN if type(layer) is Subsample else kernels.MAX, 0, 1, 0, 0, 0, 0, layer.scale, 0))
+                slopes.append(0.0)
+        #: (L, 9) int64, see ``kernels.stack.COLUMNS``; the activations' slopes (L,).
+        self.rows = np.array(rows, dtype=np.int64).reshape(-1, len(kernels.COLUMNS))
+        self.slopes = np.array(slopes, dtype=np.float64)
+        self._none = np.empty((0, 0, 0, 0), dtype=np.uint8)
+        self.reuse = reuse
+        self._kept: dict = {}  # with reuse: "forward" / "backward" → (batch size, dtype, arrays)
+
+    def _arrays(self, which: str, n: int, dtype: np.dtype, make):
+        """``make()``'s arrays, or with :attr:`reuse` the last ones made for this batch size and dtype."""
+        if not self.reuse:
+            return make()
+        kept = self._kept.get(which)
+        if kept is None or kept[0] != n or kept[1] != dtype:
+            kept = self._kept[which] = (n, dtype, make())
+        return kept[2]
+
+    def fits(self, net_layers: Sequence[Layer]) -> bool:
+        """Whether this is still the run of ``net_layers`` (the same layer objects, none wrapped since)."""
+        run = self.run
+        return len(net_layers) > len(run) and all(a is b for a, b in zip(run, net_layers[1:])) and \
+            not any(vars(layer).keys() & {"forward", "backward"} for layer in run)
+
+    def forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
+        n, dtype, none = x.shape[-1], x.dtype, self._none
+
+        def make():
+            maps, padded, args = [x], [], []
+            for layer in self.run:
+                h, w, c = layer.out_shape
+                maps.append(np.empty((c, h, w, n), dtype=dtype))
+                if type(layer) is Conv and layer.pads != (0, 0, 0, 0):
+                    top, bottom, left, right = layer.pads
+                    hi, wi, ci = layer.in_shape
+                    padded.append(np.zeros((ci, hi + top + bottom, wi + left + right, n), dtype=dtype))
+                else:
+                    padded.append(None)  # the layer's input itself
+                args.append(np.empty((c, h, w, n), dtype=np.uint8) if type(layer) is MaxPool else none)
+            return maps, padded, args
+
+        maps, padded, args = self._arrays("forward", n, dtype, make)
+        maps = [x, *maps[1:]]
+        padded = [p if p is not None else m for p, m in zip(padded, maps)]
+        self.kernels.forward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs),
+                             tuple(c.params["bias"] for c in self.convs), tuple(maps), tuple(padded), tuple(args))
+        for layer, xp, a, arg in zip(self.run, padded, maps[1:], args):
+            if type(layer) is Conv:
+                layer._cache.update(x=xp, a=a, kept_for=None)
+            elif arg is not none:
+                layer._cache["arg"] = arg
+        return maps
+
+    def backward(self, maps: Sequence[np.ndarray], delta: np.ndarray) -> None:
+        """Backpropagate ``delta`` (of the last layer's output) after :meth:`forward` gave ``maps``.
+
+        Leaves each layer's ``_d`` and a convolution's ``grads``, as its ``backward`` does.
+        """
+        run, convs = self.run, self.convs
+        none = np.empty((0, 0, 0, 0), dtype=delta.dtype)
+
+        def make():
+            return ([np.empty_like(a) for a in maps[1:-1]],
+                    [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(run, maps[1:])],
+                    [np.empty_like(c.params["weight"]) for c in convs], [np.empty_like(c.params["bias"]) for c in convs])
+
+        deltas, ds, dws, dbs = self._arrays("backward", delta.shape[-1], delta.dtype, make)
+        deltas = [*deltas, np.ascontiguousarray(delta)]
+        padded = [layer._cache["x"] if type(layer) is Conv else x for layer, x in zip(run, maps[:-1])]
+        args = [layer._cache["arg"] if type(layer) is MaxPool else self._none for layer in run]
+        self.kernels.backward(self.rows, self.slopes, tuple(c.params["weight"] for c in convs), tuple(maps),
+                              tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs))
+        for layer, d_out, d in zip(run, deltas, ds):
+            layer._d = d if type(layer) is Conv else d_out
+        for layer, dw, db in zip(convs, dws, dbs):
+            layer.grads = {"weight": dw, "bias": db}

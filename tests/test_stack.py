@@ -1,0 +1,102 @@
+"""The map layers as one compiled call per direction (convprop.engine.stack) against the layer-by-layer path."""
+
+import numpy as np
+import pytest
+
+import convprop
+from conftest import random_batch
+from convprop import Conv, Dense, Input, MaxPool, Network, Subsample
+from convprop.engine import backend, parallel
+
+pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _compiled_one_thread():
+    convprop.set_engine("numba")
+    convprop.set_num_threads(1)
+    yield
+    convprop.set_engine(None)
+    convprop.set_num_threads(None)
+
+
+NETWORKS = {
+    "toolbox": lambda dtype: Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)],
+                                     n_outputs=10, dtype=dtype, seed=0),
+    "every kind": lambda dtype: Network(
+        [Input(17, 16, 2), Conv(3, 3, "relu", padding="same"), MaxPool(2, crop=True), Conv(5, (2, 3), "tanh", stride=2),
+         Conv(4, (1, 2), "leaky_relu", padding=1), Subsample(2), Dense(6, "relu")],
+        n_outputs=3, output="softmax", dtype=dtype, seed=1),
+    "pooling first": lambda dtype: Network([Input(8, 8), Subsample(2), Conv(2, 3, "identity"), MaxPool(2)],
+                                           n_outputs=2, dtype=dtype, seed=2),
+}
+
+
+def _pass(net, x, y, layer_by_layer):
+    if layer_by_layer:  # a layer with a forward of its own ends the one-call run: here, before any layer
+        for layer in net.layers[1:]:
+            layer.forward = layer.forward
+    o = net.forward(x).copy()
+    loss = net.backward(y)
+    maps = [a.copy() for a in net.activations]
+    deltas = [layer.d.copy() for layer in net.layers[1:]]
+    pieces = [[p.copy() for p in layer.pieces()] for layer in net.layers[1:]]
+    return o, loss, maps, deltas, pieces, {k: g.copy() for k, g in net.gradients().items()}
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [1, 7, 60])
+def test_one_call_gives_the_layers_numbers_bit_for_bit(name, dtype, n):
+    one, layered = NETWORKS[name](dtype), NETWORKS[name](dtype)
+    x, y = random_batch(one, n, seed=n, labels=True)
+    assert one._stack() is not None
+    a, b = _pass(one, x, y, False), _pass(layered, x, y, True)
+    assert one._stacked >= 2 and layered._stacked == 0
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+    for got, want in zip(a[2:5], b[2:5]):
+        for u, v in zip(got, want):
+            np.testing.assert_array_equal(u, v)
+    assert a[5].keys() == b[5].keys()
+    for k in a[5]:
+        np.testing.assert_array_equal(a[5][k], b[5][k], err_msg=k)
+
+
+def test_training_steps_and_state_follow_each_pass():
+    """Several steps (the parameters change in place between them), a change of batch size, and
+    replicas that keep their arrays from pass to pass: the same numbers as the layer path."""
+    convprop.set_num_threads(2)
+    nets = [NETWORKS["toolbox"]("float64") for _ in range(2)]
+    for layer in nets[1].layers[1:]:
+        layer.forward = layer.forward
+    for n in (40, 40, 33, 40):
+        x, y = random_batch(nets[0], n, seed=n, labels=True)
+        results = []
+        for net in nets:
+            loss = net.train_batch(*net_inputs(net, x, y))
+            results.append((loss, {k: g.copy() for k, g in net.gradients().items()}, [a.copy() for a in net.activations]))
+            net.step(0.5)
+        assert results[0][0] == pytest.approx(results[1][0], rel=1e-13)
+        for k in results[0][1]:
+            np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-12, atol=1e-15, err_msg=k)
+        for u, v in zip(results[0][2], results[1][2]):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-15)
+    assert nets[0]._slices and all(t._stack().reuse for t in nets[0]._slices)
+
+
+def net_inputs(net, x, y):
+    from convprop._validation import check_images, check_targets
+
+    maps, _ = check_images(x, net.image_shape, net.dtype)
+    return maps, check_targets(y, maps.shape[0], net.n_outputs, net.dtype)
+
+
+def test_no_run_without_a_convolution_or_with_a_wrapped_layer():
+    net = Network([Input(8, 8), Subsample(2), Dense(3)], n_outputs=2, seed=0)
+    assert net._stack() is None
+    net = NETWORKS["toolbox"]("float64")
+    assert len(net._stack().run) == 4
+    net.layers[3].forward = net.layers[3].forward  # timing wrappers and the like are called
+    assert len(net._stack().run) == 2
+    assert parallel.n_threads() == 1
