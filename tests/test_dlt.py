@@ -8,7 +8,7 @@ import pytest
 import dlt_reference as ref
 from convprop import Conv, ConvpropError, Input, Network, Subsample
 from convprop import evaluate
-from convprop.engine import layout
+from convprop.engine import backend, layout
 from convprop import train
 from convprop import dlt
 
@@ -193,6 +193,17 @@ def test_cnnnumgradcheck_passes_on_the_toolbox_test_and_fails_on_a_bad_gradient(
 
     real = output.ops.sigmoid_backward
     monkeypatch.setattr(output.ops, "sigmoid_backward", lambda d, a: real(d, a) * 1.001)
+    if backend.available():  # the compiled engine's output kernel: the same od·1.001, and all that follows from it
+        from convprop.engine.kernels import output as kernel
+
+        real_kernel = kernel.backward
+
+        def bad_kernel(et, ot, fvt, w, softmax, odt, dw, db, fvdt):
+            real_kernel(et, ot, fvt, w, softmax, odt, dw, db, fvdt)
+            for out in (odt, dw, db, fvdt):
+                out *= 1.001
+
+        monkeypatch.setattr(kernel, "backward", bad_kernel)
     bad = dlt.cnnbp(dlt.cnnff(net, x), y)  # a broken backward stores wrong gradients: the check reads them
     with pytest.raises(ConvpropError, match=r"numerical gradient checking failed\n  at net\.dffb\(1\)"):
         dlt.cnnnumgradcheck(bad, x, y)

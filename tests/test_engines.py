@@ -180,3 +180,35 @@ def test_one_call_backward_on_flat_and_row_kernels(c_in, c_out, h, w, kh, kw, n)
         assert not conv.flat_rows(1, wo, n, 8) and not conv.flat_rows(1, w, n, 8)
     if n < 57:
         assert conv.flat_rows(1, wo, n, 8) and conv.flat_rows(1, w, n, 8)
+
+
+@numba_only
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-13, 1e-16), ("float32", 2e-5, 5e-7)])
+def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):
+    """The output layer's kernels (forward, loss, backward in one call each) against the NumPy layer,
+    with logits far outside exp's range (softmax: shifted by its maximum; sigmoid: 0 and 1)."""
+    from convprop.engine.layers import SigmoidOutput, SoftmaxOutput
+
+    rng = np.random.default_rng(5)
+    layers = {}
+    for eng in ("numpy", "numba"):
+        convprop.set_engine(eng)
+        layer = (SoftmaxOutput if output == "softmax" else SigmoidOutput)(4)
+        layer.build((30,), np.dtype(dtype), "output")
+        layer.params["weight"][...] = rng.standard_normal((4, 30)) if eng == "numpy" else layers["numpy"].params["weight"]
+        layer.params["bias"][...] = [0, 1, -2, 3]
+        layers[eng] = layer
+    fv = (rng.standard_normal((7, 30)) * np.array([1] * 6 + [400])[:, None]).astype(dtype)  # the last row: huge z
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 7)]
+    out = {}
+    for eng, layer in layers.items():
+        convprop.set_engine(eng)
+        o = layer.forward(fv)
+        loss, e = layer.loss(o, y)
+        fvd = layer.backward(e)
+        out[eng] = [np.array(o), np.array(e), np.array(fvd), layer.grads["weight"], layer.grads["bias"], loss]
+    for got, want in zip(out["numba"][:5], out["numpy"][:5]):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)  # float32: NumPy's σ is ½·tanh(z/2) + ½
+    assert out["numba"][5] == pytest.approx(out["numpy"][5], rel=rtol)
+    assert np.isfinite(out["numba"][5])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import losses, ops
+from .. import backend, losses, ops
 from .base import Layer, Plan
 
 
@@ -39,16 +39,34 @@ class SigmoidOutput(Layer):
         }
         return self.out_shape
 
-    # o = σ(ffW·fv + ffb)
+    # o = σ(ffW·fv + ffb)   (compiled: kernels.output, batch-last, as for every output kind)
     def forward(self, fv: np.ndarray) -> np.ndarray:
         self._fv = fv
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._forward_compiled(kernels, fv)
         z = fv @ self.params["weight"].T
         z += self.params["bias"]
         self._o = ops.sigmoid(z, out=z)
         return self._o
 
+    def _forward_compiled(self, kernels, fv: np.ndarray) -> np.ndarray:
+        """:meth:`forward` in one kernel call on fvᵀ (F, N); keeps log o for a softmax's loss."""
+        softmax = isinstance(self, SoftmaxOutput)
+        ot = np.empty((self.n_outputs, fv.shape[0]), dtype=fv.dtype)
+        log_ot = np.empty_like(ot) if softmax else ot
+        kernels.output.forward(np.ascontiguousarray(fv.T), self.params["weight"], self.params["bias"], softmax, ot,
+                               log_ot)
+        self._o = ot.T
+        if softmax:
+            self.log_o = log_ot.T
+        return self._o
+
     # od = δ·o(1−o);  dffW = od·fvᵀ/N;  dffb = mean(od);  fvd = ffWᵀ·od
     def backward(self, delta, need_input_delta=True):
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._backward_compiled(kernels, delta, need_input_delta)
         od = ops.sigmoid_backward(delta, self._o)
         self._d = od
         n = od.shape[0]
@@ -63,9 +81,33 @@ class SigmoidOutput(Layer):
         """The output delta od of the last backward, shape (N, n_outputs)."""
         return self._delta()
 
+    def _backward_compiled(self, kernels, delta, need_input_delta):
+        """:meth:`backward` in one kernel call, batch-last."""
+        et, ot, fv = np.ascontiguousarray(delta.T), np.ascontiguousarray(self._o.T), self._fv
+        odt = np.empty_like(et)
+        weight = self.params["weight"]
+        self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(self.params["bias"])}
+        fvdt = np.empty((weight.shape[1], et.shape[1]) if need_input_delta else (0, 0), dtype=et.dtype)
+        kernels.output.backward(et, ot, np.ascontiguousarray(fv.T), weight, isinstance(self, SoftmaxOutput), odt,
+                                self.grads["weight"], self.grads["bias"], fvdt)
+        self._d = odt.T
+        return fvdt.T if need_input_delta else None
+
     def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """The loss of outputs ``o`` against targets ``y`` and the delta that :meth:`backward` takes."""
+        kernels = backend.compiled()
+        if kernels is not None and o is getattr(self, "_o", None):
+            return self._loss_compiled(kernels, o, y)
         return losses.half_squared_error(o, y)
+
+    def _loss_compiled(self, kernels, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """:meth:`loss` of this layer's last outputs in one kernel call."""
+        softmax = isinstance(self, SoftmaxOutput)
+        ot = np.ascontiguousarray(o.T)
+        et = np.empty_like(ot)
+        log_ot = np.ascontiguousarray(self.log_o.T) if softmax else ot
+        loss = kernels.output.loss(ot, np.ascontiguousarray(y.T, dtype=ot.dtype), log_ot, softmax, et)
+        return float(loss), et.T
 
     def spec(self) -> str:
         return f"{self.n_outputs}o"
@@ -85,6 +127,9 @@ class SoftmaxOutput(SigmoidOutput):
     # o = softmax(W·fv + b) = exp(z − max z) / Σ exp(z − max z)  (the shift avoids overflow)
     def forward(self, fv: np.ndarray) -> np.ndarray:
         self._fv = fv
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._forward_compiled(kernels, fv)
         z = fv @ self.params["weight"].T
         z += self.params["bias"]
         z -= z.max(axis=1, keepdims=True)
@@ -95,6 +140,9 @@ class SoftmaxOutput(SigmoidOutput):
 
     # od = δ = o − y (already dℓ/dz);  dW = od·fvᵀ/N;  db = mean(od);  fvd = Wᵀ·od
     def backward(self, delta, need_input_delta=True):
+        kernels = backend.compiled()
+        if kernels is not None:
+            return self._backward_compiled(kernels, delta, need_input_delta)
         od = delta
         self._d = od
         n = od.shape[0]
@@ -102,6 +150,9 @@ class SoftmaxOutput(SigmoidOutput):
         return od @ self.params["weight"] if need_input_delta else None
 
     def loss(self, o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        kernels = backend.compiled()
+        if kernels is not None and o is getattr(self, "_o", None):
+            return self._loss_compiled(kernels, o, y)
         return losses.cross_entropy(o, y, log_o=self.log_o if o is getattr(self, "_o", None) else None)
 
     def spec(self) -> str:
