@@ -349,13 +349,14 @@ class Network:
 
         def one(i: int):
             lo, hi = spans[i]
-            o = twins[i].forward_batch(maps[lo:hi])
-            return o if targets is None else twins[i].backward_batch(targets[lo:hi])
+            if targets is not None:
+                return twins[i].train_batch(maps[lo:hi], targets[lo:hi])
+            return twins[i].forward_batch(maps[lo:hi])
 
         results = parallel.run_tasks(one, k)
         self._slices, self._spans, self._maps = twins, spans, []
-        for i, layer in enumerate([*self.layers, self.output]):
-            layer._parts = [[*t.layers, t.output][i] for t in twins]
+        for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
+            layer._parts = list(parts)
         self.o = np.concatenate([t.o for t in twins])
         if targets is not None:
             self._join_backward(results, targets.shape[0])
@@ -435,8 +436,8 @@ class Network:
         weights = self._slice_weights(n)
         self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
         self.e = np.concatenate([t.e for t in twins])
-        for i, layer in enumerate([*self.layers, self.output]):  # in slice order: same bits every run
-            slices.join_grads(layer, [[*t.layers, t.output][i] for t in twins], weights)
+        for layer in [*self.layers, self.output]:  # in slice order: same bits every run
+            slices.join_grads(layer, layer._parts, weights)
         return self.L
 
     def _slice_weights(self, n: int) -> list[float]:
@@ -461,6 +462,11 @@ class Network:
         """
         k = self._new_pass(maps.shape[0])
         if k <= 1:
+            run = self._stack() if backend.compiled() is not None and parallel.n_threads() == 1 else None
+            if run is not None and run.covers(self.layers, self.output):  # the whole step in one call
+                self._maps, self.L, self.o, self.e = run.train(maps, targets, self.output)
+                self._stacked = len(run.run)
+                return self.L
             self._forward_whole(maps)
             return self.backward_batch(targets)
         self._forward_slices(maps, k, targets)

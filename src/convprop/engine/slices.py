@@ -68,8 +68,9 @@ def replica(layer):
 def weighted_sum(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """Σ_i weights[i] · parts[i], in order, in the parts' dtype."""
     total = parts[0] * parts[0].dtype.type(weights[0])
+    scaled = np.empty_like(total)
     for part, w in zip(parts[1:], weights[1:]):
-        total += part * part.dtype.type(w)
+        total += np.multiply(part, part.dtype.type(w), out=scaled)
     return total
 
 

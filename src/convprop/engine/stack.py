@@ -91,22 +91,7 @@ class Stack:
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
         n, dtype, none = x.shape[-1], x.dtype, self._none
-
-        def make():
-            maps, padded, args = [x], [], []
-            for layer in self.run:
-                h, w, c = layer.out_shape
-                maps.append(np.empty((c, h, w, n), dtype=dtype))
-                if type(layer) is Conv and layer.pads != (0, 0, 0, 0):
-                    top, bottom, left, right = layer.pads
-                    hi, wi, ci = layer.in_shape
-                    padded.append(np.zeros((ci, hi + top + bottom, wi + left + right, n), dtype=dtype))
-                else:
-                    padded.append(None)  # the layer's input itself
-                args.append(np.empty((c, h, w, n), dtype=np.uint8) if type(layer) is MaxPool else none)
-            return maps, padded, args
-
-        maps, padded, args = self._arrays("forward", n, dtype, make)
+        maps, padded, args = self._arrays("forward", n, dtype, lambda: self._forward_arrays(x))
         maps = [x, *maps[1:]]
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         self.kernels.forward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs),
@@ -117,6 +102,22 @@ class Stack:
             elif arg is not none:
                 layer._cache["arg"] = arg
         return maps
+
+    def _forward_arrays(self, x: np.ndarray) -> tuple[list, list, list]:
+        """The maps [x, a_1, …], padded inputs (None: the input itself) and arg-max arrays of a pass on x."""
+        n, dtype = x.shape[-1], x.dtype
+        maps, padded, args = [x], [], []
+        for layer in self.run:
+            h, w, c = layer.out_shape
+            maps.append(np.empty((c, h, w, n), dtype=dtype))
+            if type(layer) is Conv and layer.pads != (0, 0, 0, 0):
+                top, bottom, left, right = layer.pads
+                hi, wi, ci = layer.in_shape
+                padded.append(np.zeros((ci, hi + top + bottom, wi + left + right, n), dtype=dtype))
+            else:
+                padded.append(None)  # the layer's input itself
+            args.append(np.empty((c, h, w, n), dtype=np.uint8) if type(layer) is MaxPool else self._none)
+        return maps, padded, args
 
     def backward(self, maps: Sequence[np.ndarray], delta: np.ndarray) -> None:
         """Backpropagate ``delta`` (of the last layer's output) after :meth:`forward` gave ``maps``.
@@ -141,3 +142,65 @@ class Stack:
             layer._d = d if type(layer) is Conv else d_out
         for layer, dw, db in zip(convs, dws, dbs):
             layer.grads = {"weight": dw, "bias": db}
+
+    def train(self, x: np.ndarray, y: np.ndarray, out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
+        """Forward and backward through the run and the output layer ``out`` in one call.
+
+        For a network of map layers and an output layer only (:meth:`covers`). Each layer, the
+        output layer included, is left with the state its own forward / backward leaves.
+
+        Parameters
+        ----------
+        x : (N, H, W, C) images;  y : (N, K) targets;  out : the output layer
+
+        Returns
+        -------
+        maps : [x as (C, H, W, N), a_1, …, a_L];  L : the loss;  o, e : (N, K) outputs and o − y
+        """
+        n, dtype, run, convs = x.shape[0], x.dtype, self.run, self.convs
+        softmax = type(out).__name__ == "SoftmaxOutput"
+        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(x, out))
+        maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt = arrays
+        padded = [p if p is not None else m for p, m in zip(padded, maps)]
+        weights = tuple(c.params["weight"] for c in convs)
+        loss = self.kernels.train(
+            x, y, self.rows, self.slopes, weights, tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded),
+            tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"],
+            softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt)
+        for layer, xp, a, arg, d_out, d in zip(run, padded, maps[1:], args, deltas, ds):
+            if type(layer) is Conv:
+                layer._cache.update(x=xp, a=a, kept_for=None)
+                layer._d = d
+            else:
+                layer._d = d_out
+                if type(layer) is MaxPool:
+                    layer._cache["arg"] = arg
+        for layer, dw, db in zip(convs, dws, dbs):
+            layer.grads = {"weight": dw, "bias": db}
+        out._fv, out._o, out._d = fvt.T, ot.T, odt.T
+        if softmax:
+            out.log_o = log_ot.T
+        out.grads = {"weight": dw_out, "bias": db_out}
+        return maps, float(loss), ot.T, et.T
+
+    def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
+        """Whether :meth:`train` can run the whole network: this run is every layer after Input, and
+        ``out`` is a plain sigmoid or softmax output layer (not wrapped)."""
+        return len(self.run) == len(net_layers) - 1 and type(out).__name__ in ("SigmoidOutput", "SoftmaxOutput") \
+            and not vars(out).keys() & {"forward", "backward", "loss"}
+
+    def _train_arrays(self, x: np.ndarray, out: Layer) -> tuple:
+        """Every array :meth:`train` fills, for a batch like ``x``."""
+        n, dtype = x.shape[0], x.dtype
+        h, w, c = x.shape[1:]
+        maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
+        deltas = [np.empty_like(a) for a in maps[1:]]
+        ds = [np.empty_like(a) if type(layer) is Conv else np.empty((0, 0, 0, 0), dtype=dtype)
+              for layer, a in zip(self.run, maps[1:])]
+        dws = [np.empty_like(c.params["weight"]) for c in self.convs]
+        dbs = [np.empty_like(c.params["bias"]) for c in self.convs]
+        k, f = out.params["weight"].shape
+        fvt, fvdt = np.empty((f, n), dtype=dtype), np.empty((f, n), dtype=dtype)
+        ot, log_ot, et, odt = (np.empty((k, n), dtype=dtype) for _ in range(4))
+        return (maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt,
+                np.empty_like(out.params["weight"]), np.empty_like(out.params["bias"]), fvdt)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import conv, pool
+from . import conv, output, pool
 from ._jit import jit
 
 #: Layer kinds in column 0 of the table.
@@ -93,3 +93,53 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
             else:
                 prev[:] = 0
                 pool.max_pool_backward(delta, args[l], table[l, 7], prev, 0, delta.shape[0] * delta.shape[1])
+
+
+@jit
+def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
+          w_out, b_out, softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt):
+    """A whole training pass of a network of map layers and an output layer, in one call.
+
+    The same kernels, in the same order, on the same arrays as the layer-by-layer path:
+    the batch-last input, :func:`forward`, the feature vectors (H, W, C order), the output
+    layer's forward pass, loss and backward pass (:mod:`.output`), its delta back into maps,
+    :func:`backward`. A batch slice's thread then takes the GIL once per step.
+
+    Parameters
+    ----------
+    x : (N, H, W, C) images;  y : (N, K) targets
+    table … dbs : as :func:`forward` and :func:`backward` (maps[0], deltas[L − 1]: out here)
+    w_out, b_out : the output layer's (K, F) and (K,);  softmax : bool
+    fvt, fvdt : (F, N), out;  ot, log_ot, et, odt : (K, N), out;  dw_out, db_out : out
+
+    Returns
+    -------
+    L : float, the batch's loss
+    """
+    x0 = maps[0]
+    c_in, h, w, n = x0.shape
+    for c in range(c_in):
+        for r in range(h):
+            for q in range(w):
+                for m in range(n):
+                    x0[c, r, q, m] = x[m, r, q, c]
+    forward(table, slopes, weights, biases, maps, padded, args)
+    last, delta = maps[len(maps) - 1], deltas[len(deltas) - 1]
+    c_l, h_l, w_l = last.shape[0], last.shape[1], last.shape[2]
+    for r in range(h_l):
+        for q in range(w_l):
+            for c in range(c_l):
+                fvt[(r * w_l + q) * c_l + c] = last[c, r, q]
+    output.forward(fvt, w_out, b_out, softmax, ot, log_ot)
+    yt = np.empty_like(ot)
+    for k in range(yt.shape[0]):
+        for m in range(n):
+            yt[k, m] = y[m, k]
+    loss = output.loss(ot, yt, log_ot, softmax, et)
+    output.backward(et, ot, fvt, w_out, softmax, odt, dw_out, db_out, fvdt)
+    for r in range(h_l):
+        for q in range(w_l):
+            for c in range(c_l):
+                delta[c, r, q] = fvdt[(r * w_l + q) * c_l + c]
+    backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs)
+    return loss
