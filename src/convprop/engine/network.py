@@ -353,7 +353,10 @@ class Network:
                 return twins[i].train_batch(maps[lo:hi], targets[lo:hi])
             return twins[i].forward_batch(maps[lo:hi])
 
-        results = parallel.run_tasks(one, k)
+        # a whole training step in one call announces itself (parallel.start_signal)
+        run = self._stack()
+        announced = targets is not None and run is not None and run.covers(self.layers, self.output)
+        results = parallel.run_tasks(one, k, announced)
         self._slices, self._spans, self._maps = twins, spans, []
         for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
             layer._parts = list(parts)

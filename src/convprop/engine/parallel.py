@@ -15,7 +15,12 @@ machine whose other core is busy OpenBLAS's spinning threads made training up
 to 8× slower.
 
 Compiled kernels, NumPy copies and BLAS calls release the GIL, so the threads
-run in parallel. Results are the same bits run after run for a given k; between
+run in parallel. On the compiled engine the k − 1 other threads are a
+:class:`Crew`: between jobs they spin without the GIL for a few milliseconds
+(then sleep), because waking a sleeping thread took 30–120 µs on the
+development machine, twice per training step; a job whose tasks announce
+their kernels (:func:`start_signal`) is posted without the GIL, so that no
+thread ever waits for a GIL another one holds. Results are the same bits run after run for a given k; between
 thread counts they differ by round-off only (the slices' gradients are summed
 in another order; the row-sharing of :func:`run_rows` gives the same bits for
 every k).
@@ -26,6 +31,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -143,11 +149,14 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
     _share(lambda i: kernel(*args, bounds[i], bounds[i + 1]), parts, k)
 
 
-def run_tasks(task: Callable[[int], T], count: int) -> list[T]:
+def run_tasks(task: Callable[[int], T], count: int, announced: bool = False) -> list[T]:
     """``[task(0), …, task(count − 1)]``, the tasks shared over up to ``count`` threads (the caller's too).
 
     Inside a task :func:`n_threads` is 1, so the layers it runs do not share their
-    rows out again (see :mod:`convprop.engine.slices`).
+    rows out again (see :mod:`convprop.engine.slices`). ``announced``: each task soon
+    enters a kernel that calls :func:`start_signal`'s store; the calling thread waits for
+    that before it takes a task itself, so that it never waits for the GIL a starting
+    task's Python holds (a wake-up of 30–120 µs).
     """
     results: list = [None] * count
 
@@ -164,8 +173,18 @@ def run_tasks(task: Callable[[int], T], count: int) -> list[T]:
         for i in range(count):
             one(i)
     else:
-        _share(one, count, k)
+        _share(one, count, k, announced)
     return results
+
+
+_NO_SIGNAL = np.zeros(1, dtype=np.int64)
+
+
+def start_signal() -> tuple[np.ndarray, int, int]:
+    """(array, index, value): a kernel that a :class:`Crew` thread's task enters stores value at
+    array[index] first, telling the thread that handed the task over that this one no longer
+    holds the GIL (elsewhere: a scratch array)."""
+    return getattr(_local, "signal", None) or (_NO_SIGNAL, 0, 0)
 
 
 def inside_task() -> bool:
@@ -173,8 +192,24 @@ def inside_task() -> bool:
     return getattr(_local, "inside", False)
 
 
-def _share(call: Callable[[int], None], parts: int, k: int) -> None:
-    """``call(i)`` for i < parts by the calling thread and k − 1 pool threads, taking tickets in turn."""
+def _share(call: Callable[[int], None], parts: int, k: int, announced: bool = False) -> None:
+    """``call(i)`` for i < parts by the calling thread and k − 1 other threads, taking tickets in turn.
+
+    The other threads are a :class:`Crew` (spinning between jobs) when the compiled engine is
+    there and no other thread is using it, else the thread pool.
+    """
+    crew = _crew(k - 1)
+    if crew is not None and crew.busy.acquire(blocking=False):
+        try:
+            crew.run(call, parts, announced)
+        finally:
+            crew.busy.release()
+        return
+    _share_pool(call, parts, k)
+
+
+def _share_pool(call: Callable[[int], None], parts: int, k: int) -> None:
+    """:func:`_share` on the thread pool: its threads sleep between jobs."""
     ticket, finished = itertools.count(), itertools.count(1)  # next() is atomic under the GIL
     done = threading.Event()
     errors: list[BaseException] = []
@@ -199,6 +234,107 @@ def _share(call: Callable[[int], None], parts: int, k: int) -> None:
     done.wait()
     if errors:
         raise errors[0]
+
+
+#: How long a crew thread spins for the next job, and the caller for the parts, in reads of the
+#: shared flags (a few ms), before they sleep instead.
+SPIN_READS = 2_000_000
+#: How long the caller of an ``announced`` job waits for the crew's parts to start (about 0.1 ms).
+START_READS = 100_000
+_crews: dict[int, "Crew"] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_crews.clear)
+
+
+class Crew:
+    """``workers`` threads that take the parts of the jobs of :func:`_share` with its caller.
+
+    Between jobs they spin (without the GIL, :mod:`convprop.engine.kernels.spin`) for
+    :data:`SPIN_READS` reads, then sleep: a training step hands its slices over every few
+    hundred µs, and a sleeping thread took 30–120 µs to be woken on the development machine
+    (a virtual machine), at the start of each step and again at its end. The caller also
+    spins while it waits for the crew's parts.
+    """
+
+    def __init__(self, workers: int) -> None:
+        from .kernels import spin
+
+        self._spin, self.workers = spin, workers
+        #: flags[0]: the generation of the last job; flags[8·s], flags[8·s + 1], flags[8·s + 2]: the
+        #: generation thread s finished last, how many parts of it it took, and the generation whose
+        #: part it announced (:func:`start_signal`) (one cache line each).
+        self.flags = np.zeros(8 * (workers + 1), dtype=np.int64)
+        self.job: tuple[int, Callable[[], int]] | None = None
+        self.busy = threading.Lock()  # one caller at a time; others use the pool
+        self._wake = threading.Condition()
+        self._sleepers = 0
+        for slot in range(1, workers + 1):
+            threading.Thread(target=self._serve, args=(slot,), name=f"convprop-crew-{slot}", daemon=True).start()
+
+    def run(self, call: Callable[[int], None], parts: int, announced: bool = False) -> None:
+        """``call(i)`` for i < parts, shared by the calling thread and the crew; re-raises the first error.
+
+        ``announced``: wait (a while at most) until every crew thread's part has entered its kernel
+        (:func:`start_signal`) before taking a part here.
+        """
+        ticket, errors = itertools.count(), []
+
+        def take() -> int:
+            done = 0
+            for i in iter(ticket.__next__, None):
+                if i >= parts:
+                    return done
+                try:
+                    call(i)
+                except BaseException as exc:  # re-raised in the calling thread
+                    errors.append(exc)
+                done += 1
+
+        gen = int(self.flags[0]) + 1
+        self.job = (gen, _in_callers_errstate(take))  # set before its generation is posted
+        if announced and not self._sleepers:
+            # posted without the GIL, which the crew then finds free, and held again only once
+            # the crew's parts have entered their kernels: no thread waits for the GIL
+            self._spin.post_and_wait_for_start(self.flags, self.workers, gen, START_READS)
+        else:
+            self.flags[0] = gen
+            if self._sleepers:
+                with self._wake:
+                    self._wake.notify_all()
+        own = take()
+        while not self._spin.wait_for_parts(self.flags, self.workers, gen, own, parts, SPIN_READS):
+            time.sleep(2e-4)  # a crew thread far behind (its core busy with another process)
+        if errors:
+            raise errors[0]
+
+    def _serve(self, slot: int) -> None:
+        seen = count = 0
+        while True:
+            gen = self._spin.publish_and_wait(self.flags, slot, seen, count, seen, SPIN_READS)
+            if gen == seen:  # nothing for a while: sleep until the next job
+                with self._wake:
+                    self._sleepers += 1
+                    while int(self.flags[0]) == seen:
+                        self._wake.wait()
+                    self._sleepers -= 1
+            # the job posted last, which may be newer than the generation seen: its parts are
+            # counted under its own generation
+            seen, take = self.job
+            _local.signal = (self.flags, 8 * slot + 2, seen)
+            try:
+                count = take()
+            finally:
+                _local.signal = None
+
+
+def _crew(workers: int) -> Crew | None:
+    """The crew of ``workers`` threads (made on first use), or None without the compiled engine."""
+    from . import backend
+
+    crew = _crews.get(workers)
+    if crew is None and workers >= 1 and backend.available():
+        crew = _crews[workers] = Crew(workers)
+    return crew
 
 
 def _pool(k: int) -> ThreadPoolExecutor:

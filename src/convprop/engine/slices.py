@@ -6,7 +6,8 @@ it gains: a layer of a 50-image batch takes 50–300 µs, a hand-off 10–50 µs
 the compiled engine shares a batch instead: slice i (images lo_i ≤ n < hi_i)
 goes through the whole network on its own thread, on a *replica* of the network
 (its layers share the parameters but keep their own maps, deltas and
-gradients), with one hand-off per forward and one per backward.
+gradients), with one hand-off per training step (one compiled call per slice
+when the network is map layers and an output layer: :mod:`convprop.engine.stack`).
 
 The equations per slice are the network's; the slices' results are joined as
 the whole batch's:

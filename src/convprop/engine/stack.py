@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import parallel
 from .layers.base import Layer
 from .layers.conv import Conv
 from .layers.pool import MaxPool, Subsample
@@ -166,7 +167,7 @@ class Stack:
         loss = self.kernels.train(
             x, y, self.rows, self.slopes, weights, tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded),
             tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"],
-            softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt)
+            softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, *parallel.start_signal())
         for layer, xp, a, arg, d_out, d in zip(run, padded, maps[1:], args, deltas, ds):
             if type(layer) is Conv:
                 layer._cache.update(x=xp, a=a, kept_for=None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import conv, output, pool
+from . import conv, output, pool, spin
 from ._jit import jit
 
 #: Layer kinds in column 0 of the table.
@@ -97,7 +97,7 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
 
 @jit
 def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
-          w_out, b_out, softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt):
+          w_out, b_out, softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, signal, signal_at, signal_value):
     """A whole training pass of a network of map layers and an output layer, in one call.
 
     The same kernels, in the same order, on the same arrays as the layer-by-layer path:
@@ -111,11 +111,14 @@ def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, 
     table … dbs : as :func:`forward` and :func:`backward` (maps[0], deltas[L − 1]: out here)
     w_out, b_out : the output layer's (K, F) and (K,);  softmax : bool
     fvt, fvdt : (F, N), out;  ot, log_ot, et, odt : (K, N), out;  dw_out, db_out : out
+    signal, signal_at, signal_value : signal[signal_at] = signal_value first, without the GIL
+        (:func:`convprop.engine.parallel.start_signal`: the thread that handed this slice over waits for it)
 
     Returns
     -------
     L : float, the batch's loss
     """
+    spin.announce(signal, signal_at, signal_value)
     x0 = maps[0]
     c_in, h, w, n = x0.shape
     for c in range(c_in):
