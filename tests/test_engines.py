@@ -6,7 +6,7 @@ import pytest
 import convprop
 from conftest import random_batch
 from convprop import Conv, ConvpropError, Dense, Input, MaxPool, Network, Subsample
-from convprop.engine import backend, ops, parallel
+from convprop.engine import backend, ops, parallel, slices
 import nhwc_reference as nhwc
 
 numba_only = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
@@ -212,3 +212,37 @@ def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)  # float32: NumPy's σ is ½·tanh(z/2) + ½
     assert out["numba"][5] == pytest.approx(out["numpy"][5], rel=rtol)
     assert np.isfinite(out["numba"][5])
+
+
+@numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_call_updates_round_as_numpy(dtype):
+    """kernels.arrays: SGD, the slices' weighted join and the finiteness check over all parameters
+    at once give NumPy's numbers bit for bit (no fused multiply-adds)."""
+    from convprop.engine.kernels import arrays
+
+    rng = np.random.default_rng(3)
+    shapes = [(6, 1, 5, 5), (6,), (10, 192), (10,)]
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(dtype) * 1e-3 for s in shapes]
+    want = [p.copy() for p in params]
+    for p, g in zip(want, grads):
+        p -= 0.37 * g
+    arrays.sgd(tuple(p.reshape(-1) for p in params), tuple(g.reshape(-1) for g in grads), 0.37)
+    for got, ref in zip(params, want):
+        np.testing.assert_array_equal(got, ref)
+    parts = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    weights = [17 / 50, 17 / 50, 16 / 50]
+    outs = [np.empty(s, dtype=dtype) for s in shapes]
+    arrays.weighted_join(tuple(tuple(a.reshape(-1) for a in part) for part in parts), np.array(weights),
+                         tuple(o.reshape(-1) for o in outs))
+    for j, out in enumerate(outs):
+        np.testing.assert_array_equal(out, slices.weighted_sum([part[j] for part in parts], weights))
+    assert arrays.all_finite(tuple(p.reshape(-1) for p in params))
+    for bad in (np.nan, np.inf, -np.inf):
+        params[2][3, 7] = bad
+        assert not arrays.all_finite(tuple(p.reshape(-1) for p in params))
+        net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10, dtype=dtype)
+        assert net.all_finite()
+        net.output.params["weight"][3, 7] = bad
+        assert not net.all_finite()

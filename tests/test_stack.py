@@ -100,3 +100,19 @@ def test_no_run_without_a_convolution_or_with_a_wrapped_layer():
     net.layers[3].forward = net.layers[3].forward  # timing wrappers and the like are called
     assert len(net._stack().run) == 2
     assert parallel.n_threads() == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ["toolbox", "every kind"])
+def test_rows_give_the_gathered_batchs_numbers(threads, name):
+    """train_batch(x, y, rows): each slice takes its own images; the same bits as x[rows], y[rows]."""
+    convprop.set_num_threads(threads)
+    nets = [NETWORKS[name]("float64") for _ in range(2)]
+    x, y = random_batch(nets[0], 90, seed=4, labels=True)
+    maps, targets = net_inputs(nets[0], x, y)
+    rows = np.random.default_rng(0).permutation(90)[:37]
+    losses = [nets[0].train_batch(maps, targets, rows=rows), nets[1].train_batch(maps[rows], targets[rows])]
+    assert losses[0] == losses[1]
+    np.testing.assert_array_equal(nets[0].o, nets[1].o)
+    for k, g in nets[0].gradients().items():
+        np.testing.assert_array_equal(g, nets[1].gradients()[k], err_msg=k)

@@ -66,12 +66,13 @@ def engine() -> str:
 
 
 def compiled() -> SimpleNamespace | None:
-    """The kernel modules (``conv``, ``pool``, ``activation``, ``output``, ``stack``) when the compiled engine is selected, else None."""
+    """The kernel modules (``conv``, ``pool``, ``activation``, ``output``, ``stack``, ``arrays``) when the compiled engine is selected, else None."""
     global _kernels
     if engine() != "numba":
         return None
     if _kernels is None:
-        from .kernels import activation, conv, output, pool, stack
+        from .kernels import activation, arrays, conv, output, pool, stack
 
-        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, stack=stack, output=output)
+        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, stack=stack, output=output,
+                                   arrays=arrays)
     return _kernels

@@ -338,31 +338,33 @@ class Network:
                 setattr(layer, name, None)
         return slices.count(n) if backend.compiled() is not None else 1
 
-    def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None) -> np.ndarray:
+    def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None,
+                        rows: np.ndarray | None = None, announced: bool = False) -> np.ndarray:
         """:meth:`forward_batch` as k slices of the batch, each through a replica on its own thread.
 
         With ``targets``, each slice's backward pass follows its forward pass in the same task
-        (:meth:`train_batch`: one hand-off per step).
+        (:meth:`train_batch`: one hand-off per step; ``rows`` as there). ``announced``: each
+        slice trains in one compiled call that announces itself (:func:`.parallel.start_signal`).
         """
-        spans = slices.bounds(maps.shape[0], k)
+        n = maps.shape[0] if rows is None else len(rows)
+        spans = slices.bounds(n, k)
         twins = self._replicas(k)
 
         def one(i: int):
             lo, hi = spans[i]
-            if targets is not None:
+            if targets is None:
+                return twins[i].forward_batch(maps[lo:hi])
+            if rows is None:
                 return twins[i].train_batch(maps[lo:hi], targets[lo:hi])
-            return twins[i].forward_batch(maps[lo:hi])
+            return twins[i].train_batch(maps, targets, rows[lo:hi])
 
-        # a whole training step in one call announces itself (parallel.start_signal)
-        run = self._stack()
-        announced = targets is not None and run is not None and run.covers(self.layers, self.output)
-        results = parallel.run_tasks(one, k, announced)
+        results = parallel.run_tasks(one, k, announced and targets is not None)
         self._slices, self._spans, self._maps = twins, spans, []
         for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
             layer._parts = list(parts)
         self.o = np.concatenate([t.o for t in twins])
         if targets is not None:
-            self._join_backward(results, targets.shape[0])
+            self._join_backward(results, n)
         return self.o
 
     def _replicas(self, k: int) -> list["Network"]:
@@ -439,15 +441,14 @@ class Network:
         weights = self._slice_weights(n)
         self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
         self.e = np.concatenate([t.e for t in twins])
-        for layer in [*self.layers, self.output]:  # in slice order: same bits every run
-            slices.join_grads(layer, layer._parts, weights)
+        slices.join_all_grads([*self.layers, self.output], weights)  # in slice order: same bits every run
         return self.L
 
     def _slice_weights(self, n: int) -> list[float]:
         """n_i / N of each slice of the last sliced pass: the weights of its means in the batch's."""
         return [(hi - lo) / n for lo, hi in self._spans]
 
-    def train_batch(self, maps: np.ndarray, targets: np.ndarray) -> float:
+    def train_batch(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None = None) -> float:
         """:meth:`forward_batch` then :meth:`backward_batch`: the training loop's step.
 
         The same numbers; with batch slices (compiled engine, k > 1 threads) each slice's
@@ -457,29 +458,51 @@ class Network:
         ----------
         maps : ndarray, shape (N, H, W, C), of the network's dtype (validated)
         targets : ndarray, shape (N, n_outputs), of the network's dtype (validated)
+        rows : ndarray of int, shape (B,), optional
+            The batch is ``maps[rows]``, ``targets[rows]`` (maps and targets then hold a whole
+            data set): each slice takes its own images, in its own thread.
 
         Returns
         -------
         L : float
             The batch's loss; the gradients are left in each layer's ``grads``.
         """
-        k = self._new_pass(maps.shape[0])
-        if k <= 1:
-            run = self._stack() if backend.compiled() is not None and parallel.n_threads() == 1 else None
-            if run is not None and run.covers(self.layers, self.output):  # the whole step in one call
-                self._maps, self.L, self.o, self.e = run.train(maps, targets, self.output)
-                self._stacked = len(run.run)
-                return self.L
-            self._forward_whole(maps)
-            return self.backward_batch(targets)
-        self._forward_slices(maps, k, targets)
-        return self.L
+        n = maps.shape[0] if rows is None else len(rows)
+        k = self._new_pass(n)
+        run = self._stack() if backend.compiled() is not None else None
+        whole = (run is not None and run.covers(self.layers, self.output) and maps.flags.c_contiguous
+                 and targets.flags.c_contiguous)
+        if k > 1:
+            self._forward_slices(maps, k, targets, rows, announced=whole)
+            return self.L
+        if whole and parallel.n_threads() == 1:  # the whole step in one call
+            rows = np.arange(n) if rows is None else rows
+            self._maps, self.L, self.o, self.e = run.train(maps, targets, rows, self.output)
+            self._stacked = len(run.run)
+            return self.L
+        if rows is not None:
+            maps, targets = maps[rows], targets[rows]
+        self._forward_whole(maps)
+        return self.backward_batch(targets)
 
     def step(self, alpha: float) -> None:
         """Plain SGD: every parameter −= alpha · its gradient (the toolbox's cnnapplygrads)."""
-        for name, layer in self.named_layers():
-            for p, arr in layer.params.items():
-                arr -= alpha * layer.grads[p]
+        kernels = backend.compiled()
+        pairs = [(arr, layer.grads[p]) for _, layer in self.named_layers() for p, arr in layer.params.items()]
+        if kernels is not None and all(a.flags.c_contiguous and g.flags.c_contiguous for a, g in pairs):
+            # one call for all of them, rounded as NumPy rounds: the same bits
+            kernels.arrays.sgd(tuple(a.reshape(-1) for a, _ in pairs), tuple(g.reshape(-1) for _, g in pairs), alpha)
+            return
+        for arr, grad in pairs:
+            arr -= alpha * grad
+
+    def all_finite(self) -> bool:
+        """Whether every parameter is finite (no NaN, no ±inf)."""
+        kernels = backend.compiled()
+        params = [arr for _, layer in self.named_layers() for arr in layer.params.values()]
+        if kernels is not None and all(a.flags.c_contiguous for a in params):
+            return bool(kernels.arrays.all_finite(tuple(a.reshape(-1) for a in params)))
+        return all(np.isfinite(a).all() for a in params)
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
         """The loss on a batch, ½·Σ(o − y)²/N or −Σ y·log o / N (no gradients are kept)."""

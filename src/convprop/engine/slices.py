@@ -80,6 +80,27 @@ def join_grads(layer, twins: Sequence, weights: Sequence[float]) -> None:
     layer.grads = {p: weighted_sum([t.grads[p] for t in twins], weights) for p in twins[0].grads}
 
 
+def join_all_grads(layers: Sequence, weights: Sequence[float]) -> None:
+    """:func:`join_grads` for every layer (from its ``_parts``): on the compiled engine in one call,
+    with the same roundings (``kernels.arrays.weighted_join``)."""
+    from . import backend
+
+    kernels = backend.compiled()
+    names = [(layer, p) for layer in layers for p in layer._parts[0].grads]
+    parts = [[layer._parts[s].grads[p] for layer, p in names] for s in range(len(weights))]
+    if kernels is None or not all(g.flags.c_contiguous for slice_ in parts for g in slice_):
+        for layer in layers:
+            join_grads(layer, layer._parts, weights)
+        return
+    outs = [np.empty_like(g) for g in parts[0]]
+    kernels.arrays.weighted_join(tuple(tuple(g.reshape(-1) for g in slice_) for slice_ in parts),
+                                 np.asarray(weights, dtype=np.float64), tuple(o.reshape(-1) for o in outs))
+    for layer in layers:
+        layer.grads = {}
+    for (layer, p), out in zip(names, outs):
+        layer.grads[p] = out
+
+
 def join_batch(parts: Sequence[np.ndarray | None], axis: int) -> np.ndarray | None:
     """The slices' arrays joined along the batch ``axis`` (None when a slice has none)."""
     if not parts or any(p is None for p in parts):

@@ -144,7 +144,8 @@ class Stack:
         for layer, dw, db in zip(convs, dws, dbs):
             layer.grads = {"weight": dw, "bias": db}
 
-    def train(self, x: np.ndarray, y: np.ndarray, out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
+    def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
+              out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
         """Forward and backward through the run and the output layer ``out`` in one call.
 
         For a network of map layers and an output layer only (:meth:`covers`). Each layer, the
@@ -152,20 +153,21 @@ class Stack:
 
         Parameters
         ----------
-        x : (N, H, W, C) images;  y : (N, K) targets;  out : the output layer
+        x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
+        rows : (N,) int, the batch's images: x[rows], y[rows] (taken by the kernel);  out : the output layer
 
         Returns
         -------
         maps : [x as (C, H, W, N), a_1, …, a_L];  L : the loss;  o, e : (N, K) outputs and o − y
         """
-        n, dtype, run, convs = x.shape[0], x.dtype, self.run, self.convs
+        n, dtype, run, convs = len(rows), x.dtype, self.run, self.convs
         softmax = type(out).__name__ == "SoftmaxOutput"
-        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(x, out))
+        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(n, x, out))
         maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         weights = tuple(c.params["weight"] for c in convs)
         loss = self.kernels.train(
-            x, y, self.rows, self.slopes, weights, tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded),
+            x, y, np.asarray(rows, dtype=np.int64), self.rows, self.slopes, weights, tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded),
             tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"],
             softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, *parallel.start_signal())
         for layer, xp, a, arg, d_out, d in zip(run, padded, maps[1:], args, deltas, ds):
@@ -190,9 +192,9 @@ class Stack:
         return len(self.run) == len(net_layers) - 1 and type(out).__name__ in ("SigmoidOutput", "SoftmaxOutput") \
             and not vars(out).keys() & {"forward", "backward", "loss"}
 
-    def _train_arrays(self, x: np.ndarray, out: Layer) -> tuple:
-        """Every array :meth:`train` fills, for a batch like ``x``."""
-        n, dtype = x.shape[0], x.dtype
+    def _train_arrays(self, n: int, x: np.ndarray, out: Layer) -> tuple:
+        """Every array :meth:`train` fills, for a batch of ``n`` images like those of ``x``."""
+        dtype = x.dtype
         h, w, c = x.shape[1:]
         maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
         deltas = [np.empty_like(a) for a in maps[1:]]

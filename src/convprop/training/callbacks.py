@@ -106,6 +106,8 @@ class DivergenceGuard(Callback):
                                        f"batch's {first:.4g} (largest weight: {name}, |{peak:.3g}|)", "loss")
 
     def on_batch_end(self, loop: "Loop") -> None:
+        if loop.net.all_finite():
+            return
         bad = [name for name, arr in loop.net.parameters().items() if not np.isfinite(arr).all()]
         if bad:
             loop.consistent = False  # never save these weights

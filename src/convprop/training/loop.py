@@ -153,7 +153,7 @@ class Loop:
         self._emit("on_batch_begin")
         with np.errstate(over="ignore", invalid="ignore"):  # the divergence guard reports
             if len(self.indices):
-                self.loss = float(self.net.train_batch(self.x[self.indices], self.targets[self.indices]))
+                self.loss = float(self.net.train_batch(self.x, self.targets, rows=self.indices))
             else:  # an empty share of a distributed batch: the gradient hook brings the gradients
                 self.loss = 0.0
             self._emit("on_gradients")  # the gradient hook: between backward and update

@@ -96,7 +96,7 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
 
 
 @jit
-def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
+def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
           w_out, b_out, softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, signal, signal_at, signal_value):
     """A whole training pass of a network of map layers and an output layer, in one call.
 
@@ -107,7 +107,7 @@ def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, 
 
     Parameters
     ----------
-    x : (N, H, W, C) images;  y : (N, K) targets
+    x : (M, H, W, C) images;  y : (M, K) targets;  rows : (N,) int64, the batch's images x[rows], y[rows]
     table … dbs : as :func:`forward` and :func:`backward` (maps[0], deltas[L − 1]: out here)
     w_out, b_out : the output layer's (K, F) and (K,);  softmax : bool
     fvt, fvdt : (F, N), out;  ot, log_ot, et, odt : (K, N), out;  dw_out, db_out : out
@@ -125,7 +125,7 @@ def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, 
         for r in range(h):
             for q in range(w):
                 for m in range(n):
-                    x0[c, r, q, m] = x[m, r, q, c]
+                    x0[c, r, q, m] = x[rows[m], r, q, c]
     forward(table, slopes, weights, biases, maps, padded, args)
     last, delta = maps[len(maps) - 1], deltas[len(deltas) - 1]
     c_l, h_l, w_l = last.shape[0], last.shape[1], last.shape[2]
@@ -137,7 +137,7 @@ def train(x, y, table, slopes, weights, biases, maps, padded, args, deltas, ds, 
     yt = np.empty_like(ot)
     for k in range(yt.shape[0]):
         for m in range(n):
-            yt[k, m] = y[m, k]
+            yt[k, m] = y[rows[m], k]
     loss = output.loss(ot, yt, log_ot, softmax, et)
     output.backward(et, ot, fvt, w_out, softmax, odt, dw_out, db_out, fvdt)
     for r in range(h_l):
