@@ -43,7 +43,7 @@ def test_an_error_in_a_task_reaches_the_caller_and_the_crew_goes_on():
 
 
 def test_a_sleeping_crew_is_woken(monkeypatch):
-    monkeypatch.setattr(parallel, "SPIN_READS", 1000)  # gives up spinning at once, then sleeps
+    monkeypatch.setattr(parallel, "SPIN_POLLS", 1000)  # gives up spinning at once, then sleeps
     parallel.run_tasks(lambda i: i, 2)
     crew = parallel._crews[1]
     for _ in range(10):

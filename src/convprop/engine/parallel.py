@@ -236,11 +236,12 @@ def _share_pool(call: Callable[[int], None], parts: int, k: int) -> None:
         raise errors[0]
 
 
-#: How long a crew thread spins for the next job, and the caller for the parts, in reads of the
-#: shared flags (a few ms), before they sleep instead.
-SPIN_READS = 2_000_000
-#: How long the caller of an ``announced`` job waits for the crew's parts to start (about 0.1 ms).
-START_READS = 100_000
+#: How long a crew thread spins for the next job, and the caller for the parts, in polls of the
+#: shared flags, each followed by a sched_yield (0.15 µs on an idle core: a few ms), before they
+#: sleep instead.
+SPIN_POLLS = 20_000
+#: How long the caller of an ``announced`` job waits for the crew's parts to start (about 0.2 ms).
+START_POLLS = 1_500
 _crews: dict[int, "Crew"] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_crews.clear)
@@ -249,11 +250,11 @@ if hasattr(os, "register_at_fork"):
 class Crew:
     """``workers`` threads that take the parts of the jobs of :func:`_share` with its caller.
 
-    Between jobs they spin (without the GIL, :mod:`convprop.engine.kernels.spin`) for
-    :data:`SPIN_READS` reads, then sleep: a training step hands its slices over every few
-    hundred µs, and a sleeping thread took 30–120 µs to be woken on the development machine
-    (a virtual machine), at the start of each step and again at its end. The caller also
-    spins while it waits for the crew's parts.
+    Between jobs they spin (without the GIL, yielding the core after each poll:
+    :mod:`convprop.engine.kernels.spin`) for :data:`SPIN_POLLS` polls, then sleep: a
+    training step hands its slices over every few hundred µs, and a sleeping thread took
+    30–120 µs to be woken on the development machine (a virtual machine), at the start of
+    each step and again at its end. The caller also spins while it waits for the crew's parts.
     """
 
     def __init__(self, workers: int) -> None:
@@ -295,14 +296,14 @@ class Crew:
         if announced and not self._sleepers:
             # posted without the GIL, which the crew then finds free, and held again only once
             # the crew's parts have entered their kernels: no thread waits for the GIL
-            self._spin.post_and_wait_for_start(self.flags, self.workers, gen, START_READS)
+            self._spin.post_and_wait_for_start(self.flags, self.workers, gen, START_POLLS)
         else:
             self.flags[0] = gen
             if self._sleepers:
                 with self._wake:
                     self._wake.notify_all()
         own = take()
-        while not self._spin.wait_for_parts(self.flags, self.workers, gen, own, parts, SPIN_READS):
+        while not self._spin.wait_for_parts(self.flags, self.workers, gen, own, parts, SPIN_POLLS):
             time.sleep(2e-4)  # a crew thread far behind (its core busy with another process)
         if errors:
             raise errors[0]
@@ -310,7 +311,7 @@ class Crew:
     def _serve(self, slot: int) -> None:
         seen = count = 0
         while True:
-            gen = self._spin.publish_and_wait(self.flags, slot, seen, count, seen, SPIN_READS)
+            gen = self._spin.publish_and_wait(self.flags, slot, seen, count, seen, SPIN_POLLS)
             if gen == seen:  # nothing for a while: sleep until the next job
                 with self._wake:
                     self._sleepers += 1

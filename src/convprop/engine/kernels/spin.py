@@ -5,13 +5,32 @@ on the development machine (a virtual machine's idle core is halted). Between tw
 training steps a slice thread waits only a few hundred µs, so the threads of
 :class:`convprop.engine.parallel.Crew` spin here for a while instead: reading a
 shared int64 array with acquire loads, which the compiler may not hoist out of
-the loop, and writing it with release stores. Spinning is bounded: after
-``limit`` reads the waiter gives up and the caller sleeps instead.
+the loop, and writing it with release stores, yielding the core after each read
+(``sched_yield``: at once when nothing else is ready to run, and on a busy
+machine the thread waited for, or another process, gets the core). Spinning is
+bounded: after ``limit`` polls the waiter gives up and the caller sleeps instead.
 """
 
 from __future__ import annotations
 
+import os
+
+from numba import types
+
 from ._jit import jit, load_acquire, store_release
+
+if os.name == "posix":
+    #: The C library's sched_yield(): a waiting thread lets any other thread ready for its core run.
+    _sched_yield = types.ExternalFunction("sched_yield", types.int32())
+
+    @jit
+    def _yield():
+        _sched_yield()
+else:  # no sched_yield: spin without yielding
+
+    @jit
+    def _yield():
+        pass
 
 
 @jit
@@ -23,7 +42,7 @@ def publish_and_wait(flags, slot, done, count, seen, limit):
     flags : (8·(k + 1),) int64, shared: flags[0] the generation of the job posted last;
         flags[8·s] and flags[8·s + 1] slot s's last finished generation and its parts done
     slot : int ≥ 1;  done, count : this slot's last generation and parts
-    seen : the generation already taken;  limit : reads before giving up
+    seen : the generation already taken;  limit : polls before giving up
 
     Returns
     -------
@@ -35,6 +54,7 @@ def publish_and_wait(flags, slot, done, count, seen, limit):
         gen = load_acquire(flags, 0)
         if gen != seen:
             return gen
+        _yield()
     return seen
 
 
@@ -42,7 +62,7 @@ def publish_and_wait(flags, slot, done, count, seen, limit):
 def wait_for_parts(flags, workers, gen, own, parts, limit):
     """Wait until ``own`` plus the parts of the workers that finished generation ``gen`` make ``parts``.
 
-    Returns whether they did within ``limit`` reads.
+    Returns whether they did within ``limit`` polls.
     """
     for _ in range(limit):
         total = own
@@ -51,6 +71,7 @@ def wait_for_parts(flags, workers, gen, own, parts, limit):
                 total += load_acquire(flags, 8 * s + 1)
         if total >= parts:
             return True
+        _yield()
     return False
 
 
@@ -67,6 +88,7 @@ def post_and_wait_for_start(flags, workers, gen, limit):
                 started = False
         if started:
             return True
+        _yield()
     return False
 
 
