@@ -301,6 +301,7 @@ class Network:
         On the compiled engine and one thread, the convolution and pooling layers after Input
         run as one call (:mod:`convprop.engine.stack`); :meth:`backward_batch` then does the same.
         """
+        self._maps = self.o = None  # the last pass's arrays go before this one's come
         maps = from_nhwc(maps)
         self._maps = [maps]
         run = self._stack() if backend.compiled() is not None and parallel.n_threads() == 1 else None
@@ -477,6 +478,7 @@ class Network:
             return self.L
         if whole and parallel.n_threads() == 1:  # the whole step in one call
             rows = np.arange(n) if rows is None else rows
+            self._maps = self.o = self.e = None  # the last pass's arrays go before this one's come
             self._maps, self.L, self.o, self.e = run.train(maps, targets, rows, self.output)
             self._stacked = len(run.run)
             return self.L
