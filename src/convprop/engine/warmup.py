@@ -1,7 +1,8 @@
 """Compile the compiled engine's kernels in the background while the data loads.
 
-The first run on a machine compiles the Numba kernels (about 4 s for the
-toolbox network, on top of a training epoch of 3–4 s), then reads them from
+The first run on a machine compiles the Numba kernels (about 25 s for the
+toolbox network in float64 on the development machine: the one-call training
+step links and optimises every kernel it calls again), then reads them from
 Numba's disk cache (about 0.5 s). :func:`start` does that work on a second
 thread as soon as the layers are known, before the data are read: it pushes one
 image through a miniature of the network (the same layers and dtype on the
@@ -83,5 +84,7 @@ def _run(layers, dtype, output, side) -> None:
         x = np.full((1, side, side, 1), 0.5, dtype=net.dtype)
         targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
         parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
+        net.step(0.0)  # the update and the divergence guard's check: one kernel call each
+        net.all_finite()
     except Exception:  # noqa: BLE001 - the real network reports whatever this meets
         pass
