@@ -203,6 +203,14 @@ def long_data(tmp_path_factory):
     return tiny_dataset(tmp_path_factory.mktemp("long"), n_train=600, n_test=20)
 
 
+@pytest.fixture(scope="module")
+def longer_data(tmp_path_factory):
+    """600 steps an epoch: a rank stopped at a random moment is almost surely in a training step's
+    Allreduce, not in the epoch's evaluation or checkpoint (with 60, an epoch's training took about
+    as long as its end once each step became one compiled call)."""
+    return tiny_dataset(tmp_path_factory.mktemp("longer"), n_train=6000, n_test=20)
+
+
 def _rank_pids(tag: str) -> dict[int, int]:
     """rank → pid of the processes started with CONVPROP_TEST_TAG=tag (from /proc)."""
     pids = {}
@@ -282,8 +290,8 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_naming_it(long_data, tmp_pat
     _resumes(tmp_path, long_data, epochs=load_checkpoint(tmp_path / "checkpoint.npz")[1].epoch + 1)
 
 
-def test_a_wedged_rank_is_named_by_the_watchdog_within_its_timeout(long_data, tmp_path):
-    proc, pids = _start_long_run(3, long_data, tmp_path, "--mpi-timeout", "2")
+def test_a_wedged_rank_is_named_by_the_watchdog_within_its_timeout(longer_data, tmp_path):
+    proc, pids = _start_long_run(3, longer_data, tmp_path, "--mpi-timeout", "2")
     os.kill(pids[2], signal.SIGSTOP)  # alive for the launcher, silent for the others
     try:
         rc, err, seconds = _wait(proc, 60)
