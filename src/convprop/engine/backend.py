@@ -66,7 +66,10 @@ def engine() -> str:
 
 
 def compiled() -> SimpleNamespace | None:
-    """The kernel modules (``conv``, ``pool``, ``activation``, ``output``, ``stack``, ``arrays``) when the compiled engine is selected, else None."""
+    """The kernel modules (``conv``, ``pool``, ``activation``, ``output``, ``stack``, ``arrays``), else None.
+
+    None when the NumPy engine is selected.
+    """
     global _kernels
     if engine() != "numba":
         return None

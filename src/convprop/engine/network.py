@@ -489,6 +489,10 @@ class Network:
 
     def step(self, alpha: float) -> None:
         """Plain SGD: every parameter −= alpha · its gradient (the toolbox's cnnapplygrads)."""
+        self._sgd(alpha)
+
+    def _sgd(self, alpha: float) -> None:
+        """:meth:`step`'s work (the warm-up calls it too, not a user's wrapper of :meth:`step`)."""
         kernels = backend.compiled()
         pairs = [(arr, layer.grads[p]) for _, layer in self.named_layers() for p, arr in layer.params.items()]
         if kernels is not None and all(a.flags.c_contiguous and g.flags.c_contiguous for a, g in pairs):

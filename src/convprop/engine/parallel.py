@@ -138,15 +138,20 @@ def run_rows(kernel: Callable[..., None], rows: int, *args, work: int | None = N
     at most one small range. Every row is computed by exactly one call, whatever
     the split and whichever thread, so results do not depend on the thread count.
     """
-    k = min(n_threads(), rows)
-    if work is not None:
-        k = min(k, work // (MIN_WORK_PER_THREAD if per_thread is None else per_thread))
+    k = min(threads_for(work, per_thread), rows)
     if k <= 1:
         kernel(*args, 0, rows)
         return
     parts = min(rows, 2 * k)
     bounds = [rows * i // parts for i in range(parts + 1)]
     _share(lambda i: kernel(*args, bounds[i], bounds[i + 1]), parts, k)
+
+
+def threads_for(work: int | None, per_thread: int | None = None) -> int:
+    """The threads a kernel call of ``work`` units shares its rows over (:func:`run_rows`' rule)."""
+    if work is None:
+        return n_threads()
+    return min(n_threads(), work // (MIN_WORK_PER_THREAD if per_thread is None else per_thread))
 
 
 def run_tasks(task: Callable[[int], T], count: int, announced: bool = False) -> list[T]:
@@ -210,21 +215,15 @@ def _share(call: Callable[[int], None], parts: int, k: int, announced: bool = Fa
 
 def _share_pool(call: Callable[[int], None], parts: int, k: int) -> None:
     """:func:`_share` on the thread pool: its threads sleep between jobs."""
-    ticket, finished = itertools.count(), itertools.count(1)  # next() is atomic under the GIL
+    finished = itertools.count(1)  # next() is atomic under the GIL
     done = threading.Event()
     errors: list[BaseException] = []
 
-    def take() -> None:
-        for i in iter(ticket.__next__, None):
-            if i >= parts:
-                return
-            try:
-                call(i)
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-            if next(finished) == parts:
-                done.set()
+    def finish() -> None:
+        if next(finished) == parts:
+            done.set()
 
+    take = _taker(call, parts, errors, finish)
     pool = _pool(k - 1)
     for _ in range(k - 1):
         pool.submit(_in_callers_errstate(take))
@@ -234,6 +233,29 @@ def _share_pool(call: Callable[[int], None], parts: int, k: int) -> None:
     done.wait()
     if errors:
         raise errors[0]
+
+
+def _taker(call: Callable[[int], None], parts: int, errors: list[BaseException],
+           finished: Callable[[], object] | None = None) -> Callable[[], int]:
+    """``take()`` for the threads that share ``parts``: each calls ``call(i)`` for the next ticket i
+    until none is left, and returns how many it took. A part's error goes to ``errors`` (the caller
+    re-raises it); ``finished()`` runs after each part."""
+    ticket = itertools.count()  # next() is atomic under the GIL
+
+    def take() -> int:
+        done = 0
+        for i in iter(ticket.__next__, None):
+            if i >= parts:
+                return done
+            try:
+                call(i)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+            done += 1
+            if finished is not None:
+                finished()
+
+    return take
 
 
 #: How long a crew thread spins for the next job, and the caller for the parts, in polls of the
@@ -278,19 +300,8 @@ class Crew:
         ``announced``: wait (a while at most) until every crew thread's part has entered its kernel
         (:func:`start_signal`) before taking a part here.
         """
-        ticket, errors = itertools.count(), []
-
-        def take() -> int:
-            done = 0
-            for i in iter(ticket.__next__, None):
-                if i >= parts:
-                    return done
-                try:
-                    call(i)
-                except BaseException as exc:  # re-raised in the calling thread
-                    errors.append(exc)
-                done += 1
-
+        errors: list[BaseException] = []
+        take = _taker(call, parts, errors)
         gen = int(self.flags[0]) + 1
         self.job = (gen, _in_callers_errstate(take))  # set before its generation is posted
         if announced and not self._sleepers:

@@ -20,6 +20,7 @@ import numpy as np
 from . import parallel
 from .layers.base import Layer
 from .layers.conv import Conv
+from .layers.output import SigmoidOutput, SoftmaxOutput
 from .layers.pool import MaxPool, Subsample
 
 
@@ -65,7 +66,8 @@ class Stack:
                 rows.append((kernels.CONV, code, layer.stride, *layer.pads, 0, self.convs.index(layer)))
                 slopes.append(slope)
             else:
-                rows.append((kernels.MEAN if type(layer) is Subsample else kernels.MAX, 0, 1, 0, 0, 0, 0, layer.scale, 0))
+                kind = kernels.MEAN if type(layer) is Subsample else kernels.MAX
+                rows.append((kind, 0, 1, 0, 0, 0, 0, layer.scale, 0))
                 slopes.append(0.0)
         #: (L, 9) int64, see ``kernels.stack.COLUMNS``; the activations' slopes (L,).
         self.rows = np.array(rows, dtype=np.int64).reshape(-1, len(kernels.COLUMNS))
@@ -101,19 +103,40 @@ class Stack:
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
-        n, dtype, none = x.shape[-1], x.dtype, self._none
+        n, dtype = x.shape[-1], x.dtype
         self._forget()
         maps, padded, args = self._arrays("forward", n, dtype, lambda: self._forward_arrays(x))
         maps = [x, *maps[1:]]
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         self.kernels.forward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs),
                              tuple(c.params["bias"] for c in self.convs), tuple(maps), tuple(padded), tuple(args))
+        self._keep_forward(padded, maps, args)
+        return maps
+
+    def _keep_forward(self, padded: Sequence, maps: Sequence, args: Sequence) -> None:
+        """Leave each layer what its own ``forward`` leaves: a convolution's (padded) input and
+        output, a max pooling's arg-max."""
         for layer, xp, a, arg in zip(self.run, padded, maps[1:], args):
             if type(layer) is Conv:
                 layer._cache.update(x=xp, a=a, kept_for=None)
-            elif arg is not none:
+            elif type(layer) is MaxPool:
                 layer._cache["arg"] = arg
-        return maps
+
+    def _keep_backward(self, deltas: Sequence, ds: Sequence, dws: Sequence, dbs: Sequence) -> None:
+        """Leave each layer what its own ``backward`` leaves: its delta ``_d`` (a convolution's
+        dℓ/dz, a pooling's output delta) and a convolution's gradients."""
+        for layer, d_out, d in zip(self.run, deltas, ds):
+            layer._d = d if type(layer) is Conv else d_out
+        for layer, dw, db in zip(self.convs, dws, dbs):
+            layer.grads = {"weight": dw, "bias": db}
+
+    def _backward_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list, list, list]:
+        """The output deltas of every layer, a convolution's d (others: empty) and the gradients, for ``maps``."""
+        none = np.empty((0, 0, 0, 0), dtype=maps[0].dtype)
+        return ([np.empty_like(a) for a in maps[1:]],
+                [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(self.run, maps[1:])],
+                [np.empty_like(c.params["weight"]) for c in self.convs],
+                [np.empty_like(c.params["bias"]) for c in self.convs])
 
     def _forward_arrays(self, x: np.ndarray) -> tuple[list, list, list]:
         """The maps [x, a_1, …], padded inputs (None: the input itself) and arg-max arrays of a pass on x."""
@@ -136,24 +159,15 @@ class Stack:
 
         Leaves each layer's ``_d`` and a convolution's ``grads``, as its ``backward`` does.
         """
-        run, convs = self.run, self.convs
-        none = np.empty((0, 0, 0, 0), dtype=delta.dtype)
-
-        def make():
-            return ([np.empty_like(a) for a in maps[1:-1]],
-                    [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(run, maps[1:])],
-                    [np.empty_like(c.params["weight"]) for c in convs], [np.empty_like(c.params["bias"]) for c in convs])
-
-        deltas, ds, dws, dbs = self._arrays("backward", delta.shape[-1], delta.dtype, make)
-        deltas = [*deltas, np.ascontiguousarray(delta)]
+        run = self.run
+        n, dtype = delta.shape[-1], delta.dtype
+        deltas, ds, dws, dbs = self._arrays("backward", n, dtype, lambda: self._backward_arrays(maps))
+        deltas = [*deltas[:-1], np.ascontiguousarray(delta)]  # the last one is given
         padded = [layer._cache["x"] if type(layer) is Conv else x for layer, x in zip(run, maps[:-1])]
         args = [layer._cache["arg"] if type(layer) is MaxPool else self._none for layer in run]
-        self.kernels.backward(self.rows, self.slopes, tuple(c.params["weight"] for c in convs), tuple(maps),
+        self.kernels.backward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs), tuple(maps),
                               tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs))
-        for layer, d_out, d in zip(run, deltas, ds):
-            layer._d = d if type(layer) is Conv else d_out
-        for layer, dw, db in zip(convs, dws, dbs):
-            layer.grads = {"weight": dw, "bias": db}
+        self._keep_backward(deltas, ds, dws, dbs)
 
     def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
               out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
@@ -171,27 +185,19 @@ class Stack:
         -------
         maps : [x as (C, H, W, N), a_1, …, a_L];  L : the loss;  o, e : (N, K) outputs and o − y
         """
-        n, dtype, run, convs = len(rows), x.dtype, self.run, self.convs
-        softmax = type(out).__name__ == "SoftmaxOutput"
+        n, dtype, convs = len(rows), x.dtype, self.convs
+        softmax = type(out) is SoftmaxOutput
         self._forget(out)
         arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(n, x, out))
         maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
-        weights = tuple(c.params["weight"] for c in convs)
         loss = self.kernels.train(
-            x, y, np.asarray(rows, dtype=np.int64), self.rows, self.slopes, weights, tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded),
-            tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"],
-            softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, *parallel.start_signal())
-        for layer, xp, a, arg, d_out, d in zip(run, padded, maps[1:], args, deltas, ds):
-            if type(layer) is Conv:
-                layer._cache.update(x=xp, a=a, kept_for=None)
-                layer._d = d
-            else:
-                layer._d = d_out
-                if type(layer) is MaxPool:
-                    layer._cache["arg"] = arg
-        for layer, dw, db in zip(convs, dws, dbs):
-            layer.grads = {"weight": dw, "bias": db}
+            x, y, np.asarray(rows, dtype=np.int64), self.rows, self.slopes, tuple(c.params["weight"] for c in convs),
+            tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded), tuple(args), tuple(deltas), tuple(ds),
+            tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"], softmax, fvt, ot, log_ot, et, odt,
+            dw_out, db_out, fvdt, *parallel.start_signal())
+        self._keep_forward(padded, maps, args)
+        self._keep_backward(deltas, ds, dws, dbs)
         out._fv, out._o, out._d = fvt.T, ot.T, odt.T
         if softmax:
             out.log_o = log_ot.T
@@ -201,7 +207,7 @@ class Stack:
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
         """Whether :meth:`train` can run the whole network: this run is every layer after Input, and
         ``out`` is a plain sigmoid or softmax output layer (not wrapped)."""
-        return len(self.run) == len(net_layers) - 1 and type(out).__name__ in ("SigmoidOutput", "SoftmaxOutput") \
+        return len(self.run) == len(net_layers) - 1 and type(out) in (SigmoidOutput, SoftmaxOutput) \
             and not vars(out).keys() & {"forward", "backward", "loss"}
 
     def _train_arrays(self, n: int, x: np.ndarray, out: Layer) -> tuple:
@@ -209,11 +215,7 @@ class Stack:
         dtype = x.dtype
         h, w, c = x.shape[1:]
         maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
-        deltas = [np.empty_like(a) for a in maps[1:]]
-        ds = [np.empty_like(a) if type(layer) is Conv else np.empty((0, 0, 0, 0), dtype=dtype)
-              for layer, a in zip(self.run, maps[1:])]
-        dws = [np.empty_like(c.params["weight"]) for c in self.convs]
-        dbs = [np.empty_like(c.params["bias"]) for c in self.convs]
+        deltas, ds, dws, dbs = self._backward_arrays(maps)
         k, f = out.params["weight"].shape
         fvt, fvdt = np.empty((f, n), dtype=dtype), np.empty((f, n), dtype=dtype)
         ot, log_ot, et, odt = (np.empty((k, n), dtype=dtype) for _ in range(4))

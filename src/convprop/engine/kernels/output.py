@@ -18,6 +18,21 @@ from .activation import sigmoid_
 
 
 @jit
+def _combine(out, c, x):
+    """out[i] = Σ_j c[i, j]·x[j] for every row i (rows of N numbers, summed in j order).
+
+    W·fvᵀ with c = W; its adjoint Wᵀ·odᵀ with c = Wᵀ (a view).
+    """
+    for i in range(c.shape[0]):
+        acc = out[i]
+        acc[:] = 0
+        for j in range(c.shape[1]):
+            cij, row = c[i, j], x[j]
+            for m in range(acc.shape[0]):
+                acc[m] += cij * row[m]
+
+
+@jit
 def forward(fvt, w, b, softmax, ot, log_ot):
     """oᵀ = σ(W·fvᵀ + b) or softmax over k of the same z (then log oᵀ too).
 
@@ -26,15 +41,11 @@ def forward(fvt, w, b, softmax, ot, log_ot):
     fvt : (F, N) feature vectors;  w : (K, F);  b : (K,);  softmax : bool
     ot : (K, N), out;  log_ot : (K, N), out (softmax; unused for sigmoid)
     """
-    k_out, f_in = w.shape
+    k_out = w.shape[0]
     n = fvt.shape[1]
+    _combine(ot, w, fvt)
     for k in range(k_out):
         z = ot[k]
-        z[:] = 0
-        for f in range(f_in):
-            wkf, x = w[k, f], fvt[f]
-            for m in range(n):
-                z[m] += wkf * x[m]
         for m in range(n):
             z[m] += b[k]
     if not softmax:
@@ -102,10 +113,4 @@ def backward(et, ot, fvt, w, softmax, odt, dw, db, fvdt):
             dw[k, f] = total * scale
     if fvdt.size == 0:
         return
-    for f in range(w.shape[1]):
-        acc = fvdt[f]
-        acc[:] = 0
-        for k in range(k_out):
-            wkf, d = w[k, f], odt[k]
-            for m in range(n):
-                acc[m] += wkf * d[m]
+    _combine(fvdt, w.T, odt)

@@ -273,7 +273,7 @@ class Conv(Layer):
         """:meth:`backward` by the compiled kernels (same equations)."""
         x, a = self._cache["x"], self._cache["a"]
         macs = a.size * self.fan_in
-        if min(parallel.n_threads(), macs // parallel.MIN_MACS_PER_THREAD) <= 1:  # one thread: one call
+        if parallel.threads_for(macs, parallel.MIN_MACS_PER_THREAD) <= 1:  # one thread: one call
             d, dw, db, dx = kernels.conv.backward(np.ascontiguousarray(delta), a, x, self.params["weight"],
                                                   *self.activation.kernel_args, self.stride, need_input_delta)
             self._d, self.grads = d, {"weight": dw, "bias": db}
