@@ -29,6 +29,11 @@ jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 #: Kernels whose sums may be reassociated so that they vectorise (the order is then the
 #: compiler's, fixed for a given machine; it never depends on the thread count).
 rjit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+#: Kernels whose body is typed into each caller (Numba IR inlining) instead of being compiled
+#: on their own and linked: for the map layers' passes, which the one-call training step calls
+#: and which a cold run would otherwise also compile, optimise and generate code for by
+#: themselves (about 1 s of a first run's compilation).
+ijit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
 
 @intrinsic

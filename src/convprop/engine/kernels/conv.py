@@ -13,6 +13,7 @@ import numpy as np
 
 from ._jit import jit, rjit
 from .activation import apply_, derivative
+from .arrays import copy4
 
 #: Output rows (Wo·N numbers) up to this many bytes: :func:`backward` takes the weight and input
 #: gradients as flat runs over all rows, whose extra multiply-adds on padding cost less than
@@ -461,7 +462,7 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
         weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
     elif flat_rows(stride, d.shape[2], n, d.itemsize):
         dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
-        dfull[:, :, : d.shape[2]] = d
+        copy4(d, dfull[:, :, : d.shape[2]])
         weight_grad_flat(x, dfull, scale, dw, 0, (co + 1) // 2 * ci)
     else:
         weight_grad(x, d, stride, scale, dw, 0, (co + 1) // 2 * ci * kh)
@@ -470,8 +471,13 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
         return
     hv, wv = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # the stride-1 'valid' grid
     dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
-    dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride] = d
-    flipped = np.ascontiguousarray(w[:, :, :, ::-1].transpose(1, 0, 2, 3))
+    copy4(d, dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride])
+    flipped = np.empty((ci, co, kh, kw), dtype=w.dtype)  # wr[i, j, u, v'] = w[j, i, u, kw − 1 − v']
+    for j in range(co):
+        for i in range(ci):
+            for u in range(kh):
+                for v in range(kw):
+                    flipped[i, j, u, v] = w[j, i, u, kw - 1 - v]
     if flat_rows(stride, x.shape[2], n, x.itemsize):
         dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
         input_grad_flat(dpad, flipped, dxfull, dx, 0, (ci + 1) // 2)
@@ -557,6 +563,5 @@ def input_grad_flat(dpad, wr, dxfull, dx, lo, hi):
                     _row_taps2(acc[u * row :], acc2[u * row :], xr, wr[i, j, u], wr[i + 1, j, u], n, length)
                 else:
                     _row_taps(acc[u * row :], xr, wr[i, j, u], n, length)
-        dx[i] = dxfull[i, :, :wp]
-        if pair:
-            dx[i + 1] = dxfull[i + 1, :, :wp]
+        last = i + 2 if pair else i + 1
+        copy4(dxfull[i:last, :, :wp], dx[i:last])

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv, output, pool, spin
-from ._jit import jit
+from .arrays import copy4
+from ._jit import ijit, jit
 
 #: Layer kinds in column 0 of the table.
 CONV, MEAN, MAX = 0, 1, 2
@@ -27,7 +28,7 @@ CONV, MEAN, MAX = 0, 1, 2
 COLUMNS = ("kind", "code", "stride", "top", "bottom", "left", "right", "scale", "param")
 
 
-@jit
+@ijit
 def forward(table, slopes, weights, biases, maps, padded, args):
     """Every layer's forward pass in turn: maps[l + 1] from maps[l].
 
@@ -45,7 +46,7 @@ def forward(table, slopes, weights, biases, maps, padded, args):
         if kind == CONV:
             xp, p, stride = padded[l], table[l, 8], table[l, 2]
             if xp.shape[1] != x.shape[1] or xp.shape[2] != x.shape[2]:
-                xp[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]] = x
+                copy4(x, xp[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]])
             if stride == 1:
                 conv.forward(xp, weights[p], biases[p], 1, table[l, 1], slopes[l], out, 0,
                              (out.shape[0] + 1) // 2 * out.shape[1])
@@ -58,7 +59,7 @@ def forward(table, slopes, weights, biases, maps, padded, args):
             pool.max_pool(x, table[l, 7], out, args[l], 0, out.shape[0] * out.shape[1])
 
 
-@jit
+@ijit
 def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
     """Every layer's backward pass, last to first; the first layer's input delta is not computed.
 
@@ -85,7 +86,7 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
                                dws[p], dbs[p], dx)
             if l > 0 and not inside:
                 prev = deltas[l - 1]
-                prev[:] = dx[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]]
+                copy4(dx[:, table[l, 3] : table[l, 3] + x.shape[1], table[l, 5] : table[l, 5] + x.shape[2]], prev)
         elif l > 0:
             prev = deltas[l - 1]
             if kind == MEAN:
@@ -132,7 +133,9 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
     for r in range(h_l):
         for q in range(w_l):
             for c in range(c_l):
-                fvt[(r * w_l + q) * c_l + c] = last[c, r, q]
+                f = (r * w_l + q) * c_l + c
+                for m in range(n):
+                    fvt[f, m] = last[c, r, q, m]
     output.forward(fvt, w_out, b_out, softmax, ot, log_ot)
     yt = np.empty_like(ot)
     for k in range(yt.shape[0]):
@@ -143,6 +146,8 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
     for r in range(h_l):
         for q in range(w_l):
             for c in range(c_l):
-                delta[c, r, q] = fvdt[(r * w_l + q) * c_l + c]
+                f = (r * w_l + q) * c_l + c
+                for m in range(n):
+                    delta[c, r, q, m] = fvdt[f, m]
     backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs)
     return loss
