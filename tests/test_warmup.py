@@ -35,16 +35,12 @@ def test_nothing_to_do_on_the_numpy_engine():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_after_the_warm_up_training_compiles_nothing(dtype):
     """The miniature calls every kernel with the argument types the real network will use."""
-    from convprop.engine.kernels import activation, arrays, conv, output, pool, stack
-
     convprop.set_engine("numba")
     layers = [Conv(4, 5, "relu", padding="same"), MaxPool(2), Conv(6, 3, stride=2), Subsample(2), Dense(7, "tanh")]
     thread = warmup.start(layers, dtype, "softmax")
     thread.join(timeout=300)
     assert not thread.is_alive()
-    modules = (conv, pool, activation, stack, output, arrays)
-    kernels = {f"{m.__name__}.{name}": getattr(m, name) for m in modules for name in dir(m)
-               if hasattr(getattr(m, name), "signatures") and getattr(m, name).__module__ == m.__name__}
+    kernels = _kernels()
     before = {name: len(k.signatures) for name, k in kernels.items()}
     # what the real network calls: the map layers as one call each way (the kernels inside them
     # come with them, compiled or loaded from the cache), the output layer's kernels
@@ -60,6 +56,35 @@ def test_after_the_warm_up_training_compiles_nothing(dtype):
         net.backward(np.arange(20) % 3)
         net.step(0.1)
         assert net.all_finite()
+    finally:
+        convprop.set_num_threads(None)
+    assert {name: len(k.signatures) for name, k in kernels.items()} == before
+
+
+def _kernels() -> dict:
+    """Every compiled kernel, by name."""
+    from convprop.engine.kernels import activation, arrays, conv, output, pool, stack
+
+    modules = (conv, pool, activation, stack, output, arrays)
+    return {f"{m.__name__}.{name}": getattr(m, name) for m in modules for name in dir(m)
+            if hasattr(getattr(m, name), "signatures") and getattr(m, name).__module__ == m.__name__}
+
+
+@pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+def test_after_the_warm_up_a_pass_on_two_threads_compiles_nothing():
+    """A pass of a few images on two threads goes layer by layer (the evaluation's last batch):
+    the warm-up compiles those kernels too, not the end of the first run."""
+    convprop.set_engine("numba")
+    layers = parse_layers("6c5-s2-12c5-s2")
+    convprop.set_num_threads(2)
+    try:
+        thread = warmup.start(layers, np.float64)
+        thread.join(timeout=300)
+        assert not thread.is_alive()
+        kernels = _kernels()
+        before = {name: len(k.signatures) for name, k in kernels.items()}
+        net = Network([Input(28, 28), *layers], n_outputs=10, seed=0)
+        net.forward(np.random.default_rng(0).random((3, 28, 28)))
     finally:
         convprop.set_num_threads(None)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before

@@ -84,6 +84,9 @@ def _run(layers, dtype, output, side) -> None:
         x = np.full((1, side, side, 1), 0.5, dtype=net.dtype)
         targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
         parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
+        # the evaluation's pass, outside a task: layer by layer when the layers share rows over
+        # threads, else the map layers' one call (which the training step above only inlined)
+        net.forward_batch(x)
         # the update and the divergence guard's check, one kernel call each (not through
         # Network.step: that is the user's to wrap, and a call from here would count as theirs)
         net._sgd(0.0)

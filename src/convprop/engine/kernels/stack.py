@@ -28,7 +28,7 @@ CONV, MEAN, MAX = 0, 1, 2
 COLUMNS = ("kind", "code", "stride", "top", "bottom", "left", "right", "scale", "param")
 
 
-@ijit
+@jit
 def forward(table, slopes, weights, biases, maps, padded, args):
     """Every layer's forward pass in turn: maps[l + 1] from maps[l].
 
