@@ -74,6 +74,8 @@ class DataParallel(Callback):
         self.realigned = 0
         self.watchdog = None
         self._buffer: np.ndarray | None = None
+        self._views: list[np.ndarray] = []
+        self._shapes: list[tuple[int, ...]] = []
 
     # ------------------------------------------------------------------ hooks
 
@@ -101,26 +103,28 @@ class DataParallel(Callback):
 
         grads = _gradients(loop.net)
         n_local, n = len(loop.indices), loop.batch_images
-        buf = self._flat(grads)
-        offset = 0
-        for g in grads.values():
-            part = buf[offset:offset + g.size]
-            if n_local:
-                np.multiply(g.reshape(-1), n_local, out=part)
-            else:  # no images here: contribute zeros (the loop left the gradients as they were)
-                part.fill(0.0)
-            offset += g.size
-        buf[offset] = loop.loss * n_local if n_local else 0.0
-        buf[offset + 1] = 1.0 if loop.sigint.pending else 0.0
-        with self._waiting(f"the Allreduce of epoch {loop.epoch + 1}, batch {loop.batch + 1}"):
+        buf, views = self._flat(grads)
+        body = buf[:-2]
+        if n_local:
+            np.concatenate([g.reshape(-1) for g in grads], out=body)
+            body *= n_local
+        else:  # no images here: contribute zeros (the loop left the gradients as they were)
+            body.fill(0.0)
+        buf[-2] = loop.loss * n_local if n_local else 0.0
+        buf[-1] = 1.0 if loop.sigint.pending else 0.0
+        watchdog = self.watchdog
+        if watchdog is not None:  # the wait's name is only written out if it is reported
+            watchdog.begin(lambda e=loop.epoch + 1, b=loop.batch + 1: f"the Allreduce of epoch {e}, batch {b}")
+        try:
             wait_politely(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
+        finally:
+            if watchdog is not None:
+                watchdog.end()
         buf /= n
-        offset = 0
-        for g in grads.values():
-            g[...] = buf[offset:offset + g.size].reshape(g.shape)
-            offset += g.size
-        loop.loss = float(buf[offset])
-        if buf[offset + 1] > 0:  # some rank was asked to stop: all stop after this batch
+        for g, view in zip(grads, views):
+            g[...] = view
+        loop.loss = float(buf[-2])
+        if buf[-1] > 0:  # some rank was asked to stop: all stop after this batch
             loop.sigint.raised = True
 
     def on_epoch_end(self, loop: "Loop") -> None:
@@ -151,11 +155,16 @@ class DataParallel(Callback):
 
         return nullcontext() if self.watchdog is None else self.watchdog.waiting(what)
 
-    def _flat(self, grads: dict[str, np.ndarray]) -> np.ndarray:
-        size = sum(g.size for g in grads.values()) + 2  # + the loss sum and the stop votes
-        if self._buffer is None or self._buffer.size != size:
-            self._buffer = np.empty(size, dtype=np.float64)
-        return self._buffer
+    def _flat(self, grads: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The flat float64 buffer (every gradient, then the loss sum and the stop votes) and its
+        runs shaped like the gradients, made once for the network's shapes."""
+        shapes = [g.shape for g in grads]
+        if self._buffer is None or self._shapes != shapes:
+            sizes = np.cumsum([0] + [g.size for g in grads])
+            self._buffer = np.empty(sizes[-1] + 2, dtype=np.float64)
+            self._views = [self._buffer[a:b].reshape(shape) for a, b, shape in zip(sizes[:-1], sizes[1:], shapes)]
+            self._shapes = shapes
+        return self._buffer, self._views
 
     def _close(self) -> None:
         if self.watchdog is not None:
@@ -175,12 +184,16 @@ class _Finish(Callback):
         self.parallel._close()
 
 
-def _gradients(net) -> dict[str, np.ndarray]:
-    """``net.gradients()``, made zero first for a network that has not run a backward pass yet."""
-    for _, layer in net.named_layers():
-        if not layer.grads:  # an empty first share: nothing computed yet
-            layer.grads = {p: np.zeros_like(arr) for p, arr in layer.params.items()}
-    return net.gradients()
+def _gradients(net) -> list[np.ndarray]:
+    """Every gradient tensor, in the order of ``net.parameters()``; zero first for a layer that has
+    run no backward pass yet (an empty first share)."""
+    grads = []
+    for layer in (*net.layers, net.output):
+        if layer.params:
+            if not layer.grads:
+                layer.grads = {p: np.zeros_like(arr) for p, arr in layer.params.items()}
+            grads.extend(layer.grads[p] for p in layer.params)
+    return grads
 
 
 def _digest(*parts) -> str:

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 #: Exit status of a process the watchdog ends (EX_SOFTWARE).
@@ -45,20 +45,28 @@ class Watchdog:
     def __init__(self, comm, timeout: float, exit=os._exit):
         self.comm, self.timeout, self._exit = comm.Dup(), float(timeout), exit
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._what: str | None = None
+        self._what: str | Callable[[], str] | None = None
         self._since = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="convprop-watchdog", daemon=True)
         self._thread.start()
 
     @contextmanager
-    def waiting(self, what: str) -> Iterator[None]:
-        """Announce a collective wait (``what`` names it in the message)."""
-        self._since, self._what = time.monotonic(), what
+    def waiting(self, what: str | Callable[[], str]) -> Iterator[None]:
+        """Announce a collective wait (``what`` names it in the message; see :meth:`begin`)."""
+        self.begin(what)
         try:
             yield
         finally:
-            self._what = None
+            self.end()
+
+    def begin(self, what: str | Callable[[], str]) -> None:
+        """A collective wait starts: ``what`` names it, or gives its name when called (only if it is reported)."""
+        self._since, self._what = time.monotonic(), what
+
+    def end(self) -> None:
+        """The wait announced by :meth:`begin` is over."""
+        self._what = None
 
     def close(self) -> None:
         """Stop watching (the thread ends within a second)."""
@@ -69,6 +77,7 @@ class Watchdog:
         while not self._done.wait(tick):
             what = self._what
             if what is not None and time.monotonic() - self._since > self.timeout:
+                what = what() if callable(what) else what
                 lost = self._roll_call()
                 who = (f"rank(s) {', '.join(map(str, lost))} did not answer (lost)" if lost
                        else "no rank could be named as lost")
