@@ -214,6 +214,10 @@ class Network:
                 yield f"{type(layer).__name__.lower()}{i}", layer
         yield "output", self.output
 
+    def _trainable(self) -> list[Layer]:
+        """The layers of :meth:`named_layers`, in order, without their names (the training step's)."""
+        return [layer for layer in self.layers if layer.params] + [self.output]
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Every parameter tensor by name (``conv1.weight``, …, ``output.bias``); live arrays."""
         return {f"{name}.{p}": arr for name, layer in self.named_layers() for p, arr in layer.params.items()}
@@ -335,8 +339,7 @@ class Network:
         memory.keep_freed_arrays()
         self._slices, self._spans, self._stacked = [], [], 0
         for layer in [*self.layers, self.output]:  # nothing of an earlier pass may pass for this one's
-            for name in ("_d", "_parts", *layer._per_call):
-                setattr(layer, name, None)
+            layer.__dict__.update(layer._call_state)
         return slices.count(n) if backend.compiled() is not None else 1
 
     def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None,
@@ -494,7 +497,7 @@ class Network:
     def _sgd(self, alpha: float) -> None:
         """:meth:`step`'s work (the warm-up calls it too, not a user's wrapper of :meth:`step`)."""
         kernels = backend.compiled()
-        pairs = [(arr, layer.grads[p]) for _, layer in self.named_layers() for p, arr in layer.params.items()]
+        pairs = [(arr, layer.grads[p]) for layer in self._trainable() for p, arr in layer.params.items()]
         if kernels is not None and all(a.flags.c_contiguous and g.flags.c_contiguous for a, g in pairs):
             # one call for all of them, rounded as NumPy rounds: the same bits
             kernels.arrays.sgd(tuple(a.reshape(-1) for a, _ in pairs), tuple(g.reshape(-1) for _, g in pairs), alpha)
@@ -505,7 +508,7 @@ class Network:
     def all_finite(self) -> bool:
         """Whether every parameter is finite (no NaN, no ±inf)."""
         kernels = backend.compiled()
-        params = [arr for _, layer in self.named_layers() for arr in layer.params.values()]
+        params = [arr for layer in self._trainable() for arr in layer.params.values()]
         if kernels is not None and all(a.flags.c_contiguous for a in params):
             return bool(kernels.arrays.all_finite(tuple(a.reshape(-1) for a in params)))
         return all(np.isfinite(a).all() for a in params)

@@ -34,6 +34,7 @@ Example: a callback that stops early when the smoothed loss is low enough::
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,7 +98,7 @@ class DivergenceGuard(Callback):
 
     def on_gradients(self, loop: "Loop") -> None:
         loss, state = loop.loss, loop.state
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             raise self._diverged(loop, f"the loss = {loss}", "loss")
         first = state.rL[0] if state.rL else loss
         if self.explode is not None and first > 0 and loss > self.explode * first:

@@ -68,6 +68,13 @@ class Layer:
     #: Attributes that hold one call's arrays besides ``_cache`` and ``_d``.
     _per_call: tuple[str, ...] = ()
 
+    #: The attributes a new pass clears: ``_d``, ``_parts`` and :attr:`_per_call`, all None (per class).
+    _call_state: dict[str, None] = dict.fromkeys(("_d", "_parts"))
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._call_state = dict.fromkeys(("_d", "_parts", *cls._per_call))
+
     def __getstate__(self) -> dict:
         # Copies (deepcopy, Network.copy, pickles) carry parameters, not one batch's arrays.
         state = self.__dict__.copy()
