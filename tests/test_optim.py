@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+import convprop
+
 from conftest import random_batch
 from convprop import Conv, ConvpropError, Input, Network, Subsample
 from convprop import train
@@ -170,3 +172,56 @@ def test_state_dict_round_trip_continues_identically(tmp_path):
 def test_bad_hyperparameters_raise(make):
     with pytest.raises(ConvpropError):
         make()
+
+
+class _Params:
+    """Parameters and gradients without a network (what an optimiser's step reads)."""
+
+    def __init__(self, dtype, seed):
+        rng = np.random.default_rng(seed)
+        shapes = {"conv1.weight": (6, 1, 5, 5), "conv1.bias": (6,), "output.weight": (10, 192), "output.bias": (10,)}
+        self.params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.rng = rng
+
+    def parameters(self):
+        return self.params
+
+    def gradients(self):
+        return self.grads
+
+    def new_gradients(self):
+        for g in self.grads.values():
+            g[...] = self.rng.standard_normal(g.shape) * 0.1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("make", [lambda: Adam(0.01), lambda: Adam(0.02, weight_decay=0.1),
+                                  lambda: AdamW(0.01, weight_decay=0.3)], ids=["adam", "adam-l2", "adamw"])
+def test_adam_in_one_compiled_call_is_numpys_bit_for_bit(dtype, make):
+    """The compiled engine's Adam (kernels.arrays.adam, one call for all parameters) rounds every
+    product and sum as the NumPy expressions of Adam._update: the same parameters and state."""
+    from convprop.engine import backend
+
+    if not backend.available():
+        pytest.skip("Numba is not installed")
+    got = {}
+    for engine in ("numba", "numpy"):
+        convprop.set_engine(engine)
+        try:
+            net, opt = _Params(dtype, seed=7), make()
+            calls = []
+            opt._update = lambda *a, _u=opt._update: (calls.append(1), _u(*a))
+            for _ in range(5):
+                net.new_gradients()
+                opt.step(net)
+        finally:
+            convprop.set_engine(None)
+        assert (len(calls) == 0) == (engine == "numba")  # the compiled engine took the one call
+        got[engine] = (net.params, opt.state)
+    for k, v in got["numba"][0].items():
+        np.testing.assert_array_equal(v, got["numpy"][0][k], err_msg=k)
+        assert v.dtype == np.dtype(dtype)
+    for slot, bufs in got["numba"][1].items():
+        for k, v in bufs.items():
+            np.testing.assert_array_equal(v, got["numpy"][1][slot][k], err_msg=f"{slot} {k}")

@@ -27,6 +27,7 @@ import numpy as np
 
 from .._validation import POSITIVE, POSITIVE_INT, Interval, check_param
 from ..errors import ConvpropError
+from . import backend
 
 Schedule = Callable[[int], float]
 
@@ -150,21 +151,34 @@ class Optimizer:
         params, grads = net.parameters(), net.gradients()
         lr = self.lr
         self.t += 1
-        for name, p in params.items():
-            state = {}
-            for slot in self._slots:
-                buf = self.state[slot].get(name)
-                if buf is None:
-                    buf = self.state[slot][name] = np.zeros_like(p)
-                elif buf.shape != p.shape:
-                    raise ConvpropError(
-                        f"{type(self).__name__} state {slot}[{name!r}] has shape {buf.shape}, but the "
-                        f"parameter has shape {p.shape}: is this optimiser for another network?"
-                    )
-                elif buf.dtype != p.dtype:
-                    buf = self.state[slot][name] = buf.astype(p.dtype)
-                state[slot] = buf
-            self._update(p, grads[name], state, lr)
+        states = [self._slot_arrays(name, p) for name, p in params.items()]
+        ps, gs = list(params.values()), [grads[name] for name in params]
+        if self._update_all(ps, gs, states, lr):
+            return
+        for p, g, state in zip(ps, gs, states):
+            self._update(p, g, state, lr)
+
+    def _slot_arrays(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameter ``name``'s state arrays by slot (zeros at first), checked against ``p``."""
+        state = {}
+        for slot in self._slots:
+            buf = self.state[slot].get(name)
+            if buf is None:
+                buf = self.state[slot][name] = np.zeros_like(p)
+            elif buf.shape != p.shape:
+                raise ConvpropError(
+                    f"{type(self).__name__} state {slot}[{name!r}] has shape {buf.shape}, but the "
+                    f"parameter has shape {p.shape}: is this optimiser for another network?"
+                )
+            elif buf.dtype != p.dtype:
+                buf = self.state[slot][name] = buf.astype(p.dtype)
+            state[slot] = buf
+        return state
+
+    def _update_all(self, params: list[np.ndarray], grads: list[np.ndarray], states: list[dict[str, np.ndarray]],
+                    lr: float) -> bool:
+        """Every parameter's update in one compiled call, where a subclass has one; False: none done."""
+        return False
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float) -> None:
         raise NotImplementedError
@@ -318,6 +332,20 @@ class Adam(Optimizer):
         denom = np.sqrt(v) / math.sqrt(bc2)
         denom += self.eps
         p -= (lr / bc1) * (m / denom)
+
+    def _update_all(self, params, grads, states, lr):
+        # one compiled call (kernels.arrays.adam), the same roundings as _update: the same bits
+        kernels = backend.compiled()
+        arrays = [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]]
+        if kernels is None or not all(a.flags.c_contiguous and a.dtype == params[0].dtype
+                                      for group in arrays for a in group):
+            return False
+        b1, b2 = self.betas
+        wd = (1 - lr * self.weight_decay) if self.decoupled else self.weight_decay
+        consts = np.array([b1, 1 - b1, b2, 1 - b2, math.sqrt(1 - b2**self.t), self.eps, lr / (1 - b1**self.t), wd])
+        flags = np.array([self.weight_decay != 0, self.decoupled], dtype=np.int64)
+        kernels.arrays.adam(*(tuple(a.reshape(-1) for a in group) for group in arrays), consts, flags)
+        return True
 
     def hyperparameters(self):
         return {

@@ -74,3 +74,37 @@ def copy4(src, dst):
             for k in range(c):
                 for m in range(d):
                     dst[i, j, k, m] = src[i, j, k, m]
+
+
+@plain
+def adam(params, grads, exp_avgs, exp_avg_sqs, consts, flags):
+    """Adam's update of every parameter in one call, each product and sum rounded in the arrays'
+    dtype as :meth:`convprop.engine.optim.Adam._update`'s NumPy expressions round them.
+
+    Parameters
+    ----------
+    params, grads, exp_avgs, exp_avg_sqs : tuples of 1-D arrays (one per parameter), the first,
+        third and fourth changed in place
+    consts : (8,) float64: β₁, 1 − β₁, β₂, 1 − β₂, √(1 − β₂ᵗ), eps, lr / (1 − β₁ᵗ), then the weight
+        decay term: wd (L2) or 1 − lr·wd (decoupled)
+    flags : (2,) int64: weight decay on, decoupled
+    """
+    for j in range(len(params)):
+        p, g, m, v = params[j], grads[j], exp_avgs[j], exp_avg_sqs[j]
+        t = p.dtype.type
+        b1, c1, b2, c2 = t(consts[0]), t(consts[1]), t(consts[2]), t(consts[3])
+        s2, eps, step, wd = t(consts[4]), t(consts[5]), t(consts[6]), t(consts[7])
+        for i in range(p.shape[0]):
+            gi = g[i]
+            if flags[0]:
+                if flags[1]:
+                    p[i] = p[i] * wd
+                else:
+                    gi = gi + wd * p[i]
+            m[i] = m[i] * b1
+            m[i] = m[i] + c1 * gi
+            v[i] = v[i] * b2
+            v[i] = v[i] + c2 * (gi * gi)
+            denom = np.sqrt(v[i]) / s2
+            denom = denom + eps
+            p[i] = p[i] - step * (m[i] / denom)
