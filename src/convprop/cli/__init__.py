@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ..errors import ConvpropError, Diverged, Interrupted
 
@@ -69,14 +70,58 @@ def _said_by_rank_0(exc: BaseException) -> bool:
     return alike and launched_rank() != 0
 
 
+class StartupInterrupt:
+    """The SIGINT handler while a command starts: KeyboardInterrupt, as by default, and a note of it.
+
+    CPython loses a KeyboardInterrupt raised while a weakref callback or ``__del__`` runs (an
+    import's module-lock clean-up, say): it prints a traceback and goes on. :attr:`seen` keeps
+    the Ctrl-C; the training loop takes it over when it starts (it then stops after its first
+    batch, as for a Ctrl-C during training), and :meth:`unraisable` keeps the lost exception's
+    traceback off the terminal.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def unraisable(self, report) -> None:
+        if not (self.seen and isinstance(report.exc_value, KeyboardInterrupt)):
+            sys.__unraisablehook__(report)
+
+    @contextmanager
+    def installed(self) -> Iterator["StartupInterrupt"]:
+        """This handler (in the main thread, when Ctrl-C has Python's default one) for the block."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield self
+            return
+        previous_hook, sys.unraisablehook = sys.unraisablehook, self.unraisable
+        signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = previous_hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
-        parser = build_parser()
-    except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported
+        with StartupInterrupt().installed():
+            return _main(argv)
+    except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported, or before
         print("convprop: interrupted", file=sys.stderr)
         return 130
-    args = parser.parse_args(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Interrupted as exc:

@@ -84,6 +84,8 @@ class DataParallel(Callback):
 
         loop.is_writer = self.rank == 0
         loop.sigint.deferred = True  # the ranks agree on when to stop (on_gradients)
+        if loop.sigint.raised:  # a Ctrl-C while the command started: put to the vote like any other
+            loop.sigint.raised, loop.sigint.pending = False, True
         loop.sigint.catch(signal.SIGTERM)  # what mpiexec / srun send on Ctrl-C or a cancel
         loop.sigint.catch(signal.SIGUSR1)  # forwarded by mpiexec without killing: a stop with time to save
         if self.threads:

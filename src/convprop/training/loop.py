@@ -61,6 +61,8 @@ class _SigintFlag:
         """Handle ``signum`` like Ctrl-C until the ``active`` block ends (main thread only)."""
         if threading.current_thread() is threading.main_thread() and signum not in self._previous:
             self._previous[signum] = signal.signal(signum, self._handler)
+            if getattr(self._previous[signum], "seen", False):  # a Ctrl-C while the command started
+                self._handler(signum, None)  # (convprop.cli.StartupInterrupt): as if pressed now
 
     @contextmanager
     def active(self) -> Iterator["_SigintFlag"]:
