@@ -1,6 +1,6 @@
 """Compile the compiled engine's kernels in the background while the data loads.
 
-The first run on a machine compiles the Numba kernels (about 15 s for the
+The first run on a machine compiles the Numba kernels (about 20 s for the
 toolbox network in float64 on the development machine: the one-call training
 step links and optimises every kernel it calls again), then reads them from
 Numba's disk cache (about 0.5 s). :func:`start` does that work on a second
