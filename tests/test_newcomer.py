@@ -259,6 +259,41 @@ def test_a_ctrl_c_that_python_loses_while_the_command_starts_still_stops_it(tmp_
     assert done.stderr.startswith("convprop: interrupted at epoch 1, batch 1; checkpoint saved"), done.stderr
 
 
+def test_a_lost_ctrl_c_that_no_training_takes_over_ends_the_command(monkeypatch, capsys):
+    """A command that does not train (or a Ctrl-C lost after training) still ends with one line and
+    130; any other unraisable report goes to the hook that was there, and main() leaves the SIGINT
+    handler and the hook as it found them."""
+    import os
+    import signal
+    import sys
+
+    import convprop.cli as cli
+
+    class Lost:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10000):  # the handler runs here, inside __del__: CPython loses it
+                pass
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("not ours")
+
+    def command(argv):
+        Broken()
+        Lost()
+        return 0
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: seen.append(type(report.exc_value)))
+    monkeypatch.setattr(cli, "_main", command)
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err == "convprop: interrupted\n"
+    assert seen == [ValueError]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.unraisablehook is not None
+    assert sys.unraisablehook.__name__ == "<lambda>"
+
+
 # --- 8. help texts
 
 def test_train_and_gradcheck_help_explain_themselves(capsys):

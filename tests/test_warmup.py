@@ -90,6 +90,31 @@ def test_after_the_warm_up_a_pass_on_two_threads_compiles_nothing():
     assert {name: len(k.signatures) for name, k in kernels.items()} == before
 
 
+@pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+def test_the_warm_up_compiles_the_runs_optimiser_and_leaves_it_alone():
+    from convprop.engine.optim import Adam
+
+    convprop.set_engine("numba")
+    layers = parse_layers("6c5-s2-12c5-s2")
+    opt = Adam(1e-3)
+    thread = warmup.start(layers, np.float32, optimizer=opt)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert opt.t == 0 and all(not bufs for bufs in opt.state.values())  # a copy did the step
+    kernels = _kernels()
+    before = {name: len(k.signatures) for name, k in kernels.items()}
+    assert before["convprop.engine.kernels.arrays.adam"]
+    net = Network([Input(28, 28), *layers], n_outputs=10, dtype=np.float32, seed=0)
+    convprop.set_num_threads(1)
+    try:
+        net.forward(np.random.default_rng(0).random((4, 28, 28)).astype(np.float32))
+        net.backward(np.arange(4) % 10)
+        opt.step(net)
+    finally:
+        convprop.set_num_threads(None)
+    assert {name: len(k.signatures) for name, k in kernels.items()} == before
+
+
 def test_a_failure_in_the_warm_up_is_left_to_the_real_network(monkeypatch):
     convprop.set_engine("numba" if backend.available() else "numpy")
     if not backend.available():

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 from ..errors import ConvpropError, Diverged, Interrupted
 
@@ -70,30 +72,39 @@ def _said_by_rank_0(exc: BaseException) -> bool:
     return alike and launched_rank() != 0
 
 
-class StartupInterrupt:
-    """The SIGINT handler while a command starts: KeyboardInterrupt, as by default, and a note of it.
+class LostInterrupt:
+    """The command's SIGINT handler: KeyboardInterrupt, as Python's own, and a watch for one lost.
 
     CPython loses a KeyboardInterrupt raised while a weakref callback or ``__del__`` runs (an
-    import's module-lock clean-up, say): it prints a traceback and goes on. :attr:`seen` keeps
-    the Ctrl-C; the training loop takes it over when it starts (it then stops after its first
-    batch, as for a Ctrl-C during training), and :meth:`unraisable` keeps the lost exception's
-    traceback off the terminal.
+    import's module-lock clean-up, say): it reports it as "unraisable" and goes on. That report
+    comes to :meth:`unraisable`, which keeps it off the terminal and sets :attr:`lost_ctrl_c`.
+    The training loop takes a lost Ctrl-C over when it starts (it stops after its first batch, as
+    for a Ctrl-C during training, and clears the flag); :func:`main` ends any other command that
+    lost one with ``convprop: interrupted`` and status 130 when it returns.
+
+    Attributes
+    ----------
+    lost_ctrl_c : bool
+        A Ctrl-C was lost and nothing has taken it over yet.
     """
 
     def __init__(self) -> None:
-        self.seen = False
+        self.lost_ctrl_c = False
+        self._previous_hook: Callable[[Any], object] = sys.unraisablehook
 
-    def __call__(self, signum, frame) -> None:
-        self.seen = True
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    def unraisable(self, report) -> None:
-        if not (self.seen and isinstance(report.exc_value, KeyboardInterrupt)):
-            sys.__unraisablehook__(report)
+    def unraisable(self, report: Any) -> None:
+        """``sys.unraisablehook`` while installed: a lost KeyboardInterrupt is noted, others passed on."""
+        if isinstance(report.exc_value, KeyboardInterrupt):
+            self.lost_ctrl_c = True
+        else:
+            self._previous_hook(report)
 
     @contextmanager
-    def installed(self) -> Iterator["StartupInterrupt"]:
-        """This handler (in the main thread, when Ctrl-C has Python's default one) for the block."""
+    def installed(self) -> Iterator["LostInterrupt"]:
+        """This handler and hook for the block (main thread only, when Ctrl-C has Python's default handler)."""
         import signal
         import threading
 
@@ -101,23 +112,30 @@ class StartupInterrupt:
                 signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
             yield self
             return
-        previous_hook, sys.unraisablehook = sys.unraisablehook, self.unraisable
-        signal.signal(signal.SIGINT, self)
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self.unraisable
         try:
-            yield self
+            signal.signal(signal.SIGINT, self)
+            try:
+                yield self
+            finally:
+                if signal.getsignal(signal.SIGINT) is self:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            sys.unraisablehook = previous_hook
+            sys.unraisablehook = self._previous_hook
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    watch = LostInterrupt()
     try:
-        with StartupInterrupt().installed():
-            return _main(argv)
+        with watch.installed():
+            status = _main(argv)
     except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported, or before
+        status, watch.lost_ctrl_c = 130, True
+    if watch.lost_ctrl_c:  # a Ctrl-C that nothing took over (or one before _main's handlers)
         print("convprop: interrupted", file=sys.stderr)
         return 130
+    return status
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -215,7 +215,7 @@ def _train(args, net, state, extra, config, out, parallel) -> int:
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
     # the compiled kernels compile (first run on a machine) or load while the data are read
-    warmup.start(parse_layers(config["layers"]), dtype, config["output"])
+    warmup.start(parse_layers(config["layers"]), dtype, config["output"], run_optimizer(config))
     data = _load_data(parallel, lambda: load_run_data(args, config, state, extra, dtype, data_dir))
     extra["class_names"] = data.class_names
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test

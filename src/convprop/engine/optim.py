@@ -114,7 +114,8 @@ class Optimizer:
     """Base class: learning rate (number or schedule), epoch and step counters, named state.
 
     Subclasses define ``_slots`` (names of their per-parameter state arrays)
-    and ``_update(name, p, g, state, lr)``, which changes ``p`` in place.
+    and ``_update(p, g, state, lr)``, which changes ``p`` in place; ``_update_all`` may do
+    every parameter's update in one compiled call instead (and return True).
     """
 
     _slots: tuple[str, ...] = ()

@@ -49,7 +49,7 @@ def smallest_input(layers: Sequence, n_outputs: int = N_OUTPUTS, channels: int =
     return None
 
 
-def start(layers: Sequence, dtype, output: str = "sigmoid") -> threading.Thread | None:
+def start(layers: Sequence, dtype, output: str = "sigmoid", optimizer=None) -> threading.Thread | None:
     """Compile (or load) the kernels the network of ``layers`` will use, on a daemon thread.
 
     Parameters
@@ -58,6 +58,9 @@ def start(layers: Sequence, dtype, output: str = "sigmoid") -> threading.Thread 
         The hidden layers (no Input), as :func:`convprop.engine.spec.parse_layers` gives them.
     dtype : float32 or float64
     output : {"sigmoid", "softmax"}
+    optimizer : Optimizer, optional
+        The run's optimiser (None: the toolbox's plain SGD); a fresh copy of it updates the
+        miniature once, so that its kernel compiles too.
 
     Returns
     -------
@@ -69,13 +72,15 @@ def start(layers: Sequence, dtype, output: str = "sigmoid") -> threading.Thread 
     side = smallest_input(layers)
     if side is None:
         return None
-    thread = threading.Thread(target=_run, args=(list(layers), dtype, output, side),
+    thread = threading.Thread(target=_run, args=(list(layers), dtype, output, side, optimizer),
                               name="convprop-warm-up", daemon=True)
     thread.start()
     return thread
 
 
-def _run(layers, dtype, output, side) -> None:
+def _run(layers, dtype, output, side, optimizer=None) -> None:
+    import copy
+
     from .layers import Input
     from .network import Network
 
@@ -85,11 +90,16 @@ def _run(layers, dtype, output, side) -> None:
         targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
         parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
         # the evaluation's pass, outside a task: layer by layer when the layers share rows over
-        # threads, else the map layers' one call (which the training step above only inlined)
+        # threads, else the map layers' forward kernel (its own entry, not the training step's)
         net.forward_batch(x)
         # the update and the divergence guard's check, one kernel call each (not through
         # Network.step: that is the user's to wrap, and a call from here would count as theirs)
-        net._sgd(0.0)
+        if optimizer is None:
+            net._sgd(0.0)
+        else:  # a copy with no state: the run's own optimiser is left as it is
+            fresh = copy.deepcopy(optimizer)
+            fresh.state, fresh.t = {slot: {} for slot in fresh.state}, 0
+            fresh.step(net)
         net.all_finite()
     except Exception:  # noqa: BLE001 - the real network reports whatever this meets
         pass

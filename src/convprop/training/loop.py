@@ -43,6 +43,8 @@ class _SigintFlag:
     A distributed run sets ``deferred``: a signal then only sets ``pending``,
     and the processes agree at the gradient hook on when to stop (they set
     ``raised`` together). :meth:`catch` adds a signal (SIGTERM) while active.
+    A Ctrl-C that CPython lost while the ``convprop`` command started (see
+    :class:`convprop.cli.LostInterrupt`) counts as one pressed when training starts.
     """
 
     def __init__(self) -> None:
@@ -61,13 +63,15 @@ class _SigintFlag:
         """Handle ``signum`` like Ctrl-C until the ``active`` block ends (main thread only)."""
         if threading.current_thread() is threading.main_thread() and signum not in self._previous:
             self._previous[signum] = signal.signal(signum, self._handler)
-            if getattr(self._previous[signum], "seen", False):  # a Ctrl-C while the command started
-                self._handler(signum, None)  # (convprop.cli.StartupInterrupt): as if pressed now
 
     @contextmanager
     def active(self) -> Iterator["_SigintFlag"]:
         self.catch(signal.SIGINT)
         try:
+            command = self._previous.get(signal.SIGINT)
+            if getattr(command, "lost_ctrl_c", False) is True:  # the CLI's (convprop.cli.LostInterrupt):
+                command.lost_ctrl_c = False  # a Ctrl-C that Python lost before training: as if pressed now
+                self._handler(signal.SIGINT, None)
             yield self
         finally:
             for signum, previous in self._previous.items():

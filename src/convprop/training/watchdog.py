@@ -4,7 +4,8 @@ MPI collectives block until every rank takes part: when one rank dies and
 the launcher does not end the job (Open MPI's ``mpiexec`` does, in about
 0.3 s, naming the rank; some launchers and a stopped or wedged rank do not),
 the others would wait forever. A :class:`Watchdog` thread watches each wait
-announced with :meth:`Watchdog.waiting`; one that lasts longer than
+announced with :meth:`Watchdog.waiting` (or :meth:`~Watchdog.begin` and
+:meth:`~Watchdog.end`, for a wait taken every step); one that lasts longer than
 ``timeout`` seconds ends the process with a message and exit status 70, and
 the launcher then ends the job.
 

@@ -1,4 +1,4 @@
-"""The one Numba decorator the kernels use, and bit casts for a vectorisable exp.
+"""The Numba decorators of the layers' kernels, bit casts for a vectorisable exp, atomic loads and stores.
 
 ``cache=True`` writes compiled code beside the sources (or in Numba's user
 cache when that is read-only), so only the first run on a machine compiles.
@@ -30,9 +30,9 @@ jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 #: compiler's, fixed for a given machine; it never depends on the thread count).
 rjit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
 #: Kernels whose body is typed into each caller (Numba IR inlining) instead of being compiled
-#: on their own and linked: for the map layers' passes, which the one-call training step calls
-#: and which a cold run would otherwise also compile, optimise and generate code for by
-#: themselves (about 1 s of a first run's compilation).
+#: on their own and linked: the map layers' backward pass, which only the one-call training
+#: step calls in a training run and which a first run would otherwise also compile, optimise
+#: and generate code for by itself (about 1 s).
 ijit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
 

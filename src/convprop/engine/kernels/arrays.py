@@ -61,22 +61,6 @@ def weighted_join(parts, weights, outs):
 
 
 @plain
-def copy4(src, dst):
-    """dst[...] = src for two 4-D arrays of one shape, either of them strided.
-
-    Instead of Numba's slice assignment, whose shape check formats its error message
-    with Numba's string functions: about 2 s more LLVM work in every kernel that links
-    one, on the first run on a machine.
-    """
-    a, b, c, d = src.shape
-    for i in range(a):
-        for j in range(b):
-            for k in range(c):
-                for m in range(d):
-                    dst[i, j, k, m] = src[i, j, k, m]
-
-
-@plain
 def adam(params, grads, exp_avgs, exp_avg_sqs, consts, flags):
     """Adam's update of every parameter in one call, each product and sum rounded in the arrays'
     dtype as :meth:`convprop.engine.optim.Adam._update`'s NumPy expressions round them.

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._jit import jit, rjit
 from .activation import apply_, derivative
-from .arrays import copy4
+from .copies import copy4
 
 #: Output rows (Wo·N numbers) up to this many bytes: :func:`backward` takes the weight and input
 #: gradients as flat runs over all rows, whose extra multiply-adds on padding cost less than

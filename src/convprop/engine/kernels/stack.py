@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv, output, pool, spin
-from .arrays import copy4
+from .copies import copy4
 from ._jit import ijit, jit
 
 #: Layer kinds in column 0 of the table.

@@ -65,10 +65,12 @@ class Layer:
     #: The batch axis of this layer's delta ``_d``: maps (C, H, W, N) and vectors (units, N): last.
     _batch_axis = -1
 
-    #: Attributes that hold one call's arrays besides ``_cache`` and ``_d``.
+    #: Attributes that hold one call's arrays besides ``_cache`` and ``_d`` (set in the class body:
+    #: :attr:`_call_state` is made from it when the class is).
     _per_call: tuple[str, ...] = ()
 
-    #: The attributes a new pass clears: ``_d``, ``_parts`` and :attr:`_per_call`, all None (per class).
+    #: The attributes a new pass clears and a copy leaves out: ``_d``, ``_parts`` and
+    #: :attr:`_per_call`, all None (one dict per class).
     _call_state: dict[str, None] = dict.fromkeys(("_d", "_parts"))
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -79,7 +81,7 @@ class Layer:
         # Copies (deepcopy, Network.copy, pickles) carry parameters, not one batch's arrays.
         state = self.__dict__.copy()
         state["_cache"] = {}
-        for name in ("_d", "_parts", *self._per_call):
+        for name in self._call_state:
             if name in state:
                 state[name] = None
         return state
