@@ -190,11 +190,10 @@ def _gradients(net) -> list[np.ndarray]:
     """Every gradient tensor, in the order of ``net.parameters()``; zero first for a layer that has
     run no backward pass yet (an empty first share)."""
     grads = []
-    for layer in (*net.layers, net.output):
-        if layer.params:
-            if not layer.grads:
-                layer.grads = {p: np.zeros_like(arr) for p, arr in layer.params.items()}
-            grads.extend(layer.grads[p] for p in layer.params)
+    for layer in net._trainable():
+        if not layer.grads:
+            layer.grads = {p: np.zeros_like(arr) for p, arr in layer.params.items()}
+        grads.extend(layer.grads[p] for p in layer.params)
     return grads
 
 

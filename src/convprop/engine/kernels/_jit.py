@@ -29,6 +29,9 @@ jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 #: Kernels whose sums may be reassociated so that they vectorise (the order is then the
 #: compiler's, fixed for a given machine; it never depends on the thread count).
 rjit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+#: Kernels without any ``fastmath``: every product and sum rounded as NumPy rounds it (no fused
+#: multiply-add), for updates that must give NumPy's bits, and for plain copies.
+plain = njit(cache=True, nogil=True, error_model="numpy")
 #: Kernels whose body is typed into each caller (Numba IR inlining) instead of being compiled
 #: on their own and linked: the map layers' backward pass, which only the one-call training
 #: step calls in a training run and which a first run would otherwise also compile, optimise

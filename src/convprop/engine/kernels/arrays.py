@@ -12,9 +12,8 @@ bit for bit.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-plain = njit(cache=True, nogil=True, error_model="numpy")
+from ._jit import plain
 
 
 @plain

@@ -9,12 +9,10 @@ fixed error message compiles to a few lines.
 
 from __future__ import annotations
 
-from numba import njit
-
-copy_jit = njit(cache=True, nogil=True, error_model="numpy")
+from ._jit import plain
 
 
-@copy_jit
+@plain
 def copy4(src, dst):
     """dst[...] = src.
 
