@@ -29,6 +29,11 @@ NETWORKS = {
         n_outputs=3, output="softmax", dtype=dtype, seed=1),
     "pooling first": lambda dtype: Network([Input(8, 8), Subsample(2), Conv(2, 3, "identity"), MaxPool(2)],
                                            n_outputs=2, dtype=dtype, seed=2),
+    "lenet": lambda dtype: Network(
+        [Input(12, 12), Conv(3, 5, "relu", padding=2), MaxPool(2), Conv(4, 3, "relu"), MaxPool(2),
+         Dense(7, "relu"), Dense(5, "tanh")], n_outputs=3, output="softmax", dtype=dtype, seed=3),
+    "dense sigmoid": lambda dtype: Network([Input(9, 9), Conv(2, 4), Subsample(2), Dense(4, "leaky_relu")],
+                                           n_outputs=2, dtype=dtype, seed=4),
 }
 
 
@@ -116,3 +121,58 @@ def test_rows_give_the_gathered_batchs_numbers(threads, name):
     np.testing.assert_array_equal(nets[0].o, nets[1].o)
     for k, g in nets[0].gradients().items():
         np.testing.assert_array_equal(g, nets[1].gradients()[k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_call_training_step_gives_the_layers_numbers_bit_for_bit(name, dtype):
+    """train_batch in one compiled call (map layers, dense layers, output, loss) against the layers' own
+    forward and backward: outputs, loss, every activation, delta and gradient, bit for bit."""
+    one, layered = NETWORKS[name](dtype), NETWORKS[name](dtype)
+    for layer in layered.layers[1:]:
+        layer.forward = layer.forward
+    x, y = random_batch(one, 23, seed=5, labels=True)
+    losses = [net.train_batch(*net_inputs(net, x, y)) for net in (one, layered)]
+    assert one._stacked >= 2 and layered._stacked == 0
+    assert one._stack().covers(one.layers, one.output)
+    assert losses[0] == losses[1]
+    np.testing.assert_array_equal(one.o, layered.o)
+    for u, v in zip(one.activations, layered.activations, strict=True):
+        np.testing.assert_array_equal(u, v)
+    for a, b in zip(one.layers[1:], layered.layers[1:]):
+        np.testing.assert_array_equal(a.d, b.d)
+    np.testing.assert_array_equal(one.output.d, layered.output.d)
+    grads = one.gradients()
+    assert grads.keys() == layered.gradients().keys()
+    for k, g in grads.items():
+        np.testing.assert_array_equal(g, layered.gradients()[k], err_msg=k)
+
+
+def test_a_users_activation_is_computed_not_skipped():
+    """An Activation of the user's own (no compiled kernel) runs through its own forward and backward
+    on the compiled engine too, in a convolution and a dense layer: the NumPy engine's numbers."""
+    from convprop.engine.activations import Activation
+
+    class Square(Activation):
+        name = "square"
+
+        def forward(self, z, out=None):
+            return np.multiply(z, z, out=out)
+
+        def backward(self, delta, a):
+            return delta * 2 * np.sqrt(a)
+
+    def run(engine):
+        convprop.set_engine(engine)
+        net = Network([Input(8, 8), Conv(2, 3, Square()), Subsample(2), Dense(3, Square())], n_outputs=2, seed=0)
+        x, y = random_batch(net, 6, seed=1)
+        loss = net.train_batch(*net_inputs(net, x, y))
+        return net, loss, net.o.copy(), {k: g.copy() for k, g in net.gradients().items()}
+
+    net, *got = run("numba")
+    assert net._stack() is None  # the convolution ends the one-call run
+    want = run("numpy")[1:]
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    for k in want[2]:
+        np.testing.assert_allclose(got[2][k], want[2][k], rtol=1e-10, atol=1e-14, err_msg=k)

@@ -66,7 +66,7 @@ def engine() -> str:
 
 
 def compiled() -> SimpleNamespace | None:
-    """The kernel modules (``conv``, ``pool``, ``activation``, ``output``, ``stack``, ``arrays``), else None.
+    """The kernel modules (``conv``, ``pool``, ``activation``, ``dense``, ``output``, ``stack``, ``arrays``), else None.
 
     None when the NumPy engine is selected.
     """
@@ -74,8 +74,8 @@ def compiled() -> SimpleNamespace | None:
     if engine() != "numba":
         return None
     if _kernels is None:
-        from .kernels import activation, arrays, conv, output, pool, stack
+        from .kernels import activation, arrays, conv, dense, output, pool, stack
 
-        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, stack=stack, output=output,
-                                   arrays=arrays)
+        _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, dense=dense, stack=stack,
+                                   output=output, arrays=arrays)
     return _kernels

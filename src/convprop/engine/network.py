@@ -482,7 +482,8 @@ class Network:
         if whole and parallel.n_threads() == 1:  # the whole step in one call
             rows = np.arange(n) if rows is None else rows
             self._maps = self.o = self.e = None  # the last pass's arrays go before this one's come
-            self._maps, self.L, self.o, self.e = run.train(maps, targets, rows, self.output)
+            self._maps, self.L, self.o, self.e = run.train(maps, targets, rows, self.layers[1 + len(run.run):],
+                                                           self.output)
             self._stacked = len(run.run)
             return self.L
         if rows is not None:

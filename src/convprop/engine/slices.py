@@ -7,7 +7,7 @@ the compiled engine shares a batch instead: slice i (images lo_i ≤ n < hi_i)
 goes through the whole network on its own thread, on a *replica* of the network
 (its layers share the parameters but keep their own maps, deltas and
 gradients), with one hand-off per training step (one compiled call per slice
-when the network is map layers and an output layer: :mod:`convprop.engine.stack`).
+when the network is map layers, dense layers and an output layer: :mod:`convprop.engine.stack`).
 
 The equations per slice are the network's; the slices' results are joined as
 the whole batch's:

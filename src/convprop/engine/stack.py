@@ -9,6 +9,10 @@ GIL, and each layer is then left with the state its own ``forward`` /
 everything that reads them (``activations``, a layer's ``d`` and ``pieces``,
 the gradients) sees no difference. The numbers are the layer-by-layer path's,
 bit for bit: the same kernels on the same arrays in the same order.
+
+A training step (:meth:`Stack.train`) goes on in the same call through the
+dense layers after the run and the output layer, when nothing else follows the
+maps (:meth:`Stack.covers`): the toolbox network and the LeNet-style one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from . import parallel
 from .layers.base import Layer
 from .layers.conv import Conv
+from .layers.dense import Dense
 from .layers.output import SigmoidOutput, SoftmaxOutput
 from .layers.pool import MaxPool, Subsample
 
@@ -34,7 +39,8 @@ def layers(net_layers: Sequence[Layer]) -> list[Layer]:
     for layer in net_layers[1:]:
         if vars(layer).keys() & {"forward", "backward"}:
             break
-        if not (type(layer) in (Conv, Subsample) or (type(layer) is MaxPool and layer.scale <= 16)):
+        if not ((type(layer) is Conv and layer.activation.kernel >= 0) or type(layer) is Subsample
+                or (type(layer) is MaxPool and layer.scale <= 16)):
             break
         run.append(layer)
     return run if any(type(layer) is Conv for layer in run) else []
@@ -76,14 +82,14 @@ class Stack:
         self.reuse = reuse
         self._kept: dict = {}  # with reuse: "forward" / "backward" → (batch size, dtype, arrays)
 
-    def _forget(self, out: Layer | None = None) -> None:
+    def _forget(self, out: Layer | None = None, head: Sequence[Layer] = ()) -> None:
         """Let go of the last pass's arrays before this one's are made (else both sets are alive at
         once: 7 MiB more at the peak of a float32 epoch, and as much again when predicting)."""
-        for layer in self.run:
+        for layer in (*self.run, *head):
             for name in ("x", "a", "arg"):
                 layer._cache.pop(name, None)
             layer._d = None
-        for layer in (*self.convs, *([out] if out is not None else [])):
+        for layer in (*self.convs, *head, *([out] if out is not None else [])):
             layer.grads = {}
 
     def _arrays(self, which: str, n: int, dtype: np.dtype, make):
@@ -169,55 +175,68 @@ class Stack:
                               tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs))
         self._keep_backward(deltas, ds, dws, dbs)
 
-    def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
+    def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, head: Sequence[Layer],
               out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
-        """Forward and backward through the run and the output layer ``out`` in one call.
+        """Forward and backward through the run, the dense layers ``head`` and the output layer ``out`` in one call.
 
-        For a network of map layers and an output layer only (:meth:`covers`). Each layer, the
-        output layer included, is left with the state its own forward / backward leaves.
+        For a network of map layers, dense layers and an output layer only (:meth:`covers`). Each
+        layer, the output layer included, is left with the state its own forward / backward leaves.
 
         Parameters
         ----------
         x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
-        rows : (N,) int, the batch's images: x[rows], y[rows] (taken by the kernel);  out : the output layer
+        rows : (N,) int, the batch's images: x[rows], y[rows] (taken by the kernel)
+        head : the dense layers after the run;  out : the output layer
 
         Returns
         -------
-        maps : [x as (C, H, W, N), a_1, …, a_L];  L : the loss;  o, e : (N, K) outputs and o − y
+        maps : [x as (C, H, W, N), a_1, …, a_L, then each dense layer's (U, N)];  L : the loss;
+        o, e : (N, K) outputs and o − y
         """
         n, dtype, convs = len(rows), x.dtype, self.convs
         softmax = type(out) is SoftmaxOutput
-        self._forget(out)
-        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(n, x, out))
-        maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt = arrays
+        self._forget(out, head)
+        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(n, x, head, out))
+        maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
+        fc = [*head, out]
+        acts = [layer.activation.kernel_args for layer in head]
         loss = self.kernels.train(
             x, y, np.asarray(rows, dtype=np.int64), self.rows, self.slopes, tuple(c.params["weight"] for c in convs),
             tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded), tuple(args), tuple(deltas), tuple(ds),
-            tuple(dws), tuple(dbs), out.params["weight"], out.params["bias"], softmax, fvt, ot, log_ot, et, odt,
-            dw_out, db_out, fvdt, *parallel.start_signal())
+            tuple(dws), tuple(dbs), np.array([c for c, _ in acts], dtype=np.int64),
+            np.array([s for _, s in acts], dtype=np.float64), tuple(f.params["weight"] for f in fc),
+            tuple(f.params["bias"] for f in fc), tuple(hxs), tuple(hds), tuple(hdxs), tuple(hdws), tuple(hdbs),
+            softmax, ot, log_ot, et, *parallel.start_signal())
         self._keep_forward(padded, maps, args)
         self._keep_backward(deltas, ds, dws, dbs)
-        out._fv, out._o, out._d = fvt.T, ot.T, odt.T
+        for i, layer in enumerate(head):  # what Dense.forward / backward leave
+            layer._cache.update(x=hxs[i], a=hxs[i + 1])
+            layer._d, layer.grads = hds[i], {"weight": hdws[i], "bias": hdbs[i]}
+        out._fv, out._o, out._d = hxs[-1].T, ot.T, hds[-1].T
         if softmax:
             out.log_o = log_ot.T
-        out.grads = {"weight": dw_out, "bias": db_out}
-        return maps, float(loss), ot.T, et.T
+        out.grads = {"weight": hdws[-1], "bias": hdbs[-1]}
+        return [*maps, *hxs[1:]], float(loss), ot.T, et.T
 
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
-        """Whether :meth:`train` can run the whole network: this run is every layer after Input, and
-        ``out`` is a plain sigmoid or softmax output layer (not wrapped)."""
-        return len(self.run) == len(net_layers) - 1 and type(out) in (SigmoidOutput, SoftmaxOutput) \
-            and not vars(out).keys() & {"forward", "backward", "loss"}
+        """Whether :meth:`train` can run the whole network: this run, then only dense layers (none
+        wrapped, each with a compiled activation), and ``out`` a plain sigmoid or softmax output layer."""
+        return all(type(layer) is Dense and layer.activation.kernel >= 0 and not vars(layer).keys() & {"forward", "backward"}
+                   for layer in net_layers[1 + len(self.run):]) \
+            and type(out) in (SigmoidOutput, SoftmaxOutput) and not vars(out).keys() & {"forward", "backward", "loss"}
 
-    def _train_arrays(self, n: int, x: np.ndarray, out: Layer) -> tuple:
+    def _train_arrays(self, n: int, x: np.ndarray, head: Sequence[Layer], out: Layer) -> tuple:
         """Every array :meth:`train` fills, for a batch of ``n`` images like those of ``x``."""
         dtype = x.dtype
         h, w, c = x.shape[1:]
         maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
         deltas, ds, dws, dbs = self._backward_arrays(maps)
-        k, f = out.params["weight"].shape
-        fvt, fvdt = np.empty((f, n), dtype=dtype), np.empty((f, n), dtype=dtype)
-        ot, log_ot, et, odt = (np.empty((k, n), dtype=dtype) for _ in range(4))
-        return (maps, padded, args, deltas, ds, dws, dbs, fvt, ot, log_ot, et, odt,
-                np.empty_like(out.params["weight"]), np.empty_like(out.params["bias"]), fvdt)
+        weights = [layer.params["weight"] for layer in (*head, out)]  # (U, F) each
+        hxs = [np.empty((weights[0].shape[1], n), dtype=dtype), *(np.empty((wt.shape[0], n), dtype=dtype)
+                                                                  for wt in weights[:-1])]
+        hds = [np.empty((wt.shape[0], n), dtype=dtype) for wt in weights]
+        hdxs = [np.empty((wt.shape[1], n), dtype=dtype) for wt in weights]
+        ot, log_ot, et = (np.empty((out.params["weight"].shape[0], n), dtype=dtype) for _ in range(3))
+        return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, [np.empty_like(wt) for wt in weights],
+                [np.empty_like(layer.params["bias"]) for layer in (*head, out)], ot, log_ot, et)

@@ -6,7 +6,9 @@ run the same layers at the same moments, so each slice's thread kept waiting for
 the other's Python: on 2 cores a 25-image slice took 1.2× as long as alone
 (processes in the same lockstep: 1.0×). Here the layers' kernels run back to
 back in one nogil call: the same kernels, in the same order, on the same
-arrays, so the numbers are the layer-by-layer path's, bit for bit.
+arrays, so the numbers are the layer-by-layer path's, bit for bit. The
+training step (:func:`train`) goes on through the hidden dense layers and the
+output layer after the maps.
 
 A layer is a row of ``table`` (:data:`COLUMNS`); its arrays come in tuples that
 :mod:`convprop.engine.stack` allocates: ``maps[l]`` is layer l's input and
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import conv, output, pool, spin
+from . import conv, dense, output, pool, spin
 from .copies import copy4
 from ._jit import ijit, jit
 
@@ -98,20 +100,28 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
 
 @jit
 def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
-          w_out, b_out, softmax, fvt, ot, log_ot, et, odt, dw_out, db_out, fvdt, signal, signal_at, signal_value):
-    """A whole training pass of a network of map layers and an output layer, in one call.
+          head, head_slopes, hws, hbs, hxs, hds, hdxs, hdws, hdbs, softmax, ot, log_ot, et,
+          signal, signal_at, signal_value):
+    """A whole training pass of map layers, hidden fully connected layers and an output layer, in one call.
 
     The same kernels, in the same order, on the same arrays as the layer-by-layer path:
-    the batch-last input, :func:`forward`, the feature vectors (H, W, C order), the output
-    layer's forward pass, loss and backward pass (:mod:`.output`), its delta back into maps,
+    the batch-last input, :func:`forward`, the feature vectors (H, W, C order), each dense
+    layer's forward pass (:mod:`.dense`), the output layer's forward pass, loss and backward
+    pass (:mod:`.output`), the dense layers' backward passes, the delta back into maps,
     :func:`backward`. A batch slice's thread then takes the GIL once per step.
 
     Parameters
     ----------
     x : (M, H, W, C) images;  y : (M, K) targets;  rows : (N,) int64, the batch's images x[rows], y[rows]
     table … dbs : as :func:`forward` and :func:`backward` (maps[0], deltas[L − 1]: out here)
-    w_out, b_out : the output layer's (K, F) and (K,);  softmax : bool
-    fvt, fvdt : (F, N), out;  ot, log_ot, et, odt : (K, N), out;  dw_out, db_out : out
+    head, head_slopes : (D,) int64 and float64, the D dense layers' activations (codes, slopes)
+    hws, hbs : tuples of D + 1 weights (U, F) and biases (U,): the dense layers', then the output layer's
+    hxs : tuple of D + 1 (F, N) arrays, out: each fully connected layer's input (hxs[0] the feature
+        vectors, hxs[l + 1] dense layer l's output)
+    hds, hdxs : tuples of D + 1 arrays, out: each one's d (U, N) (the last the output's od) and its
+        input's delta (F, N)
+    hdws, hdbs : tuples of D + 1 gradients, out;  softmax : bool
+    ot, log_ot, et : (K, N), out
     signal, signal_at, signal_value : signal[signal_at] = signal_value first, without the GIL
         (:func:`convprop.engine.parallel.start_signal`: the thread that handed this slice over waits for it)
 
@@ -130,19 +140,26 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
     forward(table, slopes, weights, biases, maps, padded, args)
     last, delta = maps[len(maps) - 1], deltas[len(deltas) - 1]
     c_l, h_l, w_l = last.shape[0], last.shape[1], last.shape[2]
+    fvt, top = hxs[0], head.shape[0]
     for r in range(h_l):
         for q in range(w_l):
             for c in range(c_l):
                 f = (r * w_l + q) * c_l + c
                 for m in range(n):
                     fvt[f, m] = last[c, r, q, m]
-    output.forward(fvt, w_out, b_out, softmax, ot, log_ot)
+    for l in range(top):
+        dense.forward(hxs[l], hws[l], hbs[l], head[l], head_slopes[l], hxs[l + 1])
+    output.forward(hxs[top], hws[top], hbs[top], softmax, ot, log_ot)
     yt = np.empty_like(ot)
     for k in range(yt.shape[0]):
         for m in range(n):
             yt[k, m] = y[rows[m], k]
     loss = output.loss(ot, yt, log_ot, softmax, et)
-    output.backward(et, ot, fvt, w_out, softmax, odt, dw_out, db_out, fvdt)
+    output.backward(et, ot, hxs[top], hws[top], softmax, hds[top], hdws[top], hdbs[top], hdxs[top])
+    for l in range(top - 1, -1, -1):
+        dense.backward(hdxs[l + 1], hxs[l + 1], hxs[l], hws[l], head[l], head_slopes[l], hds[l], hdws[l], hdbs[l],
+                       hdxs[l])
+    fvdt = hdxs[0]
     for r in range(h_l):
         for q in range(w_l):
             for c in range(c_l):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations
+from .. import activations, backend
 from ..._validation import positive_int
 from .base import Layer, Plan
 
@@ -66,29 +66,51 @@ class Dense(Layer):
             return x
         return np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(-1, x.shape[-1])
 
-    # a = f(W·x + b)  (x, a batch-last: (F, N), (units, N))
+    # a = f(W·x + b)  (x, a batch-last: (F, N), (units, N); compiled: kernels.dense, the same order)
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._flatten(x)
-        z = self.params["weight"] @ x
-        z += self.params["bias"][:, None]
-        a = self.activation.forward(z, out=z)
+        kernels = backend.compiled() if self.activation.kernel >= 0 else None  # a user's f: NumPy
+        if kernels is not None:
+            x = np.ascontiguousarray(x)
+            a = np.empty((self.units, x.shape[1]), dtype=x.dtype)
+            code, slope = self.activation.kernel_args
+            kernels.dense.forward(x, self.params["weight"], self.params["bias"], code, slope, a)
+        else:
+            z = self.params["weight"] @ x
+            z += self.params["bias"][:, None]
+            a = self.activation.forward(z, out=z)
         self._cache.update(x=x, a=a)
         return a
 
     # d = δ·f'(z);  dW = d·xᵀ/N;  db = Σ_n d/N;  δ_prev = Wᵀ·d (reshaped back into maps)
     def backward(self, delta, need_input_delta=True):
         x, a = self._cache["x"], self._cache["a"]
-        d = self.activation.backward(delta, a)
-        self._d = d
-        n = d.shape[-1]
-        self.grads = {"weight": (d @ x.T) / n, "bias": d.sum(axis=1) / n}
-        if not need_input_delta:
+        kernels = backend.compiled() if self.activation.kernel >= 0 else None  # a user's f: NumPy
+        if kernels is not None:
+            dx = self._backward_compiled(kernels, np.ascontiguousarray(delta), x, a, need_input_delta)
+        else:
+            d = self.activation.backward(delta, a)
+            self._d = d
+            n = d.shape[-1]
+            self.grads = {"weight": (d @ x.T) / n, "bias": d.sum(axis=1) / n}
+            dx = self.params["weight"].T @ d if need_input_delta else None
+        if dx is None:
             return None
-        dx = self.params["weight"].T @ d
         if len(self.in_shape) == 3:
             h, w, c = self.in_shape
-            dx = np.ascontiguousarray(dx.reshape(h, w, c, n).transpose(2, 0, 1, 3))
+            dx = np.ascontiguousarray(dx.reshape(h, w, c, -1).transpose(2, 0, 1, 3))
         return dx
+
+    def _backward_compiled(self, kernels, delta, x, a, need_input_delta):
+        """:meth:`backward`'s gradients and input delta (F, N) (None when not needed) in one kernel call."""
+        weight = self.params["weight"]
+        d = np.empty_like(a)
+        self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(self.params["bias"])}
+        dx = np.empty((weight.shape[1], a.shape[1]) if need_input_delta else (0, 0), dtype=a.dtype)
+        code, slope = self.activation.kernel_args
+        kernels.dense.backward(delta, a, x, weight, code, slope, d, self.grads["weight"], self.grads["bias"], dx)
+        self._d = d
+        return dx if need_input_delta else None
 
     @property
     def d(self) -> np.ndarray | None:
