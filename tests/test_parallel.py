@@ -1,5 +1,9 @@
 """CONVPROP_THREADS: the convolutions' row blocks over threads give the same numbers."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -90,3 +94,27 @@ def test_blas_is_capped_while_training_and_predicting(monkeypatch):
     monkeypatch.setenv("CONVPROP_BLAS_THREADS", "zero")
     with pytest.raises(ConvpropError, match="CONVPROP_BLAS_THREADS must be a positive integer"):
         net.predict_proba(x)
+
+
+def test_blas_cap_reaches_the_dense_kernels_blas_in_a_fresh_process():
+    """The compiled dense kernels call SciPy's BLAS, a second library beside NumPy's: a training run
+    that starts before anything loaded it still caps it (else two batch slices each ran a
+    multi-threaded GEMM). In a fresh process, so that nothing earlier loaded it."""
+    script = """
+import numpy as np
+from threadpoolctl import threadpool_info
+import convprop
+from convprop import Callback, Conv, Dense, Input, Network, train
+convprop.set_engine("numba")
+seen = []
+class Spy(Callback):
+    def on_batch_end(self, loop, *args, **kwargs):
+        seen.extend((p["filepath"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas")
+net = Network([Input(8, 8), Conv(2, 3), Dense(4)], n_outputs=2, seed=0)
+x = np.random.default_rng(0).random((40, 8, 8))
+train(net, x, np.arange(40) % 2, epochs=1, batch_size=20, callbacks=[Spy()])
+assert seen and {n for _, n in seen} == {1}, seen
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CONVPROP_THREADS": "2"})
+    assert done.returncode == 0, done.stdout + done.stderr

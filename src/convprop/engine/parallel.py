@@ -106,8 +106,17 @@ def get_num_threads() -> int:
 
 @contextmanager
 def blas_limit() -> Iterator[None]:
-    """Cap BLAS at ``CONVPROP_BLAS_THREADS`` threads (default 1) inside the ``with`` block."""
+    """Cap BLAS at ``CONVPROP_BLAS_THREADS`` threads (default 1) inside the ``with`` block.
+
+    The cap reaches the BLAS libraries loaded when the block starts: NumPy's, and on the compiled
+    engine SciPy's, which its dense kernels call (``np.dot`` in Numba), loaded here first if need be.
+    """
     from threadpoolctl import threadpool_limits
+
+    from . import backend
+
+    if backend.engine() == "numba":
+        import scipy.linalg.cython_blas  # noqa: F401
 
     with threadpool_limits(limits=_env_count("CONVPROP_BLAS_THREADS"), user_api="blas"):
         yield
