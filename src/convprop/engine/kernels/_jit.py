@@ -1,7 +1,8 @@
 """The Numba decorators of the layers' kernels, bit casts for a vectorisable exp, atomic loads and stores.
 
 ``cache=True`` writes compiled code beside the sources (or in Numba's user
-cache when that is read-only), so only the first run on a machine compiles.
+cache when that is read-only), so only the first run on a machine compiles;
+an edit of any kernel module makes every kernel compile again (:mod:`.cache`).
 ``fastmath`` is limited to FMA contraction (``contract``): no reassociation,
 so every sum is taken in the order the code writes it, except in :data:`rjit`.
 ``error_model="numpy"``: a float division by zero gives inf / nan instead of
@@ -20,6 +21,10 @@ from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
+
+from . import cache  # noqa: E402
+
+cache.install()  # before any kernel is compiled or loaded: one freshness stamp for all kernel files
 
 #: Kernels (and the helpers they call). Each top-level kernel computes the output rows
 #: lo ≤ t < hi of its work, so that :func:`convprop.engine.parallel.run_rows` can share
