@@ -15,27 +15,18 @@ from ._jit import jit, rjit
 from .activation import apply_, derivative
 from .copies import copy4
 
-#: Rows up to these many bytes take :func:`backward`'s flat gradient kernels (:func:`weight_grad_flat`
-#: on output rows of Wo·N numbers, :func:`input_grad_flat` on input rows of W·N), whose extra
-#: multiply-adds on padding cost less than the row-by-row kernels' per-row start-up. Measured
-#: (round 7, one thread, µs, flat / row) on the toolbox's and LeNet's layers at 25 and 50 images:
-#: weight gradient 57/76 (2,400 B rows), 96/133 (4,800 B), 201/224 (9,600 B), 285/286 (11,200 B),
-#: one loss, 637/605 (LeNet's 16c5, float64, 4,000 B); input gradient 289/407 (1,400 B),
-#: 567/587 (2,800 B), but 601/515 (4,800 B) and 1,060/934 (5,600 B).
-FLAT_WEIGHT_ROW_BYTES = 10240
-FLAT_INPUT_ROW_BYTES = 3072
+#: Output rows (Wo·N numbers) up to this many bytes: :func:`backward` takes the weight and input
+#: gradients as flat runs over all rows, whose extra multiply-adds on padding cost less than
+#: the row-by-row kernels' per-row start-up (measured on the toolbox network, 2 KiB rows:
+#: 12c5 weight gradient 0.52x the time at 25 images, 0.76x at 50 in float32; the input
+#: gradient 0.69x / 0.88x; float64 rows of 3 KiB and more: no gain).
+FLAT_ROW_BYTES = 2560
 
 
 @jit
-def flat_weight_rows(stride, wo, n, itemsize):
-    """Whether the weight gradient on output rows of ``wo``·``n`` numbers takes :func:`weight_grad_flat`."""
-    return stride == 1 and wo * n * itemsize <= FLAT_WEIGHT_ROW_BYTES
-
-
-@jit
-def flat_input_rows(stride, width, n, itemsize):
-    """Whether the input gradient on input rows of ``width``·``n`` numbers takes :func:`input_grad_flat`."""
-    return stride == 1 and width * n * itemsize <= FLAT_INPUT_ROW_BYTES
+def flat_rows(stride, width, n, itemsize):
+    """Whether rows of ``width``·``n`` numbers take the flat gradient kernels (stride 1, short rows)."""
+    return stride == 1 and width * n * itemsize <= FLAT_ROW_BYTES
 
 
 @jit
@@ -453,7 +444,7 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     (as :func:`input_grad`, on d zero-padded by kw − 1 columns and placed on the stride's grid).
     One call instead of one per kernel: a batch slice's thread then takes the GIL back once per
     layer, where each hand-back can wait for the other slice's Python (tens of µs each). Rows of
-    at most :data:`FLAT_WEIGHT_ROW_BYTES` / :data:`FLAT_INPUT_ROW_BYTES` take the gradients as long flat runs (:func:`weight_grad_flat`,
+    at most :data:`FLAT_ROW_BYTES` take the gradients as long flat runs (:func:`weight_grad_flat`,
     :func:`input_grad_flat`).
 
     Parameters
@@ -469,7 +460,7 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     scale = d.dtype.type(1.0 / n)
     if stride != 1:
         weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
-    elif flat_weight_rows(stride, d.shape[2], n, d.itemsize):
+    elif flat_rows(stride, d.shape[2], n, d.itemsize):
         dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
         copy4(d, dfull[:, :, : d.shape[2]])
         weight_grad_flat(x, dfull, scale, dw, 0, (co + 1) // 2 * ci)
@@ -487,7 +478,7 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
             for u in range(kh):
                 for v in range(kw):
                     flipped[i, j, u, v] = w[j, i, u, kw - 1 - v]
-    if flat_input_rows(stride, x.shape[2], n, x.itemsize):
+    if flat_rows(stride, x.shape[2], n, x.itemsize):
         dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
         input_grad_flat(dpad, flipped, dxfull, dx, 0, (ci + 1) // 2)
     else:

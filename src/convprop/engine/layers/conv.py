@@ -288,7 +288,7 @@ class Conv(Layer):
         co, ci, kh, kw = weight.shape
         n, s, share = d.shape[-1], self.stride, {"work": macs, "per_thread": parallel.MIN_MACS_PER_THREAD}
         # the same kernels as kernels.conv.backward, so that results do not depend on the thread count
-        if kernels.conv.flat_weight_rows(s, d.shape[2], n, d.itemsize):  # work items: pairs of output maps × C_in
+        if kernels.conv.flat_rows(s, d.shape[2], n, d.itemsize):  # work items: pairs of output maps × C_in
             dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
             dfull[:, :, : d.shape[2]] = d
             parallel.run_rows(kernels.conv.weight_grad_flat, (co + 1) // 2 * ci, x, dfull, scale, self.grads["weight"],
@@ -307,7 +307,7 @@ class Conv(Layer):
         dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
         flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        if kernels.conv.flat_input_rows(s, x.shape[2], n, x.itemsize):  # work items: pairs of input maps
+        if kernels.conv.flat_rows(s, x.shape[2], n, x.itemsize):  # work items: pairs of input maps
             dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
             parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, dpad, flipped, dxfull, dx, **share)
         else:  # work items: pairs of input maps × rows
