@@ -128,6 +128,26 @@ def test_replicas_share_the_parameters_and_keep_their_own_state():
     assert net._slices == [] and all(layer._parts is None for layer in net.layers)
 
 
+def test_a_users_wrapper_of_a_networks_method_is_called_once_per_batch():
+    """A timing wrapper set on the network object (net.train_batch = …) is the network's, not its
+    replicas': training on two threads calls it once per batch (the replicas used to inherit it and
+    call back into the network, ending in a ValueError)."""
+    net = next(_nets())
+    convprop.set_num_threads(2)
+    calls = []
+    inner = net.train_batch
+
+    def timed(*args, **kwargs):
+        calls.append(1)
+        return inner(*args, **kwargs)
+
+    net.train_batch = timed
+    x, y = random_batch(net, 64, seed=0, labels=True)
+    fit(net, x, y, epochs=1, batch_size=32, alpha=1.0)
+    assert len(calls) == 2 and len(net._slices) == 2
+    assert all("train_batch" not in vars(t) for t in net._slices)
+
+
 def test_an_error_in_a_slice_reaches_the_caller(monkeypatch):
     net = next(_nets())
     convprop.set_num_threads(2)

@@ -385,7 +385,7 @@ class Network:
     def _replica(self) -> "Network":
         """A network on the same parameter arrays, with layers of its own for one batch slice."""
         twin = object.__new__(Network)
-        twin.__dict__.update(self.__getstate__())
+        twin.__dict__.update(slices.own_state(self))
         twin.layers = [slices.replica(layer) for layer in self.layers]
         twin.output = slices.replica(self.output)
         return twin

@@ -60,10 +60,15 @@ def replica(layer):
     not carried over: they would act on ``layer``'s state, not the replica's.
     """
     twin = object.__new__(type(layer))
-    state = layer.__getstate__()  # the parameters, without one batch's arrays
-    twin.__dict__.update({k: v for k, v in state.items() if not isinstance(v, (FunctionType, MethodType))})
+    twin.__dict__.update(own_state(layer))
     twin.grads = {}
     return twin
+
+
+def own_state(obj) -> dict:
+    """``obj.__getstate__()`` (its parameters, without one batch's arrays) less the functions set on
+    the object itself: a user's wrapper of a method acts on ``obj``, not on a replica."""
+    return {k: v for k, v in obj.__getstate__().items() if not isinstance(v, (FunctionType, MethodType))}
 
 
 def weighted_sum(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
