@@ -2,9 +2,12 @@
 
 Three variants, run in turn ``--reps`` times so that machine load hits all of them:
 
-* ``numba-cold``: the compiled engine with an empty kernel cache (a fresh ``NUMBA_CACHE_DIR``):
-  the first run on a machine, compilation included;
-* ``numba-warm``: the compiled engine, kernels loaded from the cache of the run before;
+* ``auto-cold``: the command as the README gives it (no engine chosen), with an empty kernel cache
+  (a fresh ``NUMBA_CACHE_DIR``): the first run on a machine, which trains on the NumPy engine while
+  a child process compiles the kernels (``convprop.engine.precompile``); the next measurement waits
+  for that child;
+* ``auto-warm``: the same command again, its kernels now in the cache;
+* ``numba-cold``: ``CONVPROP_ENGINE=numba`` with an empty kernel cache: compilation in the run;
 * ``numpy``: ``CONVPROP_ENGINE=numpy``, the NumPy engine (no compilation);
 * ``before`` (with ``--before SRC``): the same command from another checkout's ``src``, e.g. main
   as it was when issue 12 was filed (``git worktree add /tmp/before cd7a72f``).
@@ -43,6 +46,23 @@ def run(env_extra: dict, data_dir: str, out: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def wait_for_compiling(limit: float = 300.0) -> None:
+    """Wait until no background compilation (``python -m convprop.engine.precompile``) runs."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        running = False
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    running = running or b"convprop.engine.precompile" in f.read()
+            except OSError:
+                continue
+        if not running:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the background compilation did not end")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
@@ -50,17 +70,20 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "cold_start.json"))
     ap.add_argument("--before", help="another checkout's src directory, run as the 'before' variant")
     args = ap.parse_args()
-    kinds = ["numba-cold", "numba-warm", "numpy"] + (["before"] if args.before else [])
+    kinds = ["auto-cold", "auto-warm", "numba-cold", "numpy"] + (["before"] if args.before else [])
     times: dict[str, list[float]] = {k: [] for k in kinds}
     peaks: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            cache = os.path.join(tmp, f"cache{rep}")
-            os.makedirs(cache)
-            numba_env = {"CONVPROP_ENGINE": "numba", "NUMBA_CACHE_DIR": cache}
-            envs = {"numba-cold": numba_env, "numba-warm": numba_env, "numpy": {"CONVPROP_ENGINE": "numpy"},
-                    "before": {"PYTHONPATH": args.before or ""}}
+            caches = [os.path.join(tmp, f"cache{rep}-{i}") for i in range(2)]
+            for cache in caches:
+                os.makedirs(cache)
+            auto_env = {"NUMBA_CACHE_DIR": caches[0]}
+            envs = {"auto-cold": auto_env, "auto-warm": auto_env,
+                    "numba-cold": {"CONVPROP_ENGINE": "numba", "NUMBA_CACHE_DIR": caches[1]},
+                    "numpy": {"CONVPROP_ENGINE": "numpy"}, "before": {"PYTHONPATH": args.before or ""}}
             for kind in kinds:
+                wait_for_compiling()
                 seconds, peak = run(envs[kind], args.data_dir, os.path.join(tmp, f"{kind}{rep}"))
                 times[kind].append(seconds)
                 peaks[kind].append(peak)

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+# `convprop train` compiles the kernels of a machine's first run in a background process
+# (convprop.engine.precompile); the tests compile in the run, so that no child process outlives a
+# test. tests/test_precompile.py tests the background mode.
+os.environ.setdefault("CONVPROP_COMPILE", "foreground")
 
 
 def random_batch(net, n, seed=0, labels=False):

@@ -34,38 +34,52 @@ def test_nothing_to_do_on_the_numpy_engine():
 @pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_after_the_warm_up_training_compiles_nothing(dtype):
-    """The miniature calls every kernel with the argument types the real network will use."""
+    """The miniature calls every kernel with the argument types the real network will use (with the
+    same thread count: one, see below)."""
     convprop.set_engine("numba")
     layers = [Conv(4, 5, "relu", padding="same"), MaxPool(2), Conv(6, 3, stride=2), Subsample(2), Dense(7, "tanh")]
-    thread = warmup.start(layers, dtype, "softmax")
-    thread.join(timeout=300)
+    convprop.set_num_threads(1)
+    try:
+        thread = warmup.start(layers, dtype, "softmax")
+        thread.join(timeout=300)
+    finally:
+        convprop.set_num_threads(None)
     assert not thread.is_alive()
     kernels = _kernels()
     before = {name: len(k.signatures) for name, k in kernels.items()}
-    # what the real network calls: the map layers as one call each way (the kernels inside them
-    # come with them, compiled or loaded from the cache), the output layer's kernels
-    for name in ("stack.forward", "stack.backward", "output.forward", "output.loss", "output.backward"):
+    # what the real network calls: a training step in one call (map, dense and output layers, the
+    # kernels inside it compiled or loaded with it); in evaluation, the map layers' forward pass in
+    # one call, the dense and output layers' forward kernels
+    for name in ("stack.train", "stack.forward", "dense.forward", "output.forward"):
         assert before[f"convprop.engine.kernels.{name}"], name
     net = Network([Input(20, 20), *layers], n_outputs=3, output="softmax", dtype=dtype, seed=0)
     x = np.random.default_rng(0).random((20, 20, 20)).astype(dtype)
+    maps, targets = _inputs(net, x, np.arange(20) % 3)
     # one thread: on more, the first sliced pass also compiles the slices' gradient join
     # (kernels.arrays.weighted_join, 0.3 s), which the one-thread miniature does not reach
     convprop.set_num_threads(1)
     try:
-        net.forward(x)
-        net.backward(np.arange(20) % 3)
+        net.train_batch(maps, targets)  # what the training loop calls
         net.step(0.1)
         assert net.all_finite()
+        net.forward(x)  # the evaluation's pass
     finally:
         convprop.set_num_threads(None)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before
 
 
+def _inputs(net, x, y):
+    from convprop._validation import check_images, check_targets
+
+    maps, _ = check_images(x, net.image_shape, net.dtype)
+    return maps, check_targets(y, maps.shape[0], net.n_outputs, net.dtype)
+
+
 def _kernels() -> dict:
     """Every compiled kernel, by name."""
-    from convprop.engine.kernels import activation, arrays, conv, output, pool, stack
+    from convprop.engine.kernels import activation, arrays, conv, dense, output, pool, stack
 
-    modules = (conv, pool, activation, stack, output, arrays)
+    modules = (conv, pool, activation, dense, stack, output, arrays)
     return {f"{m.__name__}.{name}": getattr(m, name) for m in modules for name in dir(m)
             if hasattr(getattr(m, name), "signatures") and getattr(m, name).__module__ == m.__name__}
 
@@ -105,10 +119,10 @@ def test_the_warm_up_compiles_the_runs_optimiser_and_leaves_it_alone():
     before = {name: len(k.signatures) for name, k in kernels.items()}
     assert before["convprop.engine.kernels.arrays.adam"]
     net = Network([Input(28, 28), *layers], n_outputs=10, dtype=np.float32, seed=0)
+    maps, targets = _inputs(net, np.random.default_rng(0).random((4, 28, 28)).astype(np.float32), np.arange(4) % 10)
     convprop.set_num_threads(1)
     try:
-        net.forward(np.random.default_rng(0).random((4, 28, 28)).astype(np.float32))
-        net.backward(np.arange(4) % 10)
+        net.train_batch(maps, targets)  # what the training loop calls (one compiled call)
         opt.step(net)
     finally:
         convprop.set_num_threads(None)

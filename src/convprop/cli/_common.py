@@ -75,16 +75,22 @@ def add_data_arguments(q: argparse.ArgumentParser, default_dataset: str | None =
     q.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
 
-def run_optimizer(config: dict):
-    """None for the toolbox's plain SGD (net.step(alpha)), else the run's optimiser."""
-    from ..engine.optim import make_optimizer as make
-
+def optimizer_settings(config: dict) -> dict | None:
+    """None for the toolbox's plain SGD (net.step(alpha)), else the arguments of ``make_optimizer``."""
     name = config.get("optimizer", "sgd")
     momentum, nesterov = config.get("momentum", 0.0), config.get("nesterov", False)
     decay = config.get("weight_decay", 0.0)
     if name == "sgd" and not (momentum or nesterov or decay):
         return None
-    return make(name, config["alpha"], momentum=momentum, nesterov=nesterov, weight_decay=decay)
+    return {"name": name, "lr": config["alpha"], "momentum": momentum, "nesterov": nesterov, "weight_decay": decay}
+
+
+def run_optimizer(config: dict):
+    """None for the toolbox's plain SGD (net.step(alpha)), else the run's optimiser."""
+    from ..engine.optim import make_optimizer
+
+    settings = optimizer_settings(config)
+    return None if settings is None else make_optimizer(**settings)
 
 
 def add_command(sub, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:

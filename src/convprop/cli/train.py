@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConvpropError
+from . import compiling
 from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, model_file, say
 from ._data import IMAGES, add_image_arguments, check_data_dir, load_run_data, own_images
 from .report import EpochReport, all_plots, summary_table, write_summary
@@ -202,6 +203,18 @@ def run(args) -> int:
 
 
 def _train(args, net, state, extra, config, out, parallel) -> int:
+    from ..engine import backend
+
+    # a machine's first run of these layers: their kernels compile in a background process (None: not that)
+    child = compiling.begin(args, config, np.dtype(config["dtype"]), parallel)
+    try:
+        return _fit_and_report(args, net, state, extra, config, out, parallel, child)
+    finally:
+        if child is not None:
+            backend.set_engine(None)
+
+
+def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> int:
     from ..engine import warmup
     from ..engine.spec import parse_layers
     from ..formats.model import save_model
@@ -214,8 +227,8 @@ def _train(args, net, state, extra, config, out, parallel) -> int:
     data_dir = data_dir_for(args, extra)
     if data_dir is not None:
         extra["data_dir"] = data_dir  # a hint for test / plot / resume
-    # the compiled kernels compile (first run on a machine) or load while the data are read
-    warmup.start(parse_layers(config["layers"]), dtype, config["output"], run_optimizer(config))
+    if child is None:  # the compiled kernels compile (first run on a machine) or load while the data are read
+        warmup.start(parse_layers(config["layers"]), dtype, config["output"], run_optimizer(config))
     data = _load_data(parallel, lambda: load_run_data(args, config, state, extra, dtype, data_dir))
     extra["class_names"] = data.class_names
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -228,7 +241,8 @@ def _train(args, net, state, extra, config, out, parallel) -> int:
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
                 callbacks=[EpochReport(out / "summary.json", config, args.quiet, data.class_names),
-                           MetricsLog(out / "metrics.csv")], comm=parallel)
+                           MetricsLog(out / "metrics.csv"),
+                           *([compiling.EngineSwitch(child, args)] if child is not None else [])], comm=parallel)
     if parallel is not None and parallel.rank != 0:
         return 0
     save_model(net, out / "model.npz", extra)

@@ -55,6 +55,11 @@ def set_engine(name: str | None) -> None:
     _forced = None if name is None else _check(name, "the engine")
 
 
+def chosen() -> bool:
+    """Whether an engine was chosen (:func:`set_engine`, or ``CONVPROP_ENGINE`` other than auto)."""
+    return _forced is not None or (os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto") != "auto"
+
+
 def engine() -> str:
     """The engine the layers use now: "numba" or "numpy"."""
     name = _forced or _check(os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto", "CONVPROP_ENGINE")

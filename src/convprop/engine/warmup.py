@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import backend, parallel
+from . import backend, parallel, slices
 from ..errors import ConvpropError
 
 #: Largest side tried for the miniature's input.
@@ -72,13 +72,15 @@ def start(layers: Sequence, dtype, output: str = "sigmoid", optimizer=None) -> t
     side = smallest_input(layers)
     if side is None:
         return None
-    thread = threading.Thread(target=_run, args=(list(layers), dtype, output, side, optimizer),
+    thread = threading.Thread(target=run, args=(list(layers), dtype, output, side, optimizer),
                               name="convprop-warm-up", daemon=True)
     thread.start()
     return thread
 
 
-def _run(layers, dtype, output, side, optimizer=None) -> None:
+def run(layers: Sequence, dtype, output: str, side: int, optimizer=None) -> bool:
+    """:func:`start`'s work, on the calling thread: whether it went through (a failure is left to
+    the real network, which meets the same error and reports it)."""
     import copy
 
     from .layers import Input
@@ -89,11 +91,13 @@ def _run(layers, dtype, output, side, optimizer=None) -> None:
         x = np.full((1, side, side, 1), 0.5, dtype=net.dtype)
         targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
         parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
-        # the evaluation's pass, outside a task: layer by layer when the layers share rows over
-        # threads, else the map layers' forward kernel (its own entry, not the training step's)
-        net.forward_batch(x)
+        k = parallel.n_threads()
+        if k > 1:  # a batch in slices: the hand-over to the other threads and the gradients' join
+            many = np.full((k * slices.MIN_SLICE, side, side, 1), 0.5, dtype=net.dtype)
+            net.train_batch(many, np.zeros((len(many), N_OUTPUTS), dtype=net.dtype))
         # the update and the divergence guard's check, one kernel call each (not through
-        # Network.step: that is the user's to wrap, and a call from here would count as theirs)
+        # Network.step: that is the user's to wrap, and a call from here would count as theirs),
+        # before the next pass lets go of the gradients
         if optimizer is None:
             net._sgd(0.0)
         else:  # a copy with no state: the run's own optimiser is left as it is
@@ -101,5 +105,9 @@ def _run(layers, dtype, output, side, optimizer=None) -> None:
             fresh.state, fresh.t = {slot: {} for slot in fresh.state}, 0
             fresh.step(net)
         net.all_finite()
+        # the evaluation's pass, outside a task: layer by layer when the layers share rows over
+        # threads, else the map layers' forward kernel (its own entry, not the training step's)
+        net.forward_batch(x)
     except Exception:  # noqa: BLE001 - the real network reports whatever this meets
-        pass
+        return False
+    return True

@@ -1,0 +1,62 @@
+"""``convprop train`` on a machine whose kernels are not compiled yet: train on, compile aside.
+
+See :mod:`convprop.engine.precompile`: the kernels compile in a child process
+while the NumPy engine trains; the compiled engine takes over from the first
+epoch that starts after the child finished.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from ..engine import backend, parallel, precompile
+from ..training.callbacks import Callback
+from ._common import optimizer_settings, say
+
+
+def settings(config: dict, dtype) -> dict:
+    """What the run's kernels depend on: its layers, dtype, output, optimiser and thread count."""
+    return {"layers": config["layers"], "dtype": str(dtype), "output": config["output"],
+            "optimizer": optimizer_settings(config), "threads": parallel.n_threads()}
+
+
+def begin(args, config: dict, dtype, comm) -> subprocess.Popen | None:
+    """Start compiling in the background and select the NumPy engine, when that is what this run
+    needs (the compiled engine by default, its kernels not compiled here yet, one process, and
+    ``CONVPROP_COMPILE`` not "foreground"); else None."""
+    if comm is not None or backend.chosen() or not precompile.background_wanted() or not precompile.installed():
+        return None
+    wanted = settings(config, dtype)
+    if precompile.is_warm(wanted):
+        return None
+    child = precompile.start(wanted)
+    backend.set_engine("numpy")
+    say(args, "note: first run of these layers on this machine: their compiled kernels are being built "
+              "in the background (15-25 s, once); the NumPy engine trains until they are ready "
+              "(same results to round-off; CONVPROP_COMPILE=foreground waits for them instead)")
+    return child
+
+
+class EngineSwitch(Callback):
+    """Takes the compiled engine from the first epoch after the background compilation finished."""
+
+    def __init__(self, child: subprocess.Popen, args) -> None:
+        self.child, self.args = child, args
+
+    def on_epoch_begin(self, loop) -> None:
+        if self.child is None or self.child.poll() is None:
+            return
+        ok, self.child = self.child.returncode == 0, None
+        if ok:
+            backend.set_engine(None)
+            loop.net.release()  # the NumPy engine's work arrays
+            self._say(f"note: compiled kernels ready: epoch {loop.epoch + 1} on uses them")
+        else:
+            self._say("note: compiling the kernels failed; the NumPy engine trains on "
+                      "(CONVPROP_COMPILE=foreground shows why)")
+
+    def _say(self, text: str) -> None:
+        if not getattr(self.args, "quiet", False):
+            from tqdm.auto import tqdm
+
+            tqdm.write(text)  # above the progress bar

@@ -1,0 +1,134 @@
+"""The compiled engine's first run on a machine: its kernels compile in a background process.
+
+Compiling the kernels takes 15–25 s the first time (then Numba's disk cache
+loads them in under a second). ``convprop train`` does not make a first run
+wait for that: when the kernels a run needs have not been compiled on this
+machine yet (no *marker* for them, :func:`is_warm`), it starts a child process
+that compiles them into the cache (:func:`start`, the child runs :func:`main`),
+trains on the NumPy engine meanwhile, and takes the compiled engine from the
+first epoch that starts after the child finished (the CLI's ``EngineSwitch``).
+The child writes the marker last, so a marker means every kernel is cached.
+
+The two engines agree to round-off (float64 ≤ 1e-12 relative), so such a first
+run ends with the same test error, not with the same bits as the runs after it.
+``CONVPROP_COMPILE=foreground`` compiles in the run itself, as the Python API
+always does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ConvpropError
+
+#: Where the markers go when neither NUMBA_CACHE_DIR nor the kernels' own __pycache__ is usable.
+USER_DIR = Path.home() / ".cache" / "convprop"
+
+
+def background_wanted() -> bool:
+    """``CONVPROP_COMPILE``: "background" (the default) or "foreground"."""
+    value = os.environ.get("CONVPROP_COMPILE", "background").strip().lower() or "background"
+    if value not in ("background", "foreground"):
+        raise ConvpropError(f"CONVPROP_COMPILE must be background or foreground, got {value!r}")
+    return value == "background"
+
+
+def installed() -> bool:
+    """Whether Numba is installed (found, not imported: the NumPy engine's run does not need it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+def _numba_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numba")
+    except PackageNotFoundError:
+        return "?"
+
+
+def _kernels_dir() -> Path:
+    return Path(__file__).resolve().parent / "kernels"
+
+
+def marker(settings: dict) -> Path:
+    """The marker file of a run's kernels: named by a hash of the kernels' sources, Numba's and
+    Python's versions, the cache's place and the run's settings (layers, dtype, output, optimiser,
+    threads), in Numba's cache folder for the kernels when it is writable."""
+    from .kernels.cache import sources_stamp
+
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR", "")
+    key = json.dumps([sources_stamp(), _numba_version(), sys.version, cache_dir, settings], sort_keys=True)
+    name = f"convprop-compiled-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    for folder in (Path(cache_dir) if cache_dir else None, _kernels_dir() / "__pycache__", USER_DIR):
+        if folder is not None and (folder.is_dir() or _can_make(folder)) and os.access(folder, os.W_OK):
+            return folder / name
+    return USER_DIR / name
+
+
+def _can_make(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def is_warm(settings: dict) -> bool:
+    """Whether the kernels for ``settings`` were compiled on this machine (their marker exists)."""
+    return marker(settings).is_file()
+
+
+def start(settings: dict) -> subprocess.Popen:
+    """Start the child that compiles the kernels for ``settings`` (detached: it outlives a Ctrl-C and
+    the command, at a low priority, its output discarded)."""
+    env = dict(os.environ, CONVPROP_ENGINE="numba")
+    return subprocess.Popen([sys.executable, "-m", "convprop.engine.precompile", json.dumps(settings)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+
+
+def compile_for(settings: dict) -> bool:
+    """Compile (or load) every kernel a run with ``settings`` calls, then write its marker; whether it did.
+
+    Parameters
+    ----------
+    settings : dict
+        ``layers`` (a spec), ``dtype``, ``output``, ``optimizer`` (None for plain SGD, else the
+        arguments of :func:`convprop.engine.optim.make_optimizer`), ``threads``.
+    """
+    import numpy as np
+
+    from .._files import atomic_write_text
+    from . import warmup
+    from .optim import make_optimizer
+    from .spec import parse_layers
+
+    from .parallel import set_num_threads
+
+    set_num_threads(settings["threads"])
+    layers = parse_layers(settings["layers"], allow_empty=True)
+    side = warmup.smallest_input(layers)
+    optimizer = make_optimizer(**settings["optimizer"]) if settings["optimizer"] else None
+    if side is None or not warmup.run(layers, np.dtype(settings["dtype"]), settings["output"], side, optimizer):
+        return False
+    atomic_write_text(marker(settings), json.dumps(settings) + "\n")
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """The child's entry point: ``python -m convprop.engine.precompile SETTINGS_JSON`` (status 1: failed)."""
+    if hasattr(os, "nice"):
+        os.nice(10)  # the run that started it comes first
+    return 0 if compile_for(json.loads(argv[0])) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,127 @@
+"""A machine's first `convprop train`: the kernels compile in a child process while the NumPy engine trains."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convprop
+from convprop import ConvpropError, Input, Network, Subsample, Conv
+from convprop.cli import compiling
+from convprop.engine import backend, precompile
+from idx_helpers import tiny_dataset
+
+SETTINGS = {"layers": "2c5-s4", "dtype": "float64", "output": "sigmoid", "optimizer": None, "threads": 1}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    monkeypatch.delenv("CONVPROP_ENGINE", raising=False)
+    monkeypatch.setenv("CONVPROP_COMPILE", "background")
+    yield tmp_path / "cache"
+    convprop.set_engine(None)
+
+
+class Args:
+    quiet = False
+
+
+class FakeChild:
+    def __init__(self, code):
+        self.returncode, self.code = None, code
+
+    def poll(self):
+        self.returncode = self.code
+        return self.code
+
+
+def test_the_setting_and_its_errors(monkeypatch):
+    monkeypatch.setenv("CONVPROP_COMPILE", "Foreground")
+    assert not precompile.background_wanted()
+    monkeypatch.setenv("CONVPROP_COMPILE", "")
+    assert precompile.background_wanted()
+    monkeypatch.setenv("CONVPROP_COMPILE", "later")
+    with pytest.raises(ConvpropError, match="CONVPROP_COMPILE must be background or foreground"):
+        precompile.background_wanted()
+
+
+def test_one_marker_per_settings_and_cache_in_the_cache(cache, monkeypatch):
+    mark = precompile.marker(SETTINGS)
+    assert mark.parent == cache and not precompile.is_warm(SETTINGS)
+    assert precompile.marker({**SETTINGS, "dtype": "float32"}) != mark
+    assert precompile.marker({**SETTINGS, "threads": 2}) != mark
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache / "other"))
+    assert precompile.marker(SETTINGS).name != mark.name
+
+
+def test_a_cold_run_starts_the_child_and_trains_on_numpy(cache, monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(precompile, "start", lambda settings: started.append(settings) or FakeChild(None))
+    config = {"layers": "2c5-s4", "output": "sigmoid", "optimizer": "adam", "alpha": 0.01}
+    child = compiling.begin(Args(), config, np.dtype("float32"), None)
+    assert child is not None and backend.engine() == "numpy"
+    assert started[0]["dtype"] == "float32" and started[0]["optimizer"]["name"] == "adam"
+    assert "compiled kernels are being built in the background" in capsys.readouterr().out
+    convprop.set_engine(None)
+    # nothing to do: an engine chosen, compilation asked in the run, MPI, or the kernels already there
+    for env, value in (("CONVPROP_ENGINE", "numba"), ("CONVPROP_COMPILE", "foreground")):
+        with monkeypatch.context() as m:
+            m.setenv(env, value)
+            assert compiling.begin(Args(), config, np.dtype("float32"), None) is None
+    assert compiling.begin(Args(), config, np.dtype("float32"), object()) is None
+    precompile.marker(started[0]).write_text("{}")
+    assert compiling.begin(Args(), config, np.dtype("float32"), None) is None
+    assert len(started) == 1 and backend.engine() == "numba"
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_the_switch_to_the_compiled_engine(cache, capsys, code):
+    class Loop:
+        epoch = 2
+        net = Network([Input(8, 8), Conv(2, 3), Subsample(2)], n_outputs=2, seed=0)
+
+    convprop.set_engine("numpy")
+    switch = compiling.EngineSwitch(FakeChild(None), Args())
+    switch.child.poll = lambda: None
+    switch.on_epoch_begin(Loop)
+    assert backend.engine() == "numpy" and capsys.readouterr().out == ""
+    switch.child = FakeChild(code)
+    switch.on_epoch_begin(Loop)
+    out = capsys.readouterr().out
+    if code == 0:
+        assert backend.engine() == "numba" and "epoch 3 on uses them" in out
+    else:
+        assert backend.engine() == "numpy" and "compiling the kernels failed" in out
+    switch.on_epoch_begin(Loop)  # said once
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+def test_first_and_second_run_through_the_command(cache, tmp_path):
+    """A real first run: the note, the NumPy engine, a child that writes the marker last; then a run
+    that finds the kernels (no note) and gives the same test error."""
+    data = tiny_dataset(tmp_path / "data")
+    argv = [sys.executable, "-m", "convprop", "train", "--data-dir", str(data), "--layers", "2c5-s4",
+            "--batch-size", "10", "--no-plots"]
+    first = subprocess.run([*argv, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "being built in the background" in first.stdout
+    settings = {"layers": "2c5-s4", "dtype": "float64", "output": "sigmoid", "optimizer": None,
+                "threads": convprop.get_num_threads()}
+    deadline = time.monotonic() + 400
+    while not precompile.is_warm(settings):
+        assert time.monotonic() < deadline, "the background compilation wrote no marker"
+        time.sleep(0.5)
+    assert json.loads(precompile.marker(settings).read_text()) == settings
+    second = subprocess.run([*argv, "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "background" not in second.stdout
+    errors = [json.loads((tmp_path / d / "summary.json").read_text())["test_error"] for d in "ab"]
+    assert errors[0] == errors[1]
