@@ -6,8 +6,10 @@ step links and optimises every kernel it calls again), then reads them from
 Numba's disk cache (about 0.5 s). :func:`start` does that work on a second
 thread as soon as the layers are known, before the data are read: it pushes one
 image through a miniature of the network (the same layers and dtype on the
-smallest input they accept), which compiles (or loads) exactly the kernels, for
-exactly the argument types, that training will call. LLVM's optimisation and
+smallest input they accept; a few images more when the batch is cut into slices
+over threads), which compiles (or loads) exactly the kernels, for exactly the
+argument types, that training will call. :mod:`.precompile` runs the same work
+in a child process for ``convprop train``'s first run on a machine. LLVM's optimisation and
 code generation run without the GIL (llvmlite calls them through ctypes), so
 they overlap with reading and decoding the data. Numba serialises compilation
 with one lock: a training step that needs a kernel still being compiled waits
