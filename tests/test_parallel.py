@@ -96,6 +96,7 @@ def test_blas_is_capped_while_training_and_predicting(monkeypatch):
         net.predict_proba(x)
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS runs one thread anyway on one core")
 def test_blas_cap_reaches_the_dense_kernels_blas_in_a_fresh_process():
     """The compiled dense kernels call SciPy's BLAS, a second library beside NumPy's: a training run
     that starts before anything loaded it still caps it (else two batch slices each ran a

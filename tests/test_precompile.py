@@ -125,3 +125,71 @@ def test_first_and_second_run_through_the_command(cache, tmp_path):
     assert "background" not in second.stdout
     errors = [json.loads((tmp_path / d / "summary.json").read_text())["test_error"] for d in "ab"]
     assert errors[0] == errors[1]
+
+
+def test_a_failed_child_leaves_a_mark_and_the_next_runs_compile_in_the_run(cache, monkeypatch):
+    from convprop.engine import warmup
+
+    monkeypatch.setattr(warmup, "run", lambda *a, **k: False)
+    assert precompile.main([json.dumps(SETTINGS)]) == 1 and precompile.has_failed(SETTINGS)
+    assert not precompile.is_warm(SETTINGS)
+    config = {"layers": "2c5-s4", "output": "sigmoid", "alpha": 1.0}
+    monkeypatch.setattr(precompile, "start", lambda settings: pytest.fail("started again"))
+    monkeypatch.setattr(compiling, "settings", lambda config, dtype: SETTINGS)
+    assert compiling.begin(Args(), config, np.dtype("float64"), None) is None
+    monkeypatch.setattr(warmup, "run", lambda *a, **k: 1 / 0)  # an exception: marked too
+    other = {**SETTINGS, "dtype": "float32"}
+    assert precompile.main([json.dumps(other)]) == 1 and precompile.has_failed(other)
+
+
+def test_a_child_that_cannot_start_means_compiling_in_the_run(cache, monkeypatch):
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(OSError("no fork")))
+    config = {"layers": "2c5-s4", "output": "sigmoid", "alpha": 1.0}
+    assert compiling.begin(Args(), config, np.dtype("float64"), None) is None
+    assert backend.engine() == "numba" if backend.available() else True
+
+
+@pytest.mark.skipif(not backend.available() or (os.cpu_count() or 1) < 2, reason="Numba and 2 cores needed")
+def test_after_the_switch_the_dense_kernels_blas_is_capped_too():
+    """The loop capped the BLAS libraries loaded when it started (NumPy's); SciPy's, which the
+    compiled dense kernels call, comes with the switch and is capped then (a fresh process, so that
+    nothing loaded it before)."""
+    script = """
+import sys
+import numpy as np
+from threadpoolctl import threadpool_info
+import convprop
+from convprop import Callback, Conv, Dense, Input, Network, train
+from convprop.cli.compiling import EngineSwitch
+from convprop.engine import backend
+
+class Child:
+    returncode, calls = None, 0
+    def poll(self):
+        self.calls += 1
+        self.returncode = 0 if self.calls > 1 else None
+        return self.returncode
+
+class Args:
+    quiet = True
+
+seen = []
+class Spy(Callback):
+    def on_batch_end(self, loop):
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        seen.append((loop.epoch, backend.engine(), len(blas), max(blas)))
+
+convprop.set_engine("numpy")
+net = Network([Input(8, 8), Conv(2, 3), Dense(4)], n_outputs=2, seed=0)
+x = np.random.default_rng(0).random((40, 8, 8))
+assert "scipy.linalg.cython_blas" not in sys.modules
+switch = EngineSwitch(Child(), Args())
+train(net, x, np.arange(40) % 2, epochs=2, batch_size=20, callbacks=[switch, Spy()])
+assert {s[1] for s in seen if s[0] == 0} == {"numpy"}, seen
+after = [s for s in seen if s[0] == 1]
+assert after and {s[1] for s in after} == {"numba"} and all(s[2] >= 2 and s[3] == 1 for s in after), seen
+assert max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas") > 1  # restored after
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CONVPROP_THREADS": "2", "CONVPROP_COMPILE": "foreground"})
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -176,3 +176,61 @@ def test_a_users_activation_is_computed_not_skipped():
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
     for k in want[2]:
         np.testing.assert_allclose(got[2][k], want[2][k], rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+def _engines_agree(make, steps=1, change=None):
+    """make() on each engine, train_batch `steps` times (change(net) between them): the same numbers."""
+    out = []
+    for engine in ("numba", "numpy"):
+        convprop.set_engine(engine)
+        net = make()
+        x, y = random_batch(net, 6, seed=1)
+        for i in range(steps):
+            if change is not None and i:
+                change(net)
+            loss = net.train_batch(*net_inputs(net, x, y))
+        out.append((loss, net.o.copy(), {k: g.copy() for k, g in net.gradients().items()}))
+    (l1, o1, g1), (l2, o2, g2) = out
+    assert l1 == pytest.approx(l2, rel=1e-12)
+    np.testing.assert_allclose(o1, o2, rtol=1e-12)
+    for k in g2:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-9, atol=1e-14, err_msg=k)
+
+
+def test_a_subclass_of_a_built_in_activation_computes_its_own_function():
+    """Capped(Tanh) inherits Tanh's kernel number, not its function: its layers take the NumPy path."""
+    from convprop.engine.activations import Tanh
+
+    class Capped(Tanh):
+        def forward(self, z, out=None):
+            return np.minimum(np.tanh(z, out=out), 0.5, out=out)
+
+        def backward(self, delta, a):
+            return delta * (1 - a * a) * (a < 0.5)
+
+    assert not Capped().has_kernel and Tanh().has_kernel
+    _engines_agree(lambda: Network([Input(8, 8), Conv(2, 3, Capped()), Subsample(2), Dense(3, Capped())],
+                                   n_outputs=2, seed=0))
+
+
+def test_an_activation_swapped_after_a_pass_is_used():
+    from convprop.engine.activations import LeakyReLU
+
+    def swap(net):
+        net.layers[1].activation = LeakyReLU(0.3)
+        net.layers[3].activation.slope = 0.2  # in place, too
+
+    _engines_agree(lambda: Network([Input(10, 10), Conv(2, 3, "relu"), Subsample(2), Conv(3, 2, LeakyReLU(0.1))],
+                                   n_outputs=2, seed=0), steps=2, change=swap)
+
+
+def test_parameters_in_another_layout_take_the_layer_path():
+    """A Fortran-ordered weight (a user's assignment) cannot join the kernels' tuples of C arrays."""
+    def make():
+        net = Network([Input(12, 12), Conv(2, 5, "relu"), MaxPool(2), Dense(5, "relu")], n_outputs=3,
+                      output="softmax", seed=2)
+        for layer in (net.layers[3], net.output, net.layers[1]):
+            layer.params["weight"] = np.asfortranarray(layer.params["weight"])
+        return net
+
+    _engines_agree(make)

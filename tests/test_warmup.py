@@ -99,6 +99,10 @@ def test_after_the_warm_up_a_pass_on_two_threads_compiles_nothing():
         before = {name: len(k.signatures) for name, k in kernels.items()}
         net = Network([Input(28, 28), *layers], n_outputs=10, seed=0)
         net.forward(np.random.default_rng(0).random((3, 28, 28)))
+        # and a training step in two slices: the crew's hand-over and the slices' gradient join
+        net.train_batch(*_inputs(net, np.random.default_rng(1).random((40, 28, 28)), np.arange(40) % 10))
+        assert len(net._slices) == 2
+        net.step(0.1)
     finally:
         convprop.set_num_threads(None)
     assert {name: len(k.signatures) for name, k in kernels.items()} == before

@@ -51,6 +51,12 @@ class Activation:
         """(kernel number, slope) as the compiled kernels take them."""
         return self.kernel, float(getattr(self, "slope", 0.0))
 
+    @property
+    def has_kernel(self) -> bool:
+        """Whether the compiled kernels compute this activation: one of the built-in classes itself
+        (a subclass, the user's own, may compute another function; its layer takes the NumPy path)."""
+        return type(self) in _BY_NAME.values()
+
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 

@@ -55,14 +55,19 @@ def set_engine(name: str | None) -> None:
     _forced = None if name is None else _check(name, "the engine")
 
 
+def _asked() -> str:
+    """The engine asked for: :func:`set_engine`'s, else ``CONVPROP_ENGINE``'s ("auto" when unset)."""
+    return _forced or _check(os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto", "CONVPROP_ENGINE")
+
+
 def chosen() -> bool:
     """Whether an engine was chosen (:func:`set_engine`, or ``CONVPROP_ENGINE`` other than auto)."""
-    return _forced is not None or (os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto") != "auto"
+    return _asked() != "auto"
 
 
 def engine() -> str:
     """The engine the layers use now: "numba" or "numpy"."""
-    name = _forced or _check(os.environ.get("CONVPROP_ENGINE", "auto").strip().lower() or "auto", "CONVPROP_ENGINE")
+    name = _asked()
     if name == "auto":
         return "numba" if available() else "numpy"
     if name == "numba" and not available():

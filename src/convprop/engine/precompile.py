@@ -9,10 +9,12 @@ trains on the NumPy engine meanwhile, and takes the compiled engine from the
 first epoch that starts after the child finished (the CLI's ``EngineSwitch``).
 The child writes the marker last, so a marker means every kernel is cached.
 
-The two engines agree to round-off (float64 ≤ 1e-12 relative), so such a first
-run ends with the same test error, not with the same bits as the runs after it.
-``CONVPROP_COMPILE=foreground`` compiles in the run itself, as the Python API
-always does.
+Such a first run is not reproducible bit for bit: the two engines agree to
+round-off (float64 ≤ 1e-12 relative), and the epoch at which it changes engines
+depends on how long the compiling takes. ``CONVPROP_COMPILE=foreground``
+compiles in the run itself, as the Python API always does. A child that fails
+leaves a ``.failed`` mark beside the marker: the runs after it compile in the
+run, where an error is reported.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from pathlib import Path
 
 from ..errors import ConvpropError
 
-#: Where the markers go when neither NUMBA_CACHE_DIR nor the kernels' own __pycache__ is usable.
-USER_DIR = Path.home() / ".cache" / "convprop"
+#: The children started by this process (kept, so that none is collected while it runs).
+_children: list[subprocess.Popen] = []
 
 
 def background_wanted() -> bool:
@@ -36,13 +38,6 @@ def background_wanted() -> bool:
     if value not in ("background", "foreground"):
         raise ConvpropError(f"CONVPROP_COMPILE must be background or foreground, got {value!r}")
     return value == "background"
-
-
-def installed() -> bool:
-    """Whether Numba is installed (found, not imported: the NumPy engine's run does not need it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("numba") is not None
 
 
 def _numba_version() -> str:
@@ -67,15 +62,20 @@ def marker(settings: dict) -> Path:
     cache_dir = os.environ.get("NUMBA_CACHE_DIR", "")
     key = json.dumps([sources_stamp(), _numba_version(), sys.version, cache_dir, settings], sort_keys=True)
     name = f"convprop-compiled-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    for folder in (Path(cache_dir) if cache_dir else None, _kernels_dir() / "__pycache__", USER_DIR):
-        if folder is not None and (folder.is_dir() or _can_make(folder)) and os.access(folder, os.W_OK):
+    user_dir = Path(os.path.expanduser("~")) / ".cache" / "convprop"
+    for folder in (Path(cache_dir) if cache_dir else None, _kernels_dir() / "__pycache__", user_dir):
+        if folder is not None and _writable(folder):
             return folder / name
-    return USER_DIR / name
+    return user_dir / name
 
 
-def _can_make(folder: Path) -> bool:
+def _writable(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (made if need be): tried, not guessed from the mode."""
+    import tempfile
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError:
         return False
     return True
@@ -86,13 +86,29 @@ def is_warm(settings: dict) -> bool:
     return marker(settings).is_file()
 
 
-def start(settings: dict) -> subprocess.Popen:
+def has_failed(settings: dict) -> bool:
+    """Whether a child failed to compile the kernels for ``settings`` here (then runs compile in the
+    run itself, where an error is reported)."""
+    return marker(settings).with_suffix(".failed").is_file()
+
+
+def start(settings: dict) -> subprocess.Popen | None:
     """Start the child that compiles the kernels for ``settings`` (detached: it outlives a Ctrl-C and
-    the command, at a low priority, its output discarded)."""
+    the command, at a low priority, its output discarded); None when it cannot be started."""
     env = dict(os.environ, CONVPROP_ENGINE="numba")
-    return subprocess.Popen([sys.executable, "-m", "convprop.engine.precompile", json.dumps(settings)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+    if os.name == "nt":
+        detached = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
+                    | subprocess.BELOW_NORMAL_PRIORITY_CLASS}
+    else:
+        detached = {"start_new_session": True}
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "convprop.engine.precompile", json.dumps(settings)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=env, **detached)
+    except OSError:
+        return None
+    _children.append(child)
+    return child
 
 
 def compile_for(settings: dict) -> bool:
@@ -117,17 +133,24 @@ def compile_for(settings: dict) -> bool:
     layers = parse_layers(settings["layers"], allow_empty=True)
     side = warmup.smallest_input(layers)
     optimizer = make_optimizer(**settings["optimizer"]) if settings["optimizer"] else None
-    if side is None or not warmup.run(layers, np.dtype(settings["dtype"]), settings["output"], side, optimizer):
-        return False
-    atomic_write_text(marker(settings), json.dumps(settings) + "\n")
-    return True
+    ok = side is not None and warmup.run(layers, np.dtype(settings["dtype"]), settings["output"], side, optimizer)
+    mark = marker(settings)
+    atomic_write_text(mark if ok else mark.with_suffix(".failed"), json.dumps(settings) + "\n")
+    return ok
 
 
 def main(argv: list[str]) -> int:
     """The child's entry point: ``python -m convprop.engine.precompile SETTINGS_JSON`` (status 1: failed)."""
     if hasattr(os, "nice"):
         os.nice(10)  # the run that started it comes first
-    return 0 if compile_for(json.loads(argv[0])) else 1
+    settings = json.loads(argv[0])
+    try:
+        return 0 if compile_for(settings) else 1
+    except Exception:  # noqa: BLE001 - any failure: the runs after this one compile in the run and report it
+        from .._files import atomic_write_text
+
+        atomic_write_text(marker(settings).with_suffix(".failed"), json.dumps(settings) + "\n")
+        return 1
 
 
 if __name__ == "__main__":

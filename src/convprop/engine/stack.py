@@ -33,17 +33,26 @@ def layers(net_layers: Sequence[Layer]) -> list[Layer]:
     """The map layers right after Input that can run as one call (at least one convolution among them).
 
     A layer whose ``forward`` or ``backward`` was replaced on the object itself (a
-    timing wrapper, say) ends the run, so that the replacement is called.
+    timing wrapper, say) ends the run, so that the replacement is called; so does a
+    convolution whose activation the kernels do not compute or whose parameters are
+    not C-contiguous arrays (the kernels take them in tuples of one array type).
     """
     run = []
     for layer in net_layers[1:]:
         if vars(layer).keys() & {"forward", "backward"}:
             break
-        if not ((type(layer) is Conv and layer.activation.kernel >= 0) or type(layer) is Subsample
+        if not ((type(layer) is Conv and _plain(layer)) or type(layer) is Subsample
                 or (type(layer) is MaxPool and layer.scale <= 16)):
             break
         run.append(layer)
     return run if any(type(layer) is Conv for layer in run) else []
+
+
+def _plain(layer: Layer) -> bool:
+    """Whether the kernels can take a convolution or dense ``layer`` as it is now: not wrapped, a
+    built-in activation, C-contiguous parameters."""
+    return getattr(layer, "activation", None) is not None and layer.activation.has_kernel and \
+        not vars(layer).keys() & {"forward", "backward"} and all(p.flags.c_contiguous for p in layer.params.values())
 
 
 class Stack:
@@ -78,6 +87,7 @@ class Stack:
         #: (L, 9) int64, see ``kernels.stack.COLUMNS``; the activations' slopes (L,).
         self.rows = np.array(rows, dtype=np.int64).reshape(-1, len(kernels.COLUMNS))
         self.slopes = np.array(slopes, dtype=np.float64)
+        self._acts = [c.activation.kernel_args for c in self.convs]  # what rows and slopes were made of
         self._none = np.empty((0, 0, 0, 0), dtype=np.uint8)
         self.reuse = reuse
         self._kept: dict = {}  # with reuse: "forward" / "backward" → (batch size, dtype, arrays)
@@ -102,10 +112,12 @@ class Stack:
         return kept[2]
 
     def fits(self, net_layers: Sequence[Layer]) -> bool:
-        """Whether this is still the run of ``net_layers`` (the same layer objects, none wrapped since)."""
+        """Whether this is still the run of ``net_layers``: the same layer objects, none wrapped since, the
+        convolutions' activations (and slopes) those of :attr:`rows`, their parameters still C-contiguous."""
         run = self.run
         return len(net_layers) > len(run) and all(a is b for a, b in zip(run, net_layers[1:])) and \
-            not any(vars(layer).keys() & {"forward", "backward"} for layer in run)
+            not any(vars(layer).keys() & {"forward", "backward"} for layer in run) and \
+            all(_plain(c) and c.activation.kernel_args == args for c, args in zip(self.convs, self._acts))
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
@@ -220,11 +232,11 @@ class Stack:
         return [*maps, *hxs[1:]], float(loss), ot.T, et.T
 
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
-        """Whether :meth:`train` can run the whole network: this run, then only dense layers (none
-        wrapped, each with a compiled activation), and ``out`` a plain sigmoid or softmax output layer."""
-        return all(type(layer) is Dense and layer.activation.kernel >= 0 and not vars(layer).keys() & {"forward", "backward"}
-                   for layer in net_layers[1 + len(self.run):]) \
-            and type(out) in (SigmoidOutput, SoftmaxOutput) and not vars(out).keys() & {"forward", "backward", "loss"}
+        """Whether :meth:`train` can run the whole network: this run, then only dense layers the kernels
+        can take (:func:`_plain`), and ``out`` a plain sigmoid or softmax output layer (C-contiguous)."""
+        return all(type(layer) is Dense and _plain(layer) for layer in net_layers[1 + len(self.run):]) \
+            and type(out) in (SigmoidOutput, SoftmaxOutput) and not vars(out).keys() & {"forward", "backward", "loss"} \
+            and all(p.flags.c_contiguous for p in out.params.values())
 
     def _train_arrays(self, n: int, x: np.ndarray, head: Sequence[Layer], out: Layer) -> tuple:
         """Every array :meth:`train` fills, for a batch of ``n`` images like those of ``x``."""

@@ -35,8 +35,11 @@ def sources_stamp() -> str:
     """A SHA-256 of every ``.py`` file of the kernels package (names and contents), re-read when one changes."""
     key = []
     for name in sorted(os.listdir(KERNELS_DIR)):
-        if name.endswith(".py"):
-            st = os.stat(os.path.join(KERNELS_DIR, name))
+        if name.endswith(".py") and not name.startswith("."):  # not an editor's lock link (.#conv.py)
+            try:
+                st = os.stat(os.path.join(KERNELS_DIR, name))
+            except OSError:
+                continue
             key.append((name, st.st_mtime_ns, st.st_size))
     return _hash_files(tuple(key))
 

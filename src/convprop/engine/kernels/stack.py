@@ -138,15 +138,8 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
                 for m in range(n):
                     x0[c, r, q, m] = x[rows[m], r, q, c]
     forward(table, slopes, weights, biases, maps, padded, args)
-    last, delta = maps[len(maps) - 1], deltas[len(deltas) - 1]
-    c_l, h_l, w_l = last.shape[0], last.shape[1], last.shape[2]
-    fvt, top = hxs[0], head.shape[0]
-    for r in range(h_l):
-        for q in range(w_l):
-            for c in range(c_l):
-                f = (r * w_l + q) * c_l + c
-                for m in range(n):
-                    fvt[f, m] = last[c, r, q, m]
+    top = head.shape[0]
+    _flatten(maps[len(maps) - 1], hxs[0], False)
     for l in range(top):
         dense.forward(hxs[l], hws[l], hbs[l], head[l], head_slopes[l], hxs[l + 1])
     output.forward(hxs[top], hws[top], hbs[top], softmax, ot, log_ot)
@@ -159,12 +152,22 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
     for l in range(top - 1, -1, -1):
         dense.backward(hdxs[l + 1], hxs[l + 1], hxs[l], hws[l], head[l], head_slopes[l], hds[l], hdws[l], hdbs[l],
                        hdxs[l])
-    fvdt = hdxs[0]
+    _flatten(deltas[len(deltas) - 1], hdxs[0], True)
+    backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs)
+    return loss
+
+
+@jit
+def _flatten(maps, vectors, back):
+    """vectors[(r·W + q)·C + c, n] = maps[c, r, q, n] (the feature vectors' (H, W, C) order), or with
+    ``back`` the other way round: maps (C, H, W, N), vectors (C·H·W, N)."""
+    c_l, h_l, w_l, n = maps.shape
     for r in range(h_l):
         for q in range(w_l):
             for c in range(c_l):
                 f = (r * w_l + q) * c_l + c
                 for m in range(n):
-                    delta[c, r, q, m] = fvdt[f, m]
-    backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs)
-    return loss
+                    if back:
+                        maps[c, r, q, m] = vectors[f, m]
+                    else:
+                        vectors[f, m] = maps[c, r, q, m]

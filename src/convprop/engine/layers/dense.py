@@ -69,7 +69,7 @@ class Dense(Layer):
     # a = f(W·x + b)  (x, a batch-last: (F, N), (units, N); compiled: kernels.dense, the same order)
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._flatten(x)
-        kernels = backend.compiled() if self.activation.kernel >= 0 else None  # a user's f: NumPy
+        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
         if kernels is not None:
             x = np.ascontiguousarray(x)
             a = np.empty((self.units, x.shape[1]), dtype=x.dtype)
@@ -85,7 +85,7 @@ class Dense(Layer):
     # d = δ·f'(z);  dW = d·xᵀ/N;  db = Σ_n d/N;  δ_prev = Wᵀ·d (reshaped back into maps)
     def backward(self, delta, need_input_delta=True):
         x, a = self._cache["x"], self._cache["a"]
-        kernels = backend.compiled() if self.activation.kernel >= 0 else None  # a user's f: NumPy
+        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
         if kernels is not None:
             dx = self._backward_compiled(kernels, np.ascontiguousarray(delta), x, a, need_input_delta)
         else:
@@ -105,7 +105,7 @@ class Dense(Layer):
         """:meth:`backward`'s gradients and input delta (F, N) (None when not needed) in one kernel call."""
         weight = self.params["weight"]
         d = np.empty_like(a)
-        self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(self.params["bias"])}
+        self.grads = {"weight": np.empty(weight.shape, weight.dtype), "bias": np.empty_like(self.params["bias"])}
         dx = np.empty((weight.shape[1], a.shape[1]) if need_input_delta else (0, 0), dtype=a.dtype)
         code, slope = self.activation.kernel_args
         kernels.dense.backward(delta, a, x, weight, code, slope, d, self.grads["weight"], self.grads["bias"], dx)
