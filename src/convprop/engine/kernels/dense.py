@@ -15,6 +15,7 @@ import numpy as np
 
 from ._jit import jit
 from .activation import apply_, derivative
+from .output import mean_rows
 
 
 # a = f(W·x + b)
@@ -54,11 +55,6 @@ def backward(delta, at, xt, w, code, slope, d, dw, db, dxt):
     flat = dw.reshape(dw.size)
     for i in range(flat.shape[0]):
         flat[i] *= scale
-    for k in range(u):
-        row = d[k]
-        total = d.dtype.type(0)
-        for m in range(n):
-            total += row[m]
-        db[k] = total * scale
+    mean_rows(d, scale, db)
     if dxt.size != 0:
         np.dot(w.T, d, dxt)

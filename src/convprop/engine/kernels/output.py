@@ -32,6 +32,17 @@ def _combine(out, c, x):
                 acc[m] += cij * row[m]
 
 
+@rjit
+def mean_rows(d, scale, out):
+    """out[k] = scale · Σ_m d[k, m]: a fully connected layer's bias gradient from its d (K, N), scale 1/N."""
+    for k in range(d.shape[0]):
+        row = d[k]
+        total = d.dtype.type(0)
+        for m in range(row.shape[0]):
+            total += row[m]
+        out[k] = total * scale
+
+
 @jit
 def forward(fvt, w, b, softmax, ot, log_ot):
     """oᵀ = σ(W·fvᵀ + b) or softmax over k of the same z (then log oᵀ too).
@@ -99,12 +110,9 @@ def backward(et, ot, fvt, w, softmax, odt, dw, db, fvdt):
         for m in range(n):
             odt[k, m] = et[k, m] if softmax else et[k, m] * ((one - ot[k, m]) * ot[k, m])
     scale = ot.dtype.type(1.0 / n)
+    mean_rows(odt, scale, db)
     for k in range(k_out):
         d = odt[k]
-        total = d.dtype.type(0)
-        for m in range(n):
-            total += d[m]
-        db[k] = total * scale
         for f in range(w.shape[1]):
             x = fvt[f]
             total = d.dtype.type(0)
