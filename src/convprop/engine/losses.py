@@ -19,7 +19,8 @@ def half_squared_error(o: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
         dℓₙ/doₙ for each sample, with L = mean over n of ℓₙ.
     """
     e = o - y
-    return float(0.5 * np.sum(e * e) / e.shape[0]), e
+    s = e * np.sqrt(0.5 / e.shape[0])  # Σ (c·e)², c = √(½/N): no partial sum exceeds L, so no overflow short of L's
+    return float(np.sum(s * s)), e
 
 
 def cross_entropy(o: np.ndarray, y: np.ndarray, log_o: np.ndarray | None = None) -> tuple[float, np.ndarray]:

@@ -80,19 +80,28 @@ def forward(fvt, w, b, softmax, ot, log_ot):
 def loss(ot, yt, log_ot, softmax, et):
     """The loss (½·Σ(o − y)²/N, or −Σ y·log o / N for softmax) and eᵀ = (o − y)ᵀ.
 
+    The squared error is summed as Σ (c·e)² with c = √(½/N), as :func:`convprop.engine.losses.
+    half_squared_error` does: no partial sum exceeds the loss, so a loss within the float range
+    never overflows on the way (targets of 1e153 did).
+
     Parameters
     ----------
     ot, yt : (K, N) outputs and targets;  log_ot : (K, N) log o (softmax)
     et : (K, N), out
     """
     k_out, n = ot.shape
+    c = math.sqrt(0.5 / n)
     total = 0.0
     for k in range(k_out):
         for m in range(n):
             e = ot[k, m] - yt[k, m]
             et[k, m] = e
-            total += -yt[k, m] * log_ot[k, m] if softmax else e * e
-    return total / n if softmax else 0.5 * total / n
+            if softmax:
+                total += -yt[k, m] * log_ot[k, m]
+            else:
+                s = e * c
+                total += s * s
+    return total / n if softmax else total
 
 
 @rjit
