@@ -28,7 +28,7 @@ def begin(args, config: dict, dtype, comm) -> subprocess.Popen | None:
     if not precompile.background_wanted() or comm is not None or backend.chosen() or not backend.available():
         return None
     wanted = settings(config, dtype)
-    if precompile.is_warm(wanted) or precompile.has_failed(wanted):
+    if not precompile.is_cold(wanted):
         return None
     child = precompile.start(wanted)
     if child is None:

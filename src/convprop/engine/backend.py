@@ -75,6 +75,12 @@ def engine() -> str:
     return name
 
 
+def compiled_for(activation) -> SimpleNamespace | None:
+    """:func:`compiled`, for a layer with ``activation``: None also when the kernels do not compute it
+    (a user's own function: the layer takes the NumPy path)."""
+    return compiled() if activation.has_kernel else None
+
+
 def compiled() -> SimpleNamespace | None:
     """The kernel modules (``conv``, ``pool``, ``activation``, ``dense``, ``output``, ``stack``, ``arrays``), else None.
 

@@ -92,6 +92,20 @@ def has_failed(settings: dict) -> bool:
     return marker(settings).with_suffix(".failed").is_file()
 
 
+def is_cold(settings: dict) -> bool:
+    """Neither :func:`is_warm` nor :func:`has_failed` (one look-up of the marker for both)."""
+    mark = marker(settings)
+    return not mark.is_file() and not mark.with_suffix(".failed").is_file()
+
+
+def _leave_mark(settings: dict, ok: bool) -> None:
+    """The marker (``ok``), or the ``.failed`` mark beside it, written atomically."""
+    from .._files import atomic_write_text
+
+    mark = marker(settings)
+    atomic_write_text(mark if ok else mark.with_suffix(".failed"), json.dumps(settings) + "\n")
+
+
 def start(settings: dict) -> subprocess.Popen | None:
     """Start the child that compiles the kernels for ``settings`` (detached: it outlives a Ctrl-C and
     the command, at a low priority, its output discarded); None when it cannot be started."""
@@ -122,7 +136,6 @@ def compile_for(settings: dict) -> bool:
     """
     import numpy as np
 
-    from .._files import atomic_write_text
     from . import warmup
     from .optim import make_optimizer
     from .spec import parse_layers
@@ -134,8 +147,7 @@ def compile_for(settings: dict) -> bool:
     side = warmup.smallest_input(layers)
     optimizer = make_optimizer(**settings["optimizer"]) if settings["optimizer"] else None
     ok = side is not None and warmup.run(layers, np.dtype(settings["dtype"]), settings["output"], side, optimizer)
-    mark = marker(settings)
-    atomic_write_text(mark if ok else mark.with_suffix(".failed"), json.dumps(settings) + "\n")
+    _leave_mark(settings, ok)
     return ok
 
 
@@ -147,9 +159,7 @@ def main(argv: list[str]) -> int:
     try:
         return 0 if compile_for(settings) else 1
     except Exception:  # noqa: BLE001 - any failure: the runs after this one compile in the run and report it
-        from .._files import atomic_write_text
-
-        atomic_write_text(marker(settings).with_suffix(".failed"), json.dumps(settings) + "\n")
+        _leave_mark(settings, False)
         return 1
 
 

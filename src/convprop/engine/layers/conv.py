@@ -184,7 +184,7 @@ class Conv(Layer):
     #   stride s takes only every s-th patch (rows and columns): z[r, c] from x[r·s + u, c·s + v]
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._pad(x)
-        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
+        kernels = backend.compiled_for(self.activation)
         if kernels is not None:
             a = np.empty((self.outputmaps, *self.out_shape[:2], x.shape[-1]), dtype=x.dtype)
             x = np.ascontiguousarray(x)
@@ -228,7 +228,7 @@ class Conv(Layer):
     # Beyond the toolbox: d = δ·f'(z) from a; with a stride s the patches are the kept ones
     #   and col2im adds each back at (r·s, c·s); padding's adjoint crops δ_prev
     def backward(self, delta, need_input_delta=True):
-        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
+        kernels = backend.compiled_for(self.activation)
         if kernels is not None:
             return self._backward_compiled(kernels, delta, need_input_delta)
         x, a = self._cache["x"], self._cache["a"]

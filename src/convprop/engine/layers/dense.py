@@ -69,7 +69,7 @@ class Dense(Layer):
     # a = f(W·x + b)  (x, a batch-last: (F, N), (units, N); compiled: kernels.dense, the same order)
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._flatten(x)
-        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
+        kernels = backend.compiled_for(self.activation)
         if kernels is not None:
             x = np.ascontiguousarray(x)
             a = np.empty((self.units, x.shape[1]), dtype=x.dtype)
@@ -85,7 +85,7 @@ class Dense(Layer):
     # d = δ·f'(z);  dW = d·xᵀ/N;  db = Σ_n d/N;  δ_prev = Wᵀ·d (reshaped back into maps)
     def backward(self, delta, need_input_delta=True):
         x, a = self._cache["x"], self._cache["a"]
-        kernels = backend.compiled() if self.activation.has_kernel else None  # a user's f: NumPy
+        kernels = backend.compiled_for(self.activation)
         if kernels is not None:
             dx = self._backward_compiled(kernels, np.ascontiguousarray(delta), x, a, need_input_delta)
         else:
