@@ -12,7 +12,7 @@ from .._validation import check_dtype, check_images, check_targets, positive_int
 from ..errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
-from . import backend, memory, parallel, slices, stack
+from . import backend, memory, parallel, sliced, slices, stack
 from .ops import from_nhwc, to_nhwc
 from .parallel import blas_limit
 
@@ -234,7 +234,7 @@ class Network:
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
-        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None)
+        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None, _sliced=None)
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -325,13 +325,17 @@ class Network:
         self.o = self.output.forward(fv)
         return self.o
 
-    def _stack(self) -> stack.Stack | None:
-        """The layers after Input that run as one compiled call (kept while they stay the same), or None."""
+    def _stack(self, reuse: bool | None = None) -> stack.Stack | None:
+        """The layers after Input that run as one compiled call (kept while they stay the same), or None.
+
+        ``reuse`` (made anew only): see :class:`.stack.Stack`; None: when inside a batch slice's task
+        (a replica, whose arrays are only read into the network's own).
+        """
         kept = self.__dict__.get("_kept_stack")
         if kept is None or not kept.fits(self.layers):
             run = stack.layers(self.layers)
-            # a batch slice's replica: its arrays are only read into the network's own
-            kept = self._kept_stack = stack.Stack(run, reuse=parallel.inside_task()) if run else None
+            reuse = parallel.inside_task() if reuse is None else reuse
+            kept = self._kept_stack = stack.Stack(run, reuse=reuse) if run else None
         return kept
 
     def _new_pass(self, n: int) -> int:
@@ -343,12 +347,12 @@ class Network:
         return slices.count(n) if backend.compiled() is not None else 1
 
     def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None,
-                        rows: np.ndarray | None = None, announced: bool = False) -> np.ndarray:
+                        rows: np.ndarray | None = None) -> np.ndarray:
         """:meth:`forward_batch` as k slices of the batch, each through a replica on its own thread.
 
         With ``targets``, each slice's backward pass follows its forward pass in the same task
-        (:meth:`train_batch`: one hand-off per step; ``rows`` as there). ``announced``: each
-        slice trains in one compiled call that announces itself (:func:`.parallel.start_signal`).
+        (:meth:`train_batch` of a network that no one call trains: one hand-off per step; ``rows``
+        as there).
         """
         n = maps.shape[0] if rows is None else len(rows)
         spans = slices.bounds(n, k)
@@ -362,7 +366,7 @@ class Network:
                 return twins[i].train_batch(maps[lo:hi], targets[lo:hi])
             return twins[i].train_batch(maps, targets, rows[lo:hi])
 
-        results = parallel.run_tasks(one, k, announced and targets is not None)
+        results = parallel.run_tasks(one, k)
         self._slices, self._spans, self._maps = twins, spans, []
         for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
             layer._parts = list(parts)
@@ -371,13 +375,36 @@ class Network:
             self._join_backward(results, n)
         return self.o
 
+    def _train_slices(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, k: int) -> float:
+        """:meth:`train_batch` as k slices, each trained in one bound compiled call (:mod:`.sliced`) on its
+        own thread: the numbers of :meth:`_forward_slices` with ``targets``, bit for bit."""
+        n = maps.shape[0] if rows is None else len(rows)
+        spans, twins = slices.bounds(n, k), self._replicas(k)
+        sizes, key = [hi - lo for lo, hi in spans], stack.signature(self._trainable())
+        plan = self.__dict__.get("_sliced")
+        if plan is None or not plan.fits(twins, maps, targets, sizes, key):
+            plan = self._sliced = sliced.SlicedStep(twins, maps, targets, sizes, key)
+        rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        losses = plan.run(rows, spans)
+        self._slices, self._spans, self._maps = twins, spans, []
+        for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
+            layer._parts = list(parts)
+        self.o = np.concatenate([t.o for t in twins])
+        self.e = np.concatenate([t.e for t in twins])
+        weights = self._slice_weights(n)
+        self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
+        grads = iter(plan.gradients(weights))
+        for layer in self._trainable():
+            layer.grads = {"weight": next(grads), "bias": next(grads)}
+        return self.L
+
     def _replicas(self, k: int) -> list["Network"]:
         """``k`` replicas (:meth:`_replica`), kept from the last sliced pass while they still share
         this network's layers' parameters (making them anew took 35 µs of a 1.4 ms step)."""
         twins = self.__dict__.get("_twins") or []
-        if len(twins) != k or any(
-            tl.params is not l.params or tl.__class__ is not l.__class__
-            for t in twins for tl, l in zip([*t.layers, t.output], [*self.layers, self.output])
+        # all made at once from the same layers: the first one's check stands for all
+        if len(twins) != k or len(twins[0].layers) != len(self.layers) or not all(
+            slices.is_replica(tl, l) for tl, l in zip([*twins[0].layers, twins[0].output], [*self.layers, self.output])
         ):
             twins = self._twins = [self._replica() for _ in range(k)]
         return twins
@@ -476,8 +503,10 @@ class Network:
         run = self._stack() if backend.compiled() is not None else None
         whole = (run is not None and run.covers(self.layers, self.output) and maps.flags.c_contiguous
                  and targets.flags.c_contiguous)
+        if k > 1 and whole:  # each slice's whole step in one call
+            return self._train_slices(maps, targets, rows, k)
         if k > 1:
-            self._forward_slices(maps, k, targets, rows, announced=whole)
+            self._forward_slices(maps, k, targets, rows)
             return self.L
         if whole and parallel.n_threads() == 1:  # the whole step in one call
             rows = np.arange(n) if rows is None else rows

@@ -7,7 +7,8 @@ the compiled engine shares a batch instead: slice i (images lo_i ≤ n < hi_i)
 goes through the whole network on its own thread, on a *replica* of the network
 (its layers share the parameters but keep their own maps, deltas and
 gradients), with one hand-off per training step (one compiled call per slice
-when the network is map layers, dense layers and an output layer: :mod:`convprop.engine.stack`).
+when the network is map layers, dense layers and an output layer: :mod:`convprop.engine.stack`,
+bound once per replica by :mod:`convprop.engine.sliced`).
 
 The equations per slice are the network's; the slices' results are joined as
 the whole batch's:
@@ -63,6 +64,14 @@ def replica(layer):
     twin.__dict__.update(own_state(layer))
     twin.grads = {}
     return twin
+
+
+def is_replica(twin, layer) -> bool:
+    """Whether ``twin`` still holds what :func:`replica` took from ``layer`` that a user may replace on a
+    built layer: its parameters (the dict) and its activation. A replica made before
+    ``layer.activation`` was replaced would go on computing the old one."""
+    return type(twin) is type(layer) and twin.params is layer.params and \
+        getattr(twin, "activation", None) is getattr(layer, "activation", None)
 
 
 def own_state(obj) -> dict:

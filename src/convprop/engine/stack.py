@@ -128,25 +128,26 @@ class Stack:
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         self.kernels.forward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs),
                              tuple(c.params["bias"] for c in self.convs), tuple(maps), tuple(padded), tuple(args))
-        self._keep_forward(padded, maps, args)
+        leave(self._forward_state(padded, maps, args))
         return maps
 
-    def _keep_forward(self, padded: Sequence, maps: Sequence, args: Sequence) -> None:
-        """Leave each layer what its own ``forward`` leaves: a convolution's (padded) input and
-        output, a max pooling's arg-max."""
+    def _forward_state(self, padded: Sequence, maps: Sequence, args: Sequence) -> list[tuple[dict, str, object]]:
+        """What each layer's own ``forward`` leaves, as (dict, key, value) (:func:`leave`): a convolution's
+        (padded) input and output, a max pooling's arg-max."""
+        state: list[tuple[dict, str, object]] = []
         for layer, xp, a, arg in zip(self.run, padded, maps[1:], args):
             if type(layer) is Conv:
-                layer._cache.update(x=xp, a=a, kept_for=None)
+                state += [(layer._cache, "x", xp), (layer._cache, "a", a), (layer._cache, "kept_for", None)]
             elif type(layer) is MaxPool:
-                layer._cache["arg"] = arg
+                state.append((layer._cache, "arg", arg))
+        return state
 
-    def _keep_backward(self, deltas: Sequence, ds: Sequence, dws: Sequence, dbs: Sequence) -> None:
-        """Leave each layer what its own ``backward`` leaves: its delta ``_d`` (a convolution's
-        dℓ/dz, a pooling's output delta) and a convolution's gradients."""
-        for layer, d_out, d in zip(self.run, deltas, ds):
-            layer._d = d if type(layer) is Conv else d_out
-        for layer, dw, db in zip(self.convs, dws, dbs):
-            layer.grads = {"weight": dw, "bias": db}
+    def _backward_state(self, deltas: Sequence, ds: Sequence, dws: Sequence,
+                        dbs: Sequence) -> list[tuple[dict, str, object]]:
+        """What each layer's own ``backward`` leaves, as (dict, key, value): its delta ``_d`` (a
+        convolution's dℓ/dz, a pooling's output delta) and a convolution's gradients."""
+        state = [(vars(layer), "_d", d if type(layer) is Conv else d_out) for layer, d_out, d in zip(self.run, deltas, ds)]
+        return state + [(vars(layer), "grads", {"weight": dw, "bias": db}) for layer, dw, db in zip(self.convs, dws, dbs)]
 
     def _backward_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list, list, list]:
         """The output deltas of every layer, a convolution's d (others: empty) and the gradients, for ``maps``."""
@@ -185,7 +186,7 @@ class Stack:
         args = [layer._cache["arg"] if type(layer) is MaxPool else self._none for layer in run]
         self.kernels.backward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs), tuple(maps),
                               tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs))
-        self._keep_backward(deltas, ds, dws, dbs)
+        leave(self._backward_state(deltas, ds, dws, dbs))
 
     def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, head: Sequence[Layer],
               out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
@@ -205,31 +206,21 @@ class Stack:
         maps : [x as (C, H, W, N), a_1, …, a_L, then each dense layer's (U, N)];  L : the loss;
         o, e : (N, K) outputs and o − y
         """
-        n, dtype, convs = len(rows), x.dtype, self.convs
-        softmax = type(out) is SoftmaxOutput
-        self._forget(out, head)
-        arrays = self._arrays("train", n, dtype, lambda: self._train_arrays(n, x, head, out))
-        maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
-        padded = [p if p is not None else m for p, m in zip(padded, maps)]
-        fc = [*head, out]
-        acts = [layer.activation.kernel_args for layer in head]
-        loss = self.kernels.train(
-            x, y, np.asarray(rows, dtype=np.int64), self.rows, self.slopes, tuple(c.params["weight"] for c in convs),
-            tuple(c.params["bias"] for c in convs), tuple(maps), tuple(padded), tuple(args), tuple(deltas), tuple(ds),
-            tuple(dws), tuple(dbs), np.array([c for c, _ in acts], dtype=np.int64),
-            np.array([s for _, s in acts], dtype=np.float64), tuple(f.params["weight"] for f in fc),
-            tuple(f.params["bias"] for f in fc), tuple(hxs), tuple(hds), tuple(hdxs), tuple(hdws), tuple(hdbs),
-            softmax, ot, log_ot, et, *parallel.start_signal())
-        self._keep_forward(padded, maps, args)
-        self._keep_backward(deltas, ds, dws, dbs)
-        for i, layer in enumerate(head):  # what Dense.forward / backward leave
-            layer._cache.update(x=hxs[i], a=hxs[i + 1])
-            layer._d, layer.grads = hds[i], {"weight": hdws[i], "bias": hdbs[i]}
-        out._fv, out._o, out._d = hxs[-1].T, ot.T, hds[-1].T
-        if softmax:
-            out.log_o = log_ot.T
-        out.grads = {"weight": hdws[-1], "bias": hdbs[-1]}
-        return [*maps, *hxs[1:]], float(loss), ot.T, et.T
+        rows = np.asarray(rows, dtype=np.int64)
+        step = self.bind(x, y, len(rows), head, out)
+        loss = step.run(rows)
+        return step.maps, loss, step.o, step.e
+
+    def bind(self, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> "Step":
+        """:meth:`train`'s call for batches of ``n`` images of ``x``, ``y`` with all but their rows made
+        (:class:`Step`); with :attr:`reuse`, the last one while it still :meth:`~Step.fits`."""
+        step = self._kept.get("step")
+        if step is None or not step.fits(x, y, n, head, out):
+            self._forget(out, head)
+            step = Step(self, x, y, n, head, out)
+            if self.reuse:
+                self._kept["step"] = step
+        return step
 
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
         """Whether :meth:`train` can run the whole network: this run, then only dense layers the kernels
@@ -252,3 +243,77 @@ class Stack:
         ot, log_ot, et = (np.empty((out.params["weight"].shape[0], n), dtype=dtype) for _ in range(3))
         return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, [np.empty_like(wt) for wt in weights],
                 [np.empty_like(layer.params["bias"]) for layer in (*head, out)], ot, log_ot, et)
+
+
+def signature(layers: Sequence[Layer]) -> tuple:
+    """What a bound :class:`Step` took from ``layers`` that a user may change between steps: the
+    parameter arrays (by identity) and the activations' kernel arguments."""
+    return (tuple(id(p) for layer in layers for p in layer.params.values()),
+            tuple(layer.activation.kernel_args for layer in layers if getattr(layer, "activation", None) is not None))
+
+
+class Step:
+    """A :meth:`Stack.train` call bound to its arrays: every argument but the batch's rows, made once.
+
+    A batch slice's thread then runs a step as one kernel call and a few assignments
+    (:meth:`run`): the per-slice checks, allocations and thirty-odd arguments cost 40–80 µs of
+    Python per step, held under the GIL while the other slice's thread waited to start.
+
+    Parameters
+    ----------
+    stack : the run of map layers;  x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
+    n : the batch size;  head : the dense layers after the run;  out : the output layer
+    """
+
+    def __init__(self, stack: Stack, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer],
+                 out: Layer) -> None:
+        self.stack, self.x, self.y, self.n, self.head, self.out = stack, x, y, n, list(head), out
+        self.key = signature([*stack.convs, *head, out])
+        arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
+        maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
+        padded = [p if p is not None else m for p, m in zip(padded, maps)]
+        fc, convs = [*head, out], stack.convs
+        acts = [layer.activation.kernel_args for layer in head]
+        self.args = (
+            stack.rows, stack.slopes, tuple(c.params["weight"] for c in convs), tuple(c.params["bias"] for c in convs),
+            tuple(maps), tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs),
+            np.array([c for c, _ in acts], dtype=np.int64), np.array([s for _, s in acts], dtype=np.float64),
+            tuple(f.params["weight"] for f in fc), tuple(f.params["bias"] for f in fc), tuple(hxs), tuple(hds),
+            tuple(hdxs), tuple(hdws), tuple(hdbs), type(out) is SoftmaxOutput, ot, log_ot, et)
+        #: [x as (C, H, W, N), a_1, …, a_L, each dense layer's (U, N)]; o, e : (N, K) (overwritten by each run)
+        self.maps, self.o, self.e = [*maps, *hxs[1:]], ot.T, et.T
+        #: The gradients in the order of the layers' parameters: the convolutions', the dense layers', the output's.
+        self.grads = [g for pair in zip(dws, dbs) for g in pair] + [g for pair in zip(hdws, hdbs) for g in pair]
+        #: Each layer's state after a run, as (dict, key, value): what its own forward and backward leave.
+        self.state = (stack._forward_state(padded, maps, args) + stack._backward_state(deltas, ds, dws, dbs)
+                      + self._head_state(hxs, hds, hdws, hdbs, log_ot))
+
+    def _head_state(self, hxs: Sequence, hds: Sequence, hdws: Sequence, hdbs: Sequence,
+                    log_ot: np.ndarray) -> list[tuple[dict, str, object]]:
+        """What the dense layers' and the output layer's own forward and backward leave, as (dict, key, value)."""
+        state: list[tuple[dict, str, object]] = []
+        for i, layer in enumerate(self.head):
+            state += [(layer._cache, "x", hxs[i]), (layer._cache, "a", hxs[i + 1]), (vars(layer), "_d", hds[i]),
+                      (vars(layer), "grads", {"weight": hdws[i], "bias": hdbs[i]})]
+        out = vars(self.out)
+        state += [(out, "_fv", hxs[-1].T), (out, "_o", self.o), (out, "_d", hds[-1].T),
+                  (out, "grads", {"weight": hdws[-1], "bias": hdbs[-1]})]
+        return state + ([(out, "log_o", log_ot.T)] if type(self.out) is SoftmaxOutput else [])
+
+    def fits(self, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
+        """Whether this call still is :meth:`Stack.train`'s for these arguments and layers."""
+        return x is self.x and y is self.y and n == self.n and out is self.out and len(head) == len(self.head) \
+            and all(a is b for a, b in zip(head, self.head)) and signature([*self.stack.convs, *head, out]) == self.key
+
+    def run(self, rows: np.ndarray) -> float:
+        """Train on images x[rows] (``rows`` (n,) int64): the kernel, then each layer left with the state
+        its own forward and backward leave (:attr:`state`); returns the loss."""
+        loss = self.stack.kernels.train(self.x, self.y, rows, *self.args, *parallel.start_signal())
+        leave(self.state)
+        return float(loss)
+
+
+def leave(state: Sequence[tuple[dict, str, object]]) -> None:
+    """Set each (dict, key, value) of ``state``: a layer's ``__dict__`` or ``_cache`` entry."""
+    for where, key, value in state:
+        where[key] = value

@@ -1,0 +1,133 @@
+"""The sliced training step bound once (convprop.engine.sliced) against the replicas' own train_batch.
+
+With k > 1 threads, a network that one compiled call trains (map layers, dense layers, an
+output layer) runs each slice as a :class:`convprop.engine.stack.Step` bound to its replica's
+arrays. The numbers must be those of the replicas' ``train_batch`` bit for bit, every layer's
+state included, and whatever changes between steps (a replaced activation or parameter array,
+new data, another batch size, a prediction pass) must reach the next step.
+"""
+
+import numpy as np
+import pytest
+
+import convprop
+from conftest import random_batch
+from convprop.engine import backend, slices
+from test_stack import NETWORKS, net_inputs
+
+pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _compiled():
+    convprop.set_engine("numba")
+    yield
+    convprop.set_engine(None)
+    convprop.set_num_threads(None)
+
+
+def _state(net):
+    """Everything a training step leaves that a user can read, copied."""
+    return (net.L, net.o.copy(), net.e.copy(), [a.copy() for a in net.activations],
+            [layer.d.copy() for layer in net.layers[1:]] + [net.output.d.copy()],
+            [p.copy() for layer in net.layers for p in layer.pieces()],
+            {k: g.copy() for k, g in net.gradients().items()})
+
+
+def _assert_same_bits(got, want):
+    assert got[0] == want[0]
+    for a, b in zip(got[1:3], want[1:3]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got[3] + got[4] + got[5], want[3] + want[4] + want[5], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got[6].keys() == want[6].keys()
+    for k in want[6]:
+        np.testing.assert_array_equal(got[6][k], want[6][k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["toolbox", "every kind", "lenet", "dense sigmoid"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_bound_steps_give_the_replicas_numbers_bit_for_bit(name, dtype, threads):
+    """Three SGD steps (a sliced prediction pass between the first two, the last batch smaller) through
+    the bound steps and through each replica's train_batch: the same bits, state included."""
+    convprop.set_num_threads(threads)
+    fast, slow = NETWORKS[name](dtype), NETWORKS[name](dtype)
+    x, y = random_batch(fast, 60, seed=7, labels=True)
+    maps, targets = net_inputs(fast, x, y)
+    for step, rows in enumerate([np.arange(0, 40), np.arange(40, 60)[::-1], np.arange(3, 28)]):
+        k = slices.count(len(rows))  # 20 images: two slices of 10
+        fast.train_batch(maps, targets, rows)
+        assert fast._sliced is not None and len(fast._slices) == k == (threads if len(rows) > 20 else 2)
+        slow._new_pass(len(rows))
+        slow._forward_slices(maps, k, targets, rows)
+        _assert_same_bits(_state(fast), _state(slow))
+        for net in (fast, slow):
+            net.step(0.5)
+            if step == 0:
+                net.forward(x[:30])  # the replicas' forward pass leaves other arrays in their layers
+
+
+def _changes():
+    from convprop.engine.activations import LeakyReLU, Tanh
+
+    def conv_activation(net):
+        net.layers[1].activation = Tanh()
+
+    def dense_activation(net):
+        net.layers[-1].activation = LeakyReLU(0.2)
+
+    def slope_in_place(net):
+        net.layers[-1].activation.slope = 0.05
+
+    def weight_array(net):
+        net.layers[1].params["weight"] = net.layers[1].params["weight"] * 1.5
+
+    def output_weight_array(net):
+        net.output.params["weight"] = net.output.params["weight"][::-1].copy()
+
+    return [conv_activation, dense_activation, slope_in_place, weight_array, output_weight_array]
+
+
+@pytest.mark.parametrize("change", _changes(), ids=lambda f: f.__name__)
+def test_a_change_between_steps_reaches_every_slice(change):
+    """After a step on two threads, the network is changed as a user may: the next two-thread step
+    computes the changed network (the one-thread numbers, to round-off)."""
+    def make():
+        from convprop import Conv, Dense, Input, MaxPool, Network
+        from convprop.engine.activations import LeakyReLU
+
+        return Network([Input(12, 12), Conv(3, 5, "relu", padding=2), MaxPool(2), Conv(4, 3), MaxPool(2),
+                        Dense(7, LeakyReLU(0.3))], n_outputs=3, output="softmax", seed=3)
+
+    net = make()
+    x, y = random_batch(net, 40, seed=2, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    convprop.set_num_threads(2)
+    net.train_batch(maps, targets)
+    change(net)
+    got = net.train_batch(maps, targets), {k: g.copy() for k, g in net.gradients().items()}
+    assert len(net._slices) == 2
+    convprop.set_num_threads(1)
+    want = net.train_batch(maps, targets), net.gradients()
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    for k, g in want[1].items():
+        assert np.abs(got[1][k] - g).max() <= 1e-12 * np.abs(g).max(), k
+
+
+def test_new_data_and_data_changed_in_place_are_read():
+    """The bound step reads the images and targets at each call: a new array, or the same one
+    rewritten, gives the numbers of a network that sees that data first."""
+    make = NETWORKS["toolbox"]
+    convprop.set_num_threads(2)
+    net, fresh = make("float64"), make("float64")
+    x, y = random_batch(net, 32, seed=0, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    net.train_batch(maps, targets)
+    for new in (maps[::-1].copy(), None):
+        if new is None:  # the same array, rewritten
+            new = maps
+            new[:] = new[:, ::-1]
+        assert net.train_batch(new, targets) == fresh.train_batch(new, targets)
+        for k, g in fresh.gradients().items():
+            np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
