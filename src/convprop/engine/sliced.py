@@ -38,7 +38,8 @@ class SlicedStep:
         for twin, n in zip(twins, sizes):
             run = twin._stack(reuse=True)
             self.steps.append(run.bind(x, y, n, twin.layers[1 + len(run.run):], twin.output))
-        self._parts = tuple(tuple(g.reshape(-1) for g in step.grads) for step in self.steps)
+        self._grads = [step.gradients() for step in self.steps]
+        self._parts = tuple(tuple(g.reshape(-1) for g in grads) for grads in self._grads)
 
     def fits(self, twins: Sequence, x: np.ndarray, y: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
         """Whether these are still the replicas, data, slice sizes and layers the steps were bound to."""
@@ -63,10 +64,10 @@ class SlicedStep:
         return parallel.run_tasks(one, len(steps), announced=True)
 
     def gradients(self, weights: Sequence[float]) -> list[np.ndarray]:
-        """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :attr:`.stack.Step.grads`' order."""
+        """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order."""
         from . import backend
 
-        outs = [np.empty_like(g) for g in self.steps[0].grads]
+        outs = [np.empty_like(g) for g in self._grads[0]]
         backend.compiled().arrays.weighted_join(self._parts, np.asarray(weights, dtype=np.float64),
                                                 tuple(o.reshape(-1) for o in outs))
         return outs

@@ -219,6 +219,7 @@ class Stack:
             self._forget(out, head)
             step = Step(self, x, y, n, head, out)
             if self.reuse:
+                step.key = signature([*self.convs, *head, out])
                 self._kept["step"] = step
         return step
 
@@ -268,7 +269,8 @@ class Step:
     def __init__(self, stack: Stack, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer],
                  out: Layer) -> None:
         self.stack, self.x, self.y, self.n, self.head, self.out = stack, x, y, n, list(head), out
-        self.key = signature([*stack.convs, *head, out])
+        #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
+        self.key: tuple | None = None
         arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
         maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
@@ -282,8 +284,7 @@ class Step:
             tuple(hdxs), tuple(hdws), tuple(hdbs), type(out) is SoftmaxOutput, ot, log_ot, et)
         #: [x as (C, H, W, N), a_1, …, a_L, each dense layer's (U, N)]; o, e : (N, K) (overwritten by each run)
         self.maps, self.o, self.e = [*maps, *hxs[1:]], ot.T, et.T
-        #: The gradients in the order of the layers' parameters: the convolutions', the dense layers', the output's.
-        self.grads = [g for pair in zip(dws, dbs) for g in pair] + [g for pair in zip(hdws, hdbs) for g in pair]
+        self._grads = dws, dbs, hdws, hdbs
         #: Each layer's state after a run, as (dict, key, value): what its own forward and backward leave.
         self.state = (stack._forward_state(padded, maps, args) + stack._backward_state(deltas, ds, dws, dbs)
                       + self._head_state(hxs, hds, hdws, hdbs, log_ot))
@@ -300,8 +301,14 @@ class Step:
                   (out, "grads", {"weight": hdws[-1], "bias": hdbs[-1]})]
         return state + ([(out, "log_o", log_ot.T)] if type(self.out) is SoftmaxOutput else [])
 
+    def gradients(self) -> list[np.ndarray]:
+        """The gradient arrays a run fills, in the order of the layers' parameters (weight, bias): the
+        convolutions', the dense layers', the output layer's."""
+        dws, dbs, hdws, hdbs = self._grads
+        return [g for pair in (*zip(dws, dbs), *zip(hdws, hdbs)) for g in pair]
+
     def fits(self, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
-        """Whether this call still is :meth:`Stack.train`'s for these arguments and layers."""
+        """Whether this kept call still is :meth:`Stack.train`'s for these arguments and layers."""
         return x is self.x and y is self.y and n == self.n and out is self.out and len(head) == len(self.head) \
             and all(a is b for a, b in zip(head, self.head)) and signature([*self.stack.convs, *head, out]) == self.key
 
