@@ -382,10 +382,10 @@ class Network:
         spans, twins = slices.bounds(n, k), self._replicas(k)
         sizes, key = [hi - lo for lo, hi in spans], stack.signature(self._trainable())
         plan = self.__dict__.get("_sliced")
-        if plan is None or not plan.fits(twins, maps, targets, sizes, key):
-            plan = self._sliced = sliced.SlicedStep(twins, maps, targets, sizes, key)
+        if plan is None or not plan.fits(twins, maps, sizes, key):
+            plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        losses = plan.run(rows, spans)
+        losses = plan.run(maps, targets, rows, spans)
         self._slices, self._spans, self._maps = twins, spans, []
         for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
             layer._parts = list(parts)
@@ -588,8 +588,10 @@ class Network:
         return int(max(1, min(PREDICT_CHUNK, max_bytes // per_image)))
 
     def release(self) -> None:
-        """Drop the last batch's maps, outputs and work buffers (what forward and backward keep)."""
+        """Drop the last batch's maps, outputs and work buffers (what forward and backward keep, the batch
+        slices' replicas and their bound steps included)."""
         self._maps, self.o, self.e, self._slices, self._spans = [], None, None, [], []
+        self._twins, self._kept_stack, self._sliced = [], None, None
         for layer in [*self.layers, self.output]:
             layer.__dict__.update(layer.__getstate__())
 

@@ -27,27 +27,28 @@ class SlicedStep:
     Parameters
     ----------
     twins : the network's replicas (:meth:`Network._replicas`), one per slice
-    x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
+    x : (M, H, W, C) images like those the steps will train on (their shape and dtype)
     sizes : the slices' sizes
     key : :func:`.stack.signature` of the network's trainable layers
     """
 
-    def __init__(self, twins: Sequence, x: np.ndarray, y: np.ndarray, sizes: Sequence[int], key: tuple) -> None:
-        self.twins, self.x, self.y, self.sizes, self.key = list(twins), x, y, tuple(sizes), key
+    def __init__(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> None:
+        self.twins, self.like, self.sizes, self.key = list(twins), (x.shape[1:], x.dtype), tuple(sizes), key
         self.steps = []
         for twin, n in zip(twins, sizes):
             run = twin._stack(reuse=True)
-            self.steps.append(run.bind(x, y, n, twin.layers[1 + len(run.run):], twin.output))
+            self.steps.append(run.bind(x, n, twin.layers[1 + len(run.run):], twin.output))
         self._grads = [step.gradients() for step in self.steps]
         self._parts = tuple(tuple(g.reshape(-1) for g in grads) for grads in self._grads)
 
-    def fits(self, twins: Sequence, x: np.ndarray, y: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
-        """Whether these are still the replicas, data, slice sizes and layers the steps were bound to."""
-        return (len(twins) == len(self.twins) and all(a is b for a, b in zip(twins, self.twins)) and x is self.x
-                and y is self.y and tuple(sizes) == self.sizes and key == self.key)
+    def fits(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
+        """Whether these are still the replicas, kind of images, slice sizes and layers the steps were bound to."""
+        return (len(twins) == len(self.twins) and all(a is b for a, b in zip(twins, self.twins))
+                and (x.shape[1:], x.dtype) == self.like and tuple(sizes) == self.sizes and key == self.key)
 
-    def run(self, rows: np.ndarray, spans: Sequence[tuple[int, int]]) -> list[float]:
-        """Each slice's step on its own thread: slice i trains on images x[rows[lo_i:hi_i]]; their losses.
+    def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, spans: Sequence[tuple[int, int]]) -> list[float]:
+        """Each slice's step on its own thread: slice i trains on images x[rows[lo_i:hi_i]] and their
+        targets y[…] (x : (M, H, W, C), C-contiguous; y : (M, K)); their losses.
 
         Each replica is left as its ``train_batch`` leaves it (maps, loss, outputs, errors).
         """
@@ -56,7 +57,7 @@ class SlicedStep:
         def one(i: int) -> float:
             lo, hi = spans[i]
             step, twin = steps[i], twins[i]
-            twin.L = loss = step.run(rows[lo:hi])
+            twin.L = loss = step.run(x, y, rows[lo:hi])
             twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, len(step.stack.run)
             twin._slices, twin._spans = [], []
             return loss

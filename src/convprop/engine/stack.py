@@ -207,17 +207,17 @@ class Stack:
         o, e : (N, K) outputs and o − y
         """
         rows = np.asarray(rows, dtype=np.int64)
-        step = self.bind(x, y, len(rows), head, out)
-        loss = step.run(rows)
+        step = self.bind(x, len(rows), head, out)
+        loss = step.run(x, y, rows)
         return step.maps, loss, step.o, step.e
 
-    def bind(self, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> "Step":
-        """:meth:`train`'s call for batches of ``n`` images of ``x``, ``y`` with all but their rows made
+    def bind(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> "Step":
+        """:meth:`train`'s call for batches of ``n`` images like those of ``x`` with all but the data made
         (:class:`Step`); with :attr:`reuse`, the last one while it still :meth:`~Step.fits`."""
         step = self._kept.get("step")
-        if step is None or not step.fits(x, y, n, head, out):
+        if step is None or not step.fits(x, n, head, out):
             self._forget(out, head)
-            step = Step(self, x, y, n, head, out)
+            step = Step(self, x, n, head, out)
             if self.reuse:
                 step.key = signature([*self.convs, *head, out])
                 self._kept["step"] = step
@@ -254,7 +254,7 @@ def signature(layers: Sequence[Layer]) -> tuple:
 
 
 class Step:
-    """A :meth:`Stack.train` call bound to its arrays: every argument but the batch's rows, made once.
+    """A :meth:`Stack.train` call bound to its arrays: every argument but the data and the batch's rows, made once.
 
     A batch slice's thread then runs a step as one kernel call and a few assignments
     (:meth:`run`): the per-slice checks, allocations and thirty-odd arguments cost 40–80 µs of
@@ -262,13 +262,14 @@ class Step:
 
     Parameters
     ----------
-    stack : the run of map layers;  x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
-    n : the batch size;  head : the dense layers after the run;  out : the output layer
+    stack : the run of map layers;  x : (M, H, W, C) images like those the step will train on (their
+    shape and dtype; the step keeps no reference to them);  n : the batch size
+    head : the dense layers after the run;  out : the output layer
     """
 
-    def __init__(self, stack: Stack, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer],
-                 out: Layer) -> None:
-        self.stack, self.x, self.y, self.n, self.head, self.out = stack, x, y, n, list(head), out
+    def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> None:
+        self.stack, self.n, self.head, self.out = stack, n, list(head), out
+        self.like = x.shape[1:], x.dtype
         #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
         self.key: tuple | None = None
         arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
@@ -307,15 +308,17 @@ class Step:
         dws, dbs, hdws, hdbs = self._grads
         return [g for pair in (*zip(dws, dbs), *zip(hdws, hdbs)) for g in pair]
 
-    def fits(self, x: np.ndarray, y: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
-        """Whether this kept call still is :meth:`Stack.train`'s for these arguments and layers."""
-        return x is self.x and y is self.y and n == self.n and out is self.out and len(head) == len(self.head) \
-            and all(a is b for a, b in zip(head, self.head)) and signature([*self.stack.convs, *head, out]) == self.key
+    def fits(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
+        """Whether this kept call still is :meth:`Stack.train`'s for images like ``x`` and these layers."""
+        return n == self.n and (x.shape[1:], x.dtype) == self.like and out is self.out and \
+            len(head) == len(self.head) and all(a is b for a, b in zip(head, self.head)) and \
+            signature([*self.stack.convs, *head, out]) == self.key
 
-    def run(self, rows: np.ndarray) -> float:
-        """Train on images x[rows] (``rows`` (n,) int64): the kernel, then each layer left with the state
-        its own forward and backward leave (:attr:`state`); returns the loss."""
-        loss = self.stack.kernels.train(self.x, self.y, rows, *self.args, *parallel.start_signal())
+    def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
+        """Train on images x[rows], targets y[rows] (x : (M, H, W, C), C-contiguous; y : (M, K); rows : (n,)
+        int64): the kernel, then each layer left with the state its own forward and backward leave
+        (:attr:`state`); returns the loss."""
+        loss = self.stack.kernels.train(x, y, rows, *self.args, *parallel.start_signal())
         leave(self.state)
         return float(loss)
 
