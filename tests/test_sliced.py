@@ -131,3 +131,23 @@ def test_new_data_and_data_changed_in_place_are_read():
         assert net.train_batch(new, targets) == fresh.train_batch(new, targets)
         for k, g in fresh.gradients().items():
             np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
+
+
+def test_the_bound_steps_hold_no_data_and_go_with_release():
+    """Training data given to a two-thread step is not kept alive by it; release() (which predict_proba
+    calls) drops the replicas and their bound steps."""
+    import gc
+    import weakref
+
+    convprop.set_num_threads(2)
+    net = NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 32, seed=0, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    net.train_batch(maps, targets)
+    assert net._sliced is not None
+    gone = weakref.ref(maps), weakref.ref(targets)
+    del maps, targets
+    gc.collect()
+    assert gone[0]() is None and gone[1]() is None
+    net.predict_proba(x)
+    assert net._sliced is None and net._twins == [] and net._kept_stack is None

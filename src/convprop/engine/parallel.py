@@ -325,6 +325,9 @@ class Crew:
         own = take()
         while not self._spin.wait_for_parts(self.flags, self.workers, gen, own, parts, SPIN_POLLS):
             time.sleep(2e-4)  # a crew thread far behind (its core busy with another process)
+        # Done: a crew thread that comes to this job late finds no part, as it would have found no
+        # ticket; the job's closure (and the batch, often a whole data set, it refers to) goes now.
+        self.job = (gen, _no_part)
         if errors:
             raise errors[0]
 
@@ -345,7 +348,11 @@ class Crew:
             try:
                 count = take()
             finally:
-                _local.signal = None
+                _local.signal = take = None  # nor is the job kept alive here while this thread waits
+
+
+def _no_part() -> int:
+    return 0
 
 
 def _crew(workers: int) -> Crew | None:
