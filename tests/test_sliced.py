@@ -151,3 +151,23 @@ def test_the_bound_steps_hold_no_data_and_go_with_release():
     assert gone[0]() is None and gone[1]() is None
     net.predict_proba(x)
     assert net._sliced is None and net._twins == [] and net._kept_stack is None
+
+
+def test_released_steps_are_freed_at_once():
+    """No reference cycle holds a released replica's arrays until the garbage collector's next full
+    pass (a 100-epoch CLI run grew by 12 MiB per epoch, each evaluation's release leaving them)."""
+    import gc
+    import weakref
+
+    convprop.set_num_threads(2)
+    net = NETWORKS["lenet"]("float32")
+    x, y = random_batch(net, 32, seed=0, labels=True)
+    net.train_batch(*net_inputs(net, x, y))
+    gone = [weakref.ref(a) for step in net._sliced.steps for a in (step, *step.maps)] + \
+        [weakref.ref(twin) for twin in net._twins]
+    gc.disable()
+    try:
+        net.release()
+        assert all(r() is None for r in gone)
+    finally:
+        gc.enable()

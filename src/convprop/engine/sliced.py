@@ -58,7 +58,7 @@ class SlicedStep:
             lo, hi = spans[i]
             step, twin = steps[i], twins[i]
             twin.L = loss = step.run(x, y, rows[lo:hi])
-            twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, len(step.stack.run)
+            twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, step.depth
             twin._slices, twin._spans = [], []
             return loss
 

@@ -268,7 +268,10 @@ class Step:
     """
 
     def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> None:
-        self.stack, self.n, self.head, self.out = stack, n, list(head), out
+        # no reference to the stack itself: it keeps this step (Stack.bind), and a cycle would hold
+        # the step's arrays until the cyclic garbage collector's next full pass
+        self.kernels, self.convs, self.depth = stack.kernels, stack.convs, len(stack.run)
+        self.n, self.head, self.out = n, list(head), out
         self.like = x.shape[1:], x.dtype
         #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
         self.key: tuple | None = None
@@ -312,13 +315,13 @@ class Step:
         """Whether this kept call still is :meth:`Stack.train`'s for images like ``x`` and these layers."""
         return n == self.n and (x.shape[1:], x.dtype) == self.like and out is self.out and \
             len(head) == len(self.head) and all(a is b for a, b in zip(head, self.head)) and \
-            signature([*self.stack.convs, *head, out]) == self.key
+            signature([*self.convs, *head, out]) == self.key
 
     def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
         """Train on images x[rows], targets y[rows] (x : (M, H, W, C), C-contiguous; y : (M, K); rows : (n,)
         int64): the kernel, then each layer left with the state its own forward and backward leave
         (:attr:`state`); returns the loss."""
-        loss = self.stack.kernels.train(x, y, rows, *self.args, *parallel.start_signal())
+        loss = self.kernels.train(x, y, rows, *self.args, *parallel.start_signal())
         leave(self.state)
         return float(loss)
 
