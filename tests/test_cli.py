@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from convprop import Network
+from convprop.engine import backend
 from convprop.cli import main
 from convprop.formats.model import load_model
 from convprop.formats.checkpoint import load_checkpoint
@@ -88,8 +89,26 @@ def test_resume_through_the_cli_is_bit_identical(tmp_path, data_dir, run3):
     a, sa = load_checkpoint(tmp_path / "checkpoint.npz")
     b, sb = load_checkpoint(run3 / "checkpoint.npz")
     assert sa.rL == sb.rL and sa.test_error == sb.test_error
+    # the engine of every epoch, the first one's carried over from the first invocation's summary
+    engine = backend.engine()
+    assert json.loads((tmp_path / "summary.json").read_text())["engines"] == [engine] * 3
     for name, arr in b.parameters().items():
         assert np.array_equal(a.parameters()[name], arr), name
+
+
+def test_the_engines_of_earlier_epochs_are_read_with_care(tmp_path):
+    """A resumed run takes the earlier epochs' engines from summary.json, which may be missing,
+    malformed or another program's: then they are unknown (None), never an error."""
+    from convprop.cli.report import earlier_engines
+
+    path = tmp_path / "summary.json"
+    assert earlier_engines(path, 2) == [None, None]  # no file
+    for text, want in [('{"engines": ["numpy", "numba", "numba"]}', ["numpy", "numba"]),
+                       ('{"engines": ["numba"]}', ["numba", None]), ('{"engines": ["gpu", 1]}', [None, None]),
+                       ('{"engines": "numba"}', [None, None]), ("[1, 2]", [None, None]), ("{not json", [None, None]),
+                       (b"\xff\xfe".decode("latin-1"), [None, None])]:
+        path.write_text(text, encoding="latin-1" if "\xff" in text else "utf-8")
+        assert earlier_engines(path, 2) == want, text
 
 
 def test_ctrl_c_saves_and_exits_130_then_resumes(tmp_path, data_dir, run3, monkeypatch, capsys):

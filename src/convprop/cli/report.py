@@ -11,8 +11,11 @@ from ..training.callbacks import Callback
 from ._common import class_names, run_optimizer
 
 
-def write_summary(path: Path, config: dict, net, state, class_names: list[str] | None = None) -> None:
-    """summary.json: the run's settings, classes, test error and seconds per epoch (rewritten each epoch)."""
+def write_summary(path: Path, config: dict, net, state, class_names: list[str] | None = None,
+                  engines: list[str | None] | None = None) -> None:
+    """summary.json: the run's settings, classes, test error and seconds per epoch (rewritten each epoch),
+    and ``engines``: the engine that trained each epoch ("numba" or "numpy"; None for an epoch of an
+    earlier invocation, before a resume)."""
     opt = run_optimizer(config)
     summary = {
         "dataset": config["dataset"], "network": net.spec, "dtype": net.dtype.name,
@@ -25,7 +28,21 @@ def write_summary(path: Path, config: dict, net, state, class_names: list[str] |
         summary.update({k: config[k] for k in ("image_size", "color", "val_split") if k in config})
     if class_names is not None:
         summary["class_names"] = list(class_names)
+    if engines is not None:
+        summary["engines"] = list(engines)
     atomic_write_text(path, json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def earlier_engines(path: Path, epochs: int) -> list[str | None]:
+    """The ``engines`` of the first ``epochs`` epochs in an earlier invocation's summary.json (a resumed
+    run's), each "numba", "numpy" or None; all None when the file or its list is missing or malformed."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get("engines")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if not isinstance(found, list) or not all(e in ("numba", "numpy", None) for e in found):
+        found = []
+    return (found + [None] * epochs)[:epochs]
 
 
 def _finite(value):
@@ -40,16 +57,27 @@ def _finite(value):
 
 
 class EpochReport(Callback):
-    """After every epoch: rewrite summary.json and print the epoch's test error (above the progress bar)."""
+    """After every epoch: rewrite summary.json and print the epoch's test error (above the progress bar).
+
+    It also records the engine that trained each epoch (:attr:`engines`): a machine's first run
+    changes engines mid-run (:mod:`convprop.cli.compiling`), and its numbers then differ by
+    round-off from a run on one engine.
+    """
 
     def __init__(self, path: Path, config: dict, quiet: bool, class_names: list[str] | None = None):
         self.path, self.config, self.quiet, self.class_names = path, config, quiet, class_names
+        #: per epoch of the run (0-based): "numba" or "numpy"; None before a resume
+        self.engines: list[str | None] = []
 
     def on_epoch_end(self, loop) -> None:
+        from ..engine import backend
+
+        st = loop.state
+        self.engines += [None] * (st.epoch - len(self.engines))
+        self.engines[st.epoch - 1] = backend.engine()  # the engine changes at an epoch's start only
         if not loop.is_writer:
             return
-        st = loop.state
-        write_summary(self.path, self.config, loop.net, st, self.class_names)
+        write_summary(self.path, self.config, loop.net, st, self.class_names, self.engines)
         if not self.quiet:
             from tqdm.auto import tqdm
 

@@ -11,7 +11,7 @@ from ..errors import ConvpropError
 from . import compiling
 from ._common import CLASS_NAMES, run_optimizer, add_data_arguments, data_dir_for, model_file, say
 from ._data import IMAGES, add_image_arguments, check_data_dir, load_run_data, own_images
-from .report import EpochReport, all_plots, summary_table, write_summary
+from .report import EpochReport, all_plots, earlier_engines, summary_table, write_summary
 from .runconfig import check_arguments, check_run_config
 from .rundir import RunDir
 
@@ -193,7 +193,8 @@ def run(args) -> int:
     # before any data is loaded.
     with RunDir(out).acquire(force=args.force, resume=bool(args.resume)):
         if args.resume and state.epoch and not state.batch:
-            write_summary(out / "summary.json", config, net, state)  # may lag the checkpoint after a crash
+            summary = out / "summary.json"  # may lag the checkpoint after a crash
+            write_summary(summary, config, net, state, engines=earlier_engines(summary, state.epoch))
             if finished:  # only the final files are missing
                 save_model(net, out / "model.npz", extra)
                 print(f"the checkpoint has done all {state.epoch} epochs; model: {out / 'model.npz'} "
@@ -237,16 +238,17 @@ def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> in
     checkpoint = out / "checkpoint.npz"
     say(args, _banner(args, config, net, state, data, epochs, out, parallel))
     first_new = state.epoch
+    report = EpochReport(out / "summary.json", config, args.quiet, data.class_names)
+    report.engines = earlier_engines(out / "summary.json", state.epoch)  # a resumed run's earlier epochs
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
-                callbacks=[EpochReport(out / "summary.json", config, args.quiet, data.class_names),
-                           MetricsLog(out / "metrics.csv"),
+                callbacks=[report, MetricsLog(out / "metrics.csv"),
                            *([compiling.EngineSwitch(child, args)] if child is not None else [])], comm=parallel)
     if parallel is not None and parallel.rank != 0:
         return 0
     save_model(net, out / "model.npz", extra)
-    write_summary(out / "summary.json", config, net, state, data.class_names)
+    write_summary(out / "summary.json", config, net, state, data.class_names, report.engines)
     if not args.no_plots:
         paths = all_plots(net, state, extra, data.images, x_test, y_test, out / "plots",
                           batches_per_epoch=-(-len(x_train) // config["batch_size"]))
