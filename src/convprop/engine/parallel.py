@@ -338,7 +338,7 @@ class Crew:
             if gen == seen:  # nothing for a while: sleep until the next job
                 with self._wake:
                     self._sleepers += 1
-                    while int(self.flags[0]) == seen:
+                    while int(self.flags[0]) <= seen:  # the job seen may have been taken before it was posted
                         self._wake.wait()
                     self._sleepers -= 1
             # the job posted last, which may be newer than the generation seen: its parts are

@@ -35,7 +35,12 @@ else:  # no sched_yield: spin without yielding
 
 @jit
 def publish_and_wait(flags, slot, done, count, seen, limit):
-    """Store ``done`` and ``count`` in the slot, then wait while flags[0] == ``seen``.
+    """Store ``done`` and ``count`` in the slot, then wait while flags[0] ≤ ``seen``.
+
+    Generations only grow. A thread may take a job before its generation is posted (the caller
+    stores the job, then posts it): it must then wait for a newer one, not run the same job again,
+    which would find no part and publish a count of 0 over the parts it did, leaving the caller
+    waiting for them for ever.
 
     Parameters
     ----------
@@ -46,13 +51,13 @@ def publish_and_wait(flags, slot, done, count, seen, limit):
 
     Returns
     -------
-    The generation posted (``seen`` when the wait gave up).
+    The generation posted, newer than ``seen`` (``seen`` when the wait gave up).
     """
     store_release(flags, 8 * slot + 1, count)
     store_release(flags, 8 * slot, done)
     for _ in range(limit):
         gen = load_acquire(flags, 0)
-        if gen != seen:
+        if gen > seen:
             return gen
         _yield()
     return seen
