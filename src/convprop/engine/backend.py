@@ -65,13 +65,23 @@ def chosen() -> bool:
     return _asked() != "auto"
 
 
+#: (:func:`set_engine`'s choice, ``CONVPROP_ENGINE``'s raw value, the engine) of the last
+#: :func:`engine` call: the layers ask several times a step, and parsing the setting took 2 µs each.
+_last: tuple[str | None, str | None, str] | None = None
+
+
 def engine() -> str:
     """The engine the layers use now: "numba" or "numpy"."""
+    global _last
+    raw, last = os.environ.get("CONVPROP_ENGINE"), _last
+    if last is not None and last[0] == _forced and last[1] == raw:
+        return last[2]
     name = _asked()
     if name == "auto":
-        return "numba" if available() else "numpy"
-    if name == "numba" and not available():
+        name = "numba" if available() else "numpy"
+    elif name == "numba" and not available():
         raise ConvpropError("the numba engine was asked for, but Numba cannot be imported (pip install numba)")
+    _last = (_forced, raw, name)
     return name
 
 

@@ -158,6 +158,11 @@ class Network:
         self._spans: list[tuple[int, int]] = []
         #: After a forward pass: how many layers after Input ran as one call (:mod:`convprop.engine.stack`).
         self._stacked = 0
+        #: Work state kept from step to step: the replicas (``_twins``), the one-call run of map layers
+        #: (``_kept_stack``), the replicas' bound training steps (:mod:`.sliced`).
+        self._twins: list[Network] = []
+        self._kept_stack: stack.Stack | None = None
+        self._sliced: sliced.SlicedStep | None = None
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
@@ -367,13 +372,18 @@ class Network:
             return twins[i].train_batch(maps, targets, rows[lo:hi])
 
         results = parallel.run_tasks(one, k)
-        self._slices, self._spans, self._maps = twins, spans, []
-        for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
-            layer._parts = list(parts)
-        self.o = np.concatenate([t.o for t in twins])
+        self._took_slices(twins, spans)
         if targets is not None:
             self._join_backward(results, n)
         return self.o
+
+    def _took_slices(self, twins: Sequence["Network"], spans: Sequence[tuple[int, int]]) -> None:
+        """After a pass in slices: the replicas that ran it and their spans, each layer's parts (the
+        replicas' layers, read on demand), and the outputs joined."""
+        self._slices, self._spans, self._maps = list(twins), list(spans), []
+        for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
+            layer._parts = list(parts)
+        self.o = np.concatenate([t.o for t in twins])
 
     def _train_slices(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, k: int) -> float:
         """:meth:`train_batch` as k slices, each trained in one bound compiled call (:mod:`.sliced`) on its
@@ -386,13 +396,8 @@ class Network:
             plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         losses = plan.run(maps, targets, rows, spans)
-        self._slices, self._spans, self._maps = twins, spans, []
-        for layer, parts in zip([*self.layers, self.output], zip(*([*t.layers, t.output] for t in twins))):
-            layer._parts = list(parts)
-        self.o = np.concatenate([t.o for t in twins])
-        self.e = np.concatenate([t.e for t in twins])
-        weights = self._slice_weights(n)
-        self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
+        self._took_slices(twins, spans)
+        weights = self._join_loss(losses, n)
         grads = iter(plan.gradients(weights))
         for layer in self._trainable():
             layer.grads = {"weight": next(grads), "bias": next(grads)}
@@ -400,7 +405,8 @@ class Network:
 
     def _replicas(self, k: int) -> list["Network"]:
         """``k`` replicas (:meth:`_replica`), kept from the last sliced pass while they still share
-        this network's layers' parameters (making them anew took 35 µs of a 1.4 ms step)."""
+        this network's layers' parameters and activations (:func:`.slices.is_replica`; making them anew
+        took 35 µs of a 1.4 ms step)."""
         twins = self.__dict__.get("_twins") or []
         # all made at once from the same layers: the first one's check stands for all
         if len(twins) != k or len(twins[0].layers) != len(self.layers) or not all(
@@ -468,12 +474,16 @@ class Network:
 
     def _join_backward(self, losses: Sequence[float], n: int) -> float:
         """The slices' losses and gradients weighted by their sizes: L = Σ (n_i/N)·L_i, g likewise."""
-        twins = self._slices
-        weights = self._slice_weights(n)
-        self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
-        self.e = np.concatenate([t.e for t in twins])
+        weights = self._join_loss(losses, n)
         slices.join_all_grads([*self.layers, self.output], weights)  # in slice order: same bits every run
         return self.L
+
+    def _join_loss(self, losses: Sequence[float], n: int) -> list[float]:
+        """L = Σ (n_i/N)·L_i and e (the slices' rows) after a sliced backward pass; the weights n_i/N."""
+        weights = self._slice_weights(n)
+        self.L = float(sum(w * loss for w, loss in zip(weights, losses)))
+        self.e = np.concatenate([t.e for t in self._slices])
+        return weights
 
     def _slice_weights(self, n: int) -> list[float]:
         """n_i / N of each slice of the last sliced pass: the weights of its means in the batch's."""

@@ -39,6 +39,9 @@ class SlicedStep:
             run = twin._stack(reuse=True)
             self.steps.append(run.bind(x, n, twin.layers[1 + len(run.run):], twin.output))
         self._grads = [step.gradients() for step in self.steps]
+        from .kernels import arrays  # imports Numba: only when the compiled engine runs
+
+        self._join = arrays.weighted_join
         self._parts = tuple(tuple(g.reshape(-1) for g in grads) for grads in self._grads)
 
     def fits(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
@@ -66,9 +69,6 @@ class SlicedStep:
 
     def gradients(self, weights: Sequence[float]) -> list[np.ndarray]:
         """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order."""
-        from . import backend
-
         outs = [np.empty_like(g) for g in self._grads[0]]
-        backend.compiled().arrays.weighted_join(self._parts, np.asarray(weights, dtype=np.float64),
-                                                tuple(o.reshape(-1) for o in outs))
+        self._join(self._parts, np.asarray(weights, dtype=np.float64), tuple(o.reshape(-1) for o in outs))
         return outs

@@ -90,7 +90,8 @@ class Stack:
         self._acts = [c.activation.kernel_args for c in self.convs]  # what rows and slopes were made of
         self._none = np.empty((0, 0, 0, 0), dtype=np.uint8)
         self.reuse = reuse
-        self._kept: dict = {}  # with reuse: "forward" / "backward" → (batch size, dtype, arrays)
+        # with reuse: "forward" / "backward" / "train" → (batch size, dtype, arrays); "step" → a Step
+        self._kept: dict = {}
 
     def _forget(self, out: Layer | None = None, head: Sequence[Layer] = ()) -> None:
         """Let go of the last pass's arrays before this one's are made (else both sets are alive at
@@ -217,9 +218,8 @@ class Stack:
         step = self._kept.get("step")
         if step is None or not step.fits(x, n, head, out):
             self._forget(out, head)
-            step = Step(self, x, n, head, out)
+            step = Step(self, x, n, head, out, signature([*self.convs, *head, out]) if self.reuse else None)
             if self.reuse:
-                step.key = signature([*self.convs, *head, out])
                 self._kept["step"] = step
         return step
 
@@ -248,7 +248,8 @@ class Stack:
 
 def signature(layers: Sequence[Layer]) -> tuple:
     """What a bound :class:`Step` took from ``layers`` that a user may change between steps: the
-    parameter arrays (by identity) and the activations' kernel arguments."""
+    parameter arrays (by identity: their ``id``, unique while the step that holds them is alive) and
+    the activations' kernel arguments."""
     return (tuple(id(p) for layer in layers for p in layer.params.values()),
             tuple(layer.activation.kernel_args for layer in layers if getattr(layer, "activation", None) is not None))
 
@@ -267,14 +268,15 @@ class Step:
     head : the dense layers after the run;  out : the output layer
     """
 
-    def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> None:
+    def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer,
+                 key: tuple | None = None) -> None:
         # no reference to the stack itself: it keeps this step (Stack.bind), and a cycle would hold
         # the step's arrays until the cyclic garbage collector's next full pass
         self.kernels, self.convs, self.depth = stack.kernels, stack.convs, len(stack.run)
         self.n, self.head, self.out = n, list(head), out
         self.like = x.shape[1:], x.dtype
         #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
-        self.key: tuple | None = None
+        self.key = key
         arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
         maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
