@@ -47,6 +47,17 @@ def engine(request, monkeypatch):
 
 
 @pytest.fixture
+def compiled_engine():
+    """Run a test on the compiled engine (Numba) only; the thread count it sets is reset after."""
+    import convprop
+
+    convprop.set_engine("numba")
+    yield
+    convprop.set_engine(None)
+    convprop.set_num_threads(None)
+
+
+@pytest.fixture
 def numpy_engine(monkeypatch):
     """Run a test on the NumPy engine only (for tests of its own fast paths)."""
     monkeypatch.setenv("CONVPROP_ENGINE", "numpy")

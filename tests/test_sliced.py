@@ -15,15 +15,8 @@ from conftest import random_batch
 from convprop.engine import backend, slices
 from test_stack import NETWORKS, net_inputs
 
-pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
-
-
-@pytest.fixture(autouse=True)
-def _compiled():
-    convprop.set_engine("numba")
-    yield
-    convprop.set_engine(None)
-    convprop.set_num_threads(None)
+pytestmark = [pytest.mark.skipif(not backend.available(), reason="Numba is not installed"),
+              pytest.mark.usefixtures("compiled_engine")]
 
 
 def _state(net):

@@ -16,15 +16,8 @@ from conftest import random_batch
 from convprop import Conv, Dense, Input, MaxPool, Network, Subsample, fit
 from convprop.engine import backend, parallel, slices
 
-pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
-
-
-@pytest.fixture(autouse=True)
-def _compiled():
-    convprop.set_engine("numba")
-    yield
-    convprop.set_engine(None)
-    convprop.set_num_threads(None)
+pytestmark = [pytest.mark.skipif(not backend.available(), reason="Numba is not installed"),
+              pytest.mark.usefixtures("compiled_engine")]
 
 
 def _nets(dtype="float64"):
