@@ -64,10 +64,12 @@ class EpochReport(Callback):
     round-off from a run on one engine.
     """
 
-    def __init__(self, path: Path, config: dict, quiet: bool, class_names: list[str] | None = None):
+    def __init__(self, path: Path, config: dict, quiet: bool, class_names: list[str] | None = None,
+                 engines: list[str | None] = ()):
         self.path, self.config, self.quiet, self.class_names = path, config, quiet, class_names
-        #: per epoch of the run (0-based): "numba" or "numpy"; None before a resume
-        self.engines: list[str | None] = []
+        #: per epoch of the run (0-based): "numba" or "numpy"; None where unknown (``engines``: those of a
+        #: resumed run's earlier epochs, :func:`earlier_engines`)
+        self.engines: list[str | None] = list(engines)
 
     def on_epoch_end(self, loop) -> None:
         from ..engine import backend

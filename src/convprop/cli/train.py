@@ -238,8 +238,8 @@ def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> in
     checkpoint = out / "checkpoint.npz"
     say(args, _banner(args, config, net, state, data, epochs, out, parallel))
     first_new = state.epoch
-    report = EpochReport(out / "summary.json", config, args.quiet, data.class_names)
-    report.engines = earlier_engines(out / "summary.json", state.epoch)  # a resumed run's earlier epochs
+    summary = out / "summary.json"
+    report = EpochReport(summary, config, args.quiet, data.class_names, earlier_engines(summary, state.epoch))
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
@@ -248,7 +248,7 @@ def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> in
     if parallel is not None and parallel.rank != 0:
         return 0
     save_model(net, out / "model.npz", extra)
-    write_summary(out / "summary.json", config, net, state, data.class_names, report.engines)
+    write_summary(summary, config, net, state, data.class_names, report.engines)
     if not args.no_plots:
         paths = all_plots(net, state, extra, data.images, x_test, y_test, out / "plots",
                           batches_per_epoch=-(-len(x_train) // config["batch_size"]))

@@ -33,14 +33,14 @@ class SlicedStep:
     """
 
     def __init__(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> None:
+        from .kernels import arrays  # imports Numba: only when the compiled engine runs
+
         self.twins, self.like, self.sizes, self.key = list(twins), (x.shape[1:], x.dtype), tuple(sizes), key
         self.steps = []
         for twin, n in zip(twins, sizes):
             run = twin._stack(reuse=True)
             self.steps.append(run.bind(x, n, twin.layers[1 + len(run.run):], twin.output))
         self._grads = [step.gradients() for step in self.steps]
-        from .kernels import arrays  # imports Numba: only when the compiled engine runs
-
         self._join = arrays.weighted_join
         self._parts = tuple(tuple(g.reshape(-1) for g in grads) for grads in self._grads)
 
