@@ -259,6 +259,55 @@ def test_a_ctrl_c_that_python_loses_while_the_command_starts_still_stops_it(tmp_
     assert done.stderr.startswith("convprop: interrupted at epoch 1, batch 1; checkpoint saved"), done.stderr
 
 
+CTRL_C_IN_A_C_IMPORT = (
+    "import os, signal, sys\n"
+    "def ctrl_c_in_a_c_import():  # what CPython does with a Ctrl-C while a C extension initialises\n"
+    "    try:\n"
+    "        os.kill(os.getpid(), signal.SIGINT)\n"
+    "        for _ in range(10000): pass  # the handler runs here\n"
+    "    except KeyboardInterrupt as exc:\n"
+    "        raise ImportError('PyCapsule_Import could not import module \"datetime\"') from exc\n"
+)
+
+
+@pytest.mark.parametrize("where", ["swallowed", "error"])
+def test_a_ctrl_c_that_an_import_turns_into_an_import_error_still_stops_the_command(tmp_path, shared, where):
+    """A Ctrl-C while a C extension initialises comes out as an ImportError. A ``try: import
+    _speedups / except ImportError`` fallback swallows it: training went on to status 0 (seen once
+    in CI). Unhandled, it ended the command with a traceback. Either way: one line and status 130,
+    after the first batch when training follows."""
+    import subprocess
+    import sys
+
+    if where == "swallowed":  # in the warm-up's start, before the data load
+        launcher = CTRL_C_IN_A_C_IMPORT + (
+            "from convprop.engine import warmup\n"
+            "start = warmup.start\n"
+            "def start_with_a_fallback(*a, **k):\n"
+            "    try:\n"
+            "        ctrl_c_in_a_c_import()\n"
+            "    except ImportError:\n"
+            "        pass  # the pure-Python fallback\n"
+            "    return start(*a, **k)\n"
+            "warmup.start = start_with_a_fallback\n")
+        expected = "convprop: interrupted at epoch 1, batch 1; checkpoint saved"
+    else:  # while the sub-commands are imported, before any handler of the command's
+        launcher = CTRL_C_IN_A_C_IMPORT + (
+            "import convprop.cli as cli\n"
+            "build = cli.build_parser\n"
+            "def build_parser():\n"
+            "    ctrl_c_in_a_c_import()\n"
+            "cli.build_parser = build_parser\n")
+        expected = "convprop: interrupted\n"
+    launcher += "from convprop.cli import main\nsys.exit(main())\n"
+    done = subprocess.run([sys.executable, "-c", launcher, "train", "--data-dir", str(shared / "data" / "mnist"),
+                           "--out", str(tmp_path / "run"), "-q"], capture_output=True, text=True, env=_env(tmp_path),
+                          timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(expected), done.stderr
+
+
 def test_a_lost_ctrl_c_that_no_training_takes_over_ends_the_command(monkeypatch, capsys):
     """A command that does not train (or a Ctrl-C lost after training) still ends with one line and
     130; any other unraisable report goes to the hook that was there, and main() leaves the SIGINT

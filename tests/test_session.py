@@ -102,6 +102,28 @@ def test_real_sigint_finishes_the_batch_then_saves(tmp_path, data, reference, mo
     assert_same_run(net, state, *reference)
 
 
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_ctrl_c_at_an_epochs_end_stops_there(tmp_path, data, reference, at):
+    """Ctrl-C while an epoch ends (its test error, its checkpoint): the run stops at that epoch's end,
+    the last one's included (there it used to go unnoticed), and resumes bit for bit."""
+    from convprop.training import Callback
+
+    ckpt = tmp_path / "checkpoint.npz"
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, loop):
+            if loop.epoch + 1 == at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted) as info:
+        fit(small_net(), *data, epochs=3, batch_size=BATCH, seed=5, checkpoint=ckpt, callbacks=[CtrlC()])
+    assert (info.value.state.epoch, info.value.state.batch) == (at, 0)
+    net, state = load_checkpoint(ckpt)
+    assert (state.epoch, state.batch) == (at, 0) and len(state.rL) == 1 + 6 * at
+    state = fit(net, *data, epochs=3, batch_size=BATCH, state=state)
+    assert_same_run(net, state, *reference)
+
+
 def test_divergence_names_parameter_and_step_and_keeps_last_good_checkpoint(tmp_path, data):
     ckpt = tmp_path / "checkpoint.npz"
 

@@ -73,32 +73,37 @@ def _said_by_rank_0(exc: BaseException) -> bool:
 
 
 class LostInterrupt:
-    """The command's SIGINT handler: KeyboardInterrupt, as Python's own, and a watch for one lost.
+    """The command's SIGINT handler: KeyboardInterrupt, as Python's own, remembered until handled.
 
-    CPython loses a KeyboardInterrupt raised while a weakref callback or ``__del__`` runs (an
-    import's module-lock clean-up, say): it reports it as "unraisable" and goes on. That report
-    comes to :meth:`unraisable`, which keeps it off the terminal and sets :attr:`lost_ctrl_c`.
-    The training loop takes a lost Ctrl-C over when it starts (it stops after its first batch, as
-    for a Ctrl-C during training, and clears the flag); :func:`main` ends any other command that
-    lost one with ``convprop: interrupted`` and status 130 when it returns.
+    A KeyboardInterrupt can vanish on its way up. CPython loses one raised while a weakref
+    callback or ``__del__`` runs (an import's module-lock clean-up, say): it reports it as
+    "unraisable" and goes on; that report comes to :meth:`unraisable`, which keeps it off the
+    terminal. And one raised while a C extension initialises comes out as an ImportError
+    ("PyCapsule_Import could not import module ..."), which a ``try: import _speedups
+    except ImportError`` fallback swallows, or which ends the command as if it were broken.
+    So each Ctrl-C sets :attr:`ctrl_c_pending` as it raises. The training loop takes a pending
+    Ctrl-C over when it starts (it stops after its first batch, as for a Ctrl-C during
+    training, and clears the flag); :func:`main` ends the command with ``convprop:
+    interrupted`` and status 130 when it returns or fails with the flag still set.
 
     Attributes
     ----------
-    lost_ctrl_c : bool
-        A Ctrl-C was lost and nothing has taken it over yet.
+    ctrl_c_pending : bool
+        A Ctrl-C was pressed and no training loop has taken it over.
     """
 
     def __init__(self) -> None:
-        self.lost_ctrl_c = False
+        self.ctrl_c_pending = False
         self._previous_hook: Callable[[Any], object] = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.ctrl_c_pending = True
         raise KeyboardInterrupt
 
     def unraisable(self, report: Any) -> None:
         """``sys.unraisablehook`` while installed: a lost KeyboardInterrupt is noted, others passed on."""
         if isinstance(report.exc_value, KeyboardInterrupt):
-            self.lost_ctrl_c = True
+            self.ctrl_c_pending = True
         else:
             self._previous_hook(report)
 
@@ -131,11 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         with watch.installed():
             status = _main(argv)
     except KeyboardInterrupt:  # while the sub-commands (NumPy …) were being imported, or before
-        status, watch.lost_ctrl_c = 130, True
-    if watch.lost_ctrl_c:  # a Ctrl-C that nothing took over (or one before _main's handlers)
+        watch.ctrl_c_pending = True
+    except BaseException:  # noqa: BLE001 - an error that a Ctrl-C caused (an import's ImportError, say)
+        if not watch.ctrl_c_pending:
+            raise
+    if watch.ctrl_c_pending:  # a Ctrl-C that no training loop took over
         print("convprop: interrupted", file=sys.stderr)
         return 130
     return status
+
+
+def _pending() -> bool:
+    """Whether the command's handler saw a Ctrl-C that nothing has taken over (see :class:`LostInterrupt`)."""
+    import signal
+
+    return getattr(signal.getsignal(signal.SIGINT), "ctrl_c_pending", False) is True
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -145,11 +160,16 @@ def _main(argv: Sequence[str] | None) -> int:
     except Interrupted as exc:
         return 130 if _said_by_rank_0(exc) else _interrupted(exc, args)
     except KeyboardInterrupt:
-        print("convprop: interrupted", file=sys.stderr)
+        if not _pending():  # else main says it
+            print("convprop: interrupted", file=sys.stderr)
         return 130
     except (ConvpropError, Diverged, OSError, MemoryError, ImportError) as exc:
+        if _pending():  # an error that a Ctrl-C caused: main says it was interrupted
+            return 130
         return 2 if _said_by_rank_0(exc) else _error(exc, args)
     except Exception as exc:  # a bug: still one line, with a way to see more
+        if _pending():
+            return 130
         if os.environ.get("CONVPROP_DEBUG"):
             raise
         text = " ".join(str(exc).split())

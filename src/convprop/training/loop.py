@@ -43,8 +43,9 @@ class _SigintFlag:
     A distributed run sets ``deferred``: a signal then only sets ``pending``,
     and the processes agree at the gradient hook on when to stop (they set
     ``raised`` together). :meth:`catch` adds a signal (SIGTERM) while active.
-    A Ctrl-C that CPython lost while the ``convprop`` command started (see
-    :class:`convprop.cli.LostInterrupt`) counts as one pressed when training starts.
+    A Ctrl-C pressed while the ``convprop`` command started that did not stop it
+    (lost or swallowed on its way up: see :class:`convprop.cli.LostInterrupt`)
+    counts as one pressed when training starts.
     """
 
     def __init__(self) -> None:
@@ -69,8 +70,8 @@ class _SigintFlag:
         self.catch(signal.SIGINT)
         try:
             command = self._previous.get(signal.SIGINT)
-            if getattr(command, "lost_ctrl_c", False) is True:  # the CLI's (convprop.cli.LostInterrupt):
-                command.lost_ctrl_c = False  # a Ctrl-C that Python lost before training: as if pressed now
+            if getattr(command, "ctrl_c_pending", False) is True:  # the CLI's (convprop.cli.LostInterrupt):
+                command.ctrl_c_pending = False  # a Ctrl-C before training that did not stop it: as if pressed now
                 self._handler(signal.SIGINT, None)
             yield self
         finally:
@@ -186,8 +187,7 @@ class Loop:
         self._emit("on_epoch_begin")
         for self.batch in range(st.batch, self.n_batches):
             self._step(perm)
-            if self.sigint.raised:
-                raise KeyboardInterrupt
+            self._stop_if_asked()
         self.consistent = False
         st.epoch_seconds.append(st.epoch_elapsed + time.perf_counter() - self._started)
         st.epoch_elapsed = 0.0
@@ -206,10 +206,16 @@ class Loop:
                 self._emit("on_train_begin")
                 while self.state.epoch < self.epochs and not self.stop:
                     self._epoch()
+                    self._stop_if_asked()  # a Ctrl-C while the epoch ended (its test error, its checkpoint)
                 self._emit("on_train_end")
         except KeyboardInterrupt:
             self._interrupted()
         return self.state
+
+    def _stop_if_asked(self) -> None:
+        """KeyboardInterrupt (see :meth:`_interrupted`) once a Ctrl-C was pressed."""
+        if self.sigint.raised:
+            raise KeyboardInterrupt
 
     def _interrupted(self) -> None:
         st = self.state
