@@ -23,10 +23,28 @@ from .copies import copy4
 FLAT_ROW_BYTES = 2560
 
 
+#: The input gradient's two accumulator maps (2·H·W·N numbers) up to this many bytes take
+#: :func:`input_grad_flat` for kernels narrower than 5 (5 and wider: always, see :func:`flat_input`).
+FLAT_INPUT_BYTES = 131072
+
+
 @jit
 def flat_rows(stride, width, n, itemsize):
-    """Whether rows of ``width``·``n`` numbers take the flat gradient kernels (stride 1, short rows)."""
+    """Whether rows of ``width``·``n`` numbers take the flat weight gradient (stride 1, short rows)."""
     return stride == 1 and width * n * itemsize <= FLAT_ROW_BYTES
+
+
+@jit
+def flat_input(stride, kw, h, w, n, itemsize):
+    """Whether the input gradient of (C_in, h, w, n) maps takes :func:`input_grad_flat` (stride 1).
+
+    Measured against :func:`input_grad` (one thread, 1–128 images, float32 and float64): with five
+    or more taps a pass the flat kernel wins or ties at every size (12c5 on 12×12 maps, 50 images,
+    float64: 398 against 521 µs); with fewer, each pass's load and store of the accumulators
+    weighs more, and once the two maps leave L2's faster half (16c3 on 16×16, 50 images, float64:
+    205 KB) the row kernel, whose accumulators stay in L1, wins (1,297 against 1,704 µs).
+    """
+    return stride == 1 and (kw >= 5 or 2 * h * w * n * itemsize <= FLAT_INPUT_BYTES)
 
 
 @jit
@@ -441,11 +459,12 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     """A whole layer's backward pass on one thread, in one call: the kernels above in sequence.
 
     d = δ·f'(z);  dw = Σ d ⋆ x / N;  db = Σ d / N;  dx = the 'full' correlation of d with w
-    (as :func:`input_grad`, on d zero-padded by kw − 1 columns and placed on the stride's grid).
+    (as :func:`input_grad`: on d zero-padded by kw − 1 columns and placed on the stride's grid).
     One call instead of one per kernel: a batch slice's thread then takes the GIL back once per
-    layer, where each hand-back can wait for the other slice's Python (tens of µs each). Rows of
-    at most :data:`FLAT_ROW_BYTES` take the gradients as long flat runs (:func:`weight_grad_flat`,
-    :func:`input_grad_flat`).
+    layer, where each hand-back can wait for the other slice's Python (tens of µs each). The
+    weight gradient of rows of at most :data:`FLAT_ROW_BYTES` (:func:`weight_grad_flat`) and the
+    input gradient where :func:`flat_input` says so (:func:`input_grad_flat`) are taken as long
+    flat runs over all rows.
 
     Parameters
     ----------
@@ -470,19 +489,20 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     if dx.size == 0:
         return
     hv, wv = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # the stride-1 'valid' grid
-    dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
-    copy4(d, dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride])
     flipped = np.empty((ci, co, kh, kw), dtype=w.dtype)  # wr[i, j, u, v'] = w[j, i, u, kw − 1 − v']
     for j in range(co):
         for i in range(ci):
             for u in range(kh):
                 for v in range(kw):
                     flipped[i, j, u, v] = w[j, i, u, kw - 1 - v]
-    if flat_rows(stride, x.shape[2], n, x.itemsize):
-        dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
-        input_grad_flat(dpad, flipped, dxfull, dx, 0, (ci + 1) // 2)
-    else:
-        input_grad(dpad, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
+    if flat_input(stride, kw, x.shape[1], x.shape[2], n, x.itemsize):
+        dflat = np.zeros((co, hv + 1, x.shape[2], n), dtype=d.dtype)
+        copy4(d, dflat[:, 1:, :wv])
+        input_grad_flat(dflat, flipped, dx, 0, (ci + 1) // 2)
+        return
+    dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
+    copy4(d, dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride])
+    input_grad(dpad, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
 
 
 @rjit
@@ -526,42 +546,42 @@ def weight_grad_flat(x, dfull, scale, dw, lo, hi):
 
 
 @jit
-def input_grad_flat(dpad, wr, dxfull, dx, lo, hi):
+def input_grad_flat(dflat, wr, dx, lo, hi):
     """:func:`input_grad` (stride 1) with each kernel row's taps applied to all rows of d at once.
 
-    In the flattened maps, output (p, q) of dxfull (width Wd = Wv + 2(kw − 1), that of dpad)
-    takes Σ_v' wr[i, j, u, v']·dpad[j].flat[m + v'·N] at m = ((p − u)·Wd + q)·N: for each
-    (j, u) one run over m < L = ((Hv − 1)·Wd + Wp)·N, landing at rows u… of dxfull. Columns
-    q ≥ Wp of dxfull collect the next row's wrap-around and are dropped when dx takes the rest.
-    One long pass per (j, u) instead of one short one per output row: for short rows (small
-    maps, few images) the per-row start-up of :func:`input_grad` costs more than the
-    (Wd − Wp)/Wd extra multiply-adds.
+    d's rows are laid out Wp = Wv + kw − 1 columns wide (dx's width), d in the first Wv, zeros in
+    the rest, below a row of zeros. Output (p, q) takes Σ_v' wr[i, j, u, v']·xr[m + v'·N] at
+    m = ((p − u)·Wp + q)·N, where xr is dflat[j] flat from its (Wv·N)-th number (d's column
+    q + v' − kw + 1): a tap left of d's row lands in the zero columns that end the row above
+    (or in the zero row), one right of it in its own. For each (j, u) that is one run over
+    m < Hv·Wp·N, adding into rows u… of dx, which it fills exactly: no column is computed to
+    be dropped. One long pass per (j, u) instead of one short one per output row
+    (:func:`input_grad`, whose per-row start-up then costs more); the sums are
+    :func:`input_grad`'s, taken in the same order (but for its 5×5 kernel's).
 
     Parameters
     ----------
-    dpad : (C_out, Hv, Wd, N), as :func:`input_grad`'s;  wr : (C_in, C_out, kh, kw)
-    dxfull : (C_in, Hp, Wd, N), work space;  dx : (C_in, Hp, Wp, N), out
-    work items: pairs of input maps (2q, 2q + 1)
+    dflat : (C_out, Hv + 1, Wp, N), C-contiguous: zeros, d in [:, 1:, :Wv]
+    wr : (C_in, C_out, kh, kw), as :func:`input_grad`'s
+    dx : (C_in, Hp, Wp, N), out; work items: pairs of input maps (2q, 2q + 1)
     """
     ci, hp, wp, n = dx.shape
-    co, hv, wd = dpad.shape[0], dpad.shape[1], dpad.shape[2]
-    kh = wr.shape[2]
-    row = wd * n
-    length = ((hv - 1) * wd + wp) * n
+    co, kh, kw = wr.shape[1], wr.shape[2], wr.shape[3]
+    row = wp * n
+    length = (hp - kh + 1) * row
+    start = (wp - kw + 1) * n
     for t in range(lo, hi):
         i = 2 * t
         pair = i + 1 < ci
-        acc = dxfull[i].reshape(hp * row)
+        acc = dx[i].reshape(hp * row)
         acc[:] = 0
-        acc2 = dxfull[i + 1 if pair else i].reshape(hp * row)
+        acc2 = dx[i + 1 if pair else i].reshape(hp * row)
         if pair:
             acc2[:] = 0
         for j in range(co):
-            xr = dpad[j].reshape(hv * row)
+            xr = dflat[j].reshape(dflat.shape[1] * row)[start:]
             for u in range(kh):
                 if pair:
                     _row_taps2(acc[u * row :], acc2[u * row :], xr, wr[i, j, u], wr[i + 1, j, u], n, length)
                 else:
                     _row_taps(acc[u * row :], xr, wr[i, j, u], n, length)
-        last = i + 2 if pair else i + 1
-        copy4(dxfull[i:last, :, :wp], dx[i:last])

@@ -303,14 +303,15 @@ class Conv(Layer):
         if not need_input_delta:
             return None
         (hv, wv) = self._valid_shape
-        dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)  # columns padded, rows skipped
-        dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
         flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        if kernels.conv.flat_rows(s, x.shape[2], n, x.itemsize):  # work items: pairs of input maps
-            dxfull = np.empty((ci, x.shape[1], dpad.shape[2], n), dtype=x.dtype)
-            parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, dpad, flipped, dxfull, dx, **share)
+        if kernels.conv.flat_input(s, kw, x.shape[1], x.shape[2], n, x.itemsize):  # work items: pairs of input maps
+            dflat = np.zeros((co, hv + 1, x.shape[2], n), dtype=d.dtype)  # d's rows, kw − 1 zeros after each
+            dflat[:, 1:, :wv] = d
+            parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, dflat, flipped, dx, **share)
         else:  # work items: pairs of input maps × rows
+            dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)  # columns padded, rows skipped
+            dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
             parallel.run_rows(kernels.conv.input_grad, (ci + 1) // 2 * dx.shape[1], dpad, flipped, s, dx, **share)
         return self._crop(dx)
 
