@@ -15,23 +15,71 @@ from ._jit import jit, rjit
 from .activation import apply_, derivative
 from .copies import copy4
 
-#: Output rows (Wo·N numbers) up to this many bytes: :func:`backward` takes the weight and input
-#: gradients as flat runs over all rows, whose extra multiply-adds on padding cost less than
-#: the row-by-row kernels' per-row start-up (measured on the toolbox network, 2 KiB rows:
-#: 12c5 weight gradient 0.52x the time at 25 images, 0.76x at 50 in float32; the input
-#: gradient 0.69x / 0.88x; float64 rows of 3 KiB and more: no gain).
+#: Output rows (Wo·N numbers) up to this many bytes: :func:`weight_layout` takes the weight
+#: gradient as flat runs over all rows, whose extra multiply-adds on padding cost less than
+#: the row-by-row kernel's per-row start-up (measured on the toolbox network, 2 KiB rows:
+#: 12c5 weight gradient 0.52x the time at 25 images, 0.76x at 50 in float32; float64 rows of
+#: 3 KiB and more: no gain).
 FLAT_ROW_BYTES = 2560
-
 
 #: The input gradient's two accumulator maps (2·H·W·N numbers) up to this many bytes take
 #: :func:`input_grad_flat` for kernels narrower than 5 (5 and wider: always, see :func:`flat_input`).
 FLAT_INPUT_BYTES = 131072
 
 
+#: Layouts of the weight gradient (:func:`weight_layout`).
+ROWS, PADDED, SHIFTED = 0, 1, 2
+
+
 @jit
-def flat_rows(stride, width, n, itemsize):
-    """Whether rows of ``width``·``n`` numbers take the flat weight gradient (stride 1, short rows)."""
-    return stride == 1 and width * n * itemsize <= FLAT_ROW_BYTES
+def weight_layout(stride, kw, width, wo, n, itemsize):
+    """How :func:`weight_grad_into` takes the weight gradient of a layer with (C_in, H, ``width``, n)
+    inputs and ``wo`` output columns: ROWS (:func:`weight_grad`, row by row, or its strided form),
+    PADDED or SHIFTED (:func:`weight_grad_flat`'s layouts).
+
+    Long rows go row by row. Short ones (at most :data:`FLAT_ROW_BYTES`) take the padded layout,
+    unless more than 30 % of its products would be zeros (W > 10/7·Wo: small maps, wide kernels),
+    where kw shifted copies of x cost less (measured, one thread: the toolbox's 12c5 on 12×12 maps,
+    float64: 137 against 175 µs at 25 images, 269 against 322 (row by row) at 50; LeNet's 16c5
+    on 14×14, 29 % zeros, float32: 190 against 176, so padded there). The shifted layout also
+    takes long rows of such maps: it won on every size measured for them.
+    """
+    if stride != 1:
+        return ROWS
+    if 7 * width > 10 * wo:
+        return SHIFTED
+    return PADDED if wo * n * itemsize <= FLAT_ROW_BYTES else ROWS
+
+
+@jit
+def weight_grad_into(x, d, stride, scale, dw):
+    """dw = Σ d ⋆ x · scale on one thread, in the layout :func:`weight_layout` picks.
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), the padded maps of the forward pass;  d : (C_out, Ho, Wo, N), dℓ/dz
+    stride : int;  scale : 1/N;  dw : (C_out, C_in, kh, kw), out
+    """
+    co, ci, kh, kw = dw.shape
+    _, ho, wo, n = d.shape
+    h, width = x.shape[1], x.shape[2]
+    layout = weight_layout(stride, kw, width, wo, n, d.itemsize)
+    pairs = (co + 1) // 2
+    if layout == SHIFTED:
+        xv = np.empty((ci, kw, h, wo, n), dtype=x.dtype)
+        for v in range(kw):
+            copy4(x[:, :, v : v + wo], xv[:, v])
+        weight_grad_flat(xv.reshape(ci, kw * h * wo * n), d.reshape(co, ho * wo * n), wo * n, h * wo * n,
+                         ho * wo * n, scale, dw, 0, pairs * ci)
+    elif layout == PADDED:
+        dfull = np.zeros((co, ho, width, n), dtype=d.dtype)
+        copy4(d, dfull[:, :, :wo])
+        weight_grad_flat(x.reshape(ci, h * width * n), dfull.reshape(co, ho * width * n), width * n, n,
+                         ((ho - 1) * width + wo) * n, scale, dw, 0, pairs * ci)
+    elif stride == 1:
+        weight_grad(x, d, stride, scale, dw, 0, pairs * ci * kh)
+    else:
+        weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
 
 
 @jit
@@ -477,14 +525,7 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     co, ci, kh, kw = w.shape
     n = d.shape[3]
     scale = d.dtype.type(1.0 / n)
-    if stride != 1:
-        weight_grad_strided(x, d, stride, scale, dw, 0, co * ci * kh)
-    elif flat_rows(stride, d.shape[2], n, d.itemsize):
-        dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
-        copy4(d, dfull[:, :, : d.shape[2]])
-        weight_grad_flat(x, dfull, scale, dw, 0, (co + 1) // 2 * ci)
-    else:
-        weight_grad(x, d, stride, scale, dw, 0, (co + 1) // 2 * ci * kh)
+    weight_grad_into(x, d, stride, scale, dw)
     bias_grad(d, scale, db, 0, co)
     if dx.size == 0:
         return
@@ -506,43 +547,45 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
 
 
 @rjit
-def weight_grad_flat(x, dfull, scale, dw, lo, hi):
+def weight_grad_flat(xs, ds, row, step, length, scale, dw, lo, hi):
     """:func:`weight_grad` (stride 1) as one long dot product per tap, over all rows at once.
 
-    With d zero-padded to the input's width W (dfull[j, r, c] = d[j, r, c] for c < Wo, else 0),
-    dw[j, i, u, v] = scale · Σ_m dfull[j].flat[m] · x[i].flat[m + (u·W + v)·N] for
-    m < L = ((Ho − 1)·W + Wo)·N: the padded columns meet the next row's first columns and add
-    nothing. For short rows (small maps, few images) this pays: per output row, :func:`weight_grad`
-    starts and reduces ten running sums (Ho·C_in·kh times a pair of maps); here kh·C_in times,
-    for (W − Wo)/W more multiply-adds.
+    dw[j, i, u, v] = scale · Σ_m ds[j][m] · xs[i][m + u·row + v·step] for m < length, in one of
+    two layouts (:func:`weight_layout`, :func:`weight_grad_into`):
+
+    * padded: d zero-padded to the input's width W (ds[j] = dfull[j].flat, dfull[j, r, c] =
+      d[j, r, c] for c < Wo, else 0), xs[i] = x[i].flat, row = W·N, step = N, length =
+      ((Ho − 1)·W + Wo)·N: the padded columns meet the next row's first columns and add
+      nothing, for (W − Wo)/W more multiply-adds;
+    * shifted: xs[i] holds kw copies of x[i], copy v of width Wo from column v on (xs[i] =
+      xv[i].flat, xv : (C_in, kw, H, Wo, N)), ds[j] = d[j].flat, row = Wo·N, step = H·Wo·N,
+      length = Ho·Wo·N: no multiply-add is wasted, for kw copies of x.
+
+    For short rows (small maps, few images) either pays: per output row, :func:`weight_grad`
+    starts and reduces ten running sums (Ho·C_in·kh times a pair of maps); here kh·C_in times.
 
     Parameters
     ----------
-    x : (C_in, H, W, N);  dfull : (C_out, Ho, W, N);  scale : 1/N
+    xs : (C_in, Lx);  ds : (C_out, Ld);  row, step, length : as above;  scale : 1/N
     dw : (C_out, C_in, kh, kw), out; work items t = q·C_in + i, pairs of output maps (2q, 2q + 1)
     """
     co, ci, kh, kw = dw.shape
-    _, ho, width, n = dfull.shape
-    wo = width - kw + 1
-    row = width * n
-    length = ((ho - 1) * width + wo) * n
     for t in range(lo, hi):
         j = 2 * (t // ci)
         i = t % ci
-        xf = x[i].reshape(x.shape[1] * row)
-        da = dfull[j].reshape(ho * row)
+        xf, da = xs[i], ds[j]
         if j + 1 < co:
-            db = dfull[j + 1].reshape(ho * row)
+            db = ds[j + 1]
             for u in range(kh):
                 dwa, dwb = dw[j, i, u], dw[j + 1, i, u]
                 dwa[:] = 0
                 dwb[:] = 0
-                _row_dots2(dwa, dwb, da, db, xf[u * row :], n, length, scale)
+                _row_dots2(dwa, dwb, da, db, xf[u * row :], step, length, scale)
         else:
             for u in range(kh):
                 dwa = dw[j, i, u]
                 dwa[:] = 0
-                _row_dots(dwa, da, xf[u * row :], n, length, scale)
+                _row_dots(dwa, da, xf[u * row :], step, length, scale)
 
 
 @jit

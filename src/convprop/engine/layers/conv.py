@@ -288,17 +288,7 @@ class Conv(Layer):
         co, ci, kh, kw = weight.shape
         n, s, share = d.shape[-1], self.stride, {"work": macs, "per_thread": parallel.MIN_MACS_PER_THREAD}
         # the same kernels as kernels.conv.backward, so that results do not depend on the thread count
-        if kernels.conv.flat_rows(s, d.shape[2], n, d.itemsize):  # work items: pairs of output maps × C_in
-            dfull = np.zeros((co, d.shape[1], x.shape[2], n), dtype=d.dtype)
-            dfull[:, :, : d.shape[2]] = d
-            parallel.run_rows(kernels.conv.weight_grad_flat, (co + 1) // 2 * ci, x, dfull, scale, self.grads["weight"],
-                              **share)
-        elif s == 1:  # work items: pairs of output maps × kernel rows
-            parallel.run_rows(kernels.conv.weight_grad, (co + 1) // 2 * ci * kh, x, d, s, scale, self.grads["weight"],
-                              **share)
-        else:
-            parallel.run_rows(kernels.conv.weight_grad_strided, co * ci * kh, x, d, s, scale, self.grads["weight"],
-                              **share)
+        self._weight_grad(kernels, x, d, scale, share)
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
             return None
@@ -314,6 +304,29 @@ class Conv(Layer):
             dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
             parallel.run_rows(kernels.conv.input_grad, (ci + 1) // 2 * dx.shape[1], dpad, flipped, s, dx, **share)
         return self._crop(dx)
+
+    def _weight_grad(self, kernels, x: np.ndarray, d: np.ndarray, scale, share: dict) -> None:
+        """``grads["weight"]`` shared over threads, in :func:`kernels.conv.weight_layout`'s layout
+        (:func:`kernels.conv.weight_grad_into`'s work, the same numbers)."""
+        conv, dw = kernels.conv, self.grads["weight"]
+        co, ci, kh, kw = dw.shape
+        (_, ho, wo, n), (h, width) = d.shape, x.shape[1:3]
+        layout = conv.weight_layout(self.stride, kw, width, wo, n, d.itemsize)
+        if layout == conv.SHIFTED:  # work items: pairs of output maps × C_in
+            xv = np.empty((ci, kw, h, wo, n), dtype=x.dtype)  # copy v: x from column v on, Wo wide
+            for v in range(kw):
+                xv[:, v] = x[:, :, v : v + wo]
+            parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, xv.reshape(ci, -1), d.reshape(co, -1),
+                              wo * n, h * wo * n, ho * wo * n, scale, dw, **share)
+        elif layout == conv.PADDED:
+            dfull = np.zeros((co, ho, width, n), dtype=d.dtype)
+            dfull[:, :, :wo] = d
+            parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, x.reshape(ci, -1), dfull.reshape(co, -1),
+                              width * n, n, ((ho - 1) * width + wo) * n, scale, dw, **share)
+        elif self.stride == 1:  # work items: pairs of output maps × kernel rows
+            parallel.run_rows(conv.weight_grad, (co + 1) // 2 * ci * kh, x, d, 1, scale, dw, **share)
+        else:
+            parallel.run_rows(conv.weight_grad_strided, co * ci * kh, x, d, self.stride, scale, dw, **share)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
         """(C, H, W, N) maps with the layer's zero rows and columns around them."""
