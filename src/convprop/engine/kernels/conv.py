@@ -88,7 +88,7 @@ def flat_input(stride, kw, h, w, n, itemsize):
 
     Measured against :func:`input_grad` (one thread, 1–128 images, float32 and float64): with five
     or more taps a pass the flat kernel wins or ties at every size (12c5 on 12×12 maps, 50 images,
-    float64: 398 against 521 µs); with fewer, each pass's load and store of the accumulators
+    float64: 438 against 513–543 µs); with fewer, each pass's load and store of the accumulators
     weighs more, and once the two maps leave L2's faster half (16c3 on 16×16, 50 images, float64:
     205 KB) the row kernel, whose accumulators stay in L1, wins (1,297 against 1,704 µs).
     """
@@ -287,7 +287,11 @@ def forward_strided(x, w, b, stride, code, slope, z, lo, hi):
 
 @rjit
 def _row_dots(dw, dr, xr, n, length, scale):
-    """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr."""
+    """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr.
+
+    ``n`` is the step from one tap's run to the next: N within a row of maps, H·Wo·N between
+    :func:`weight_grad_flat`'s shifted copies.
+    """
     kw = dw.shape[0]
     v = 0
     while v < kw:
