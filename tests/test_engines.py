@@ -24,6 +24,11 @@ def _lenet_like(dtype):
                     Subsample(2), Dense(7, "tanh")], n_outputs=3, output="softmax", dtype=dtype, seed=4)
 
 
+def _toolbox(dtype):  # its 12c5 on 12×12 maps takes the weight gradient's shifted layout
+    return Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10, dtype=dtype,
+                   seed=4)
+
+
 def _run(net, x, y):
     o = net.forward(x).copy()
     net.backward(y)
@@ -57,8 +62,9 @@ def test_thread_count(monkeypatch):
 
 
 @numba_only
+@pytest.mark.parametrize("make", [_lenet_like, _toolbox])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_compiled_results_do_not_depend_on_the_thread_count(dtype, monkeypatch):
+def test_compiled_results_do_not_depend_on_the_thread_count(dtype, make, monkeypatch):
     convprop.set_engine("numba")
     # a 9-image batch is too small to cut into slices: every kernel's rows are shared out,
     # however little work they hold
@@ -67,7 +73,7 @@ def test_compiled_results_do_not_depend_on_the_thread_count(dtype, monkeypatch):
     results = []
     for threads in (1, 2, 3, 1):
         convprop.set_num_threads(threads)
-        net = _lenet_like(dtype)
+        net = make(dtype)
         x, y = random_batch(net, 9, seed=1, labels=True)
         results.append(_run(net, x, y))
     for o, g in results[1:]:  # bit-identical, not just close
@@ -77,12 +83,13 @@ def test_compiled_results_do_not_depend_on_the_thread_count(dtype, monkeypatch):
 
 
 @numba_only
+@pytest.mark.parametrize("make", [_lenet_like, _toolbox])
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
-def test_compiled_engine_agrees_with_numpy(dtype, rtol):
+def test_compiled_engine_agrees_with_numpy(dtype, rtol, make):
     out = {}
     for eng in ("numpy", "numba"):
         convprop.set_engine(eng)
-        net = _lenet_like(dtype)
+        net = make(dtype)
         x, y = random_batch(net, 6, seed=2, labels=True)
         out[eng] = _run(net, x, y)
     (o1, g1), (o2, g2) = out["numpy"], out["numba"]
