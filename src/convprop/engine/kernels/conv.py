@@ -52,6 +52,33 @@ def weight_layout(stride, kw, width, wo, n, itemsize):
 
 
 @jit
+def weight_operands(x, d, kw, layout):
+    """:func:`weight_grad_flat`'s operands in the PADDED or SHIFTED layout (:func:`weight_layout`).
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), the padded maps of the forward pass;  d : (C_out, Ho, Wo, N), dℓ/dz
+    kw : the kernel's width;  layout : PADDED or SHIFTED
+
+    Returns
+    -------
+    xs : (C_in, Lx);  ds : (C_out, Ld);  row, step, length : ints (see :func:`weight_grad_flat`)
+    """
+    ci, h, width, n = x.shape
+    co, ho, wo, _ = d.shape
+    if layout == SHIFTED:
+        xv = np.empty((ci, kw, h, wo, n), dtype=x.dtype)  # copy v: x from column v on, Wo wide
+        for v in range(kw):
+            copy4(x[:, :, v : v + wo], xv[:, v])
+        return (xv.reshape(ci, kw * h * wo * n), d.reshape(co, ho * wo * n), wo * n, h * wo * n,
+                ho * wo * n)
+    dfull = np.zeros((co, ho, width, n), dtype=d.dtype)
+    copy4(d, dfull[:, :, :wo])
+    return (x.reshape(ci, h * width * n), dfull.reshape(co, ho * width * n), width * n, n,
+            ((ho - 1) * width + wo) * n)
+
+
+@jit
 def weight_grad_into(x, d, stride, scale, dw):
     """dw = Σ d ⋆ x · scale on one thread, in the layout :func:`weight_layout` picks.
 
@@ -61,21 +88,11 @@ def weight_grad_into(x, d, stride, scale, dw):
     stride : int;  scale : 1/N;  dw : (C_out, C_in, kh, kw), out
     """
     co, ci, kh, kw = dw.shape
-    _, ho, wo, n = d.shape
-    h, width = x.shape[1], x.shape[2]
-    layout = weight_layout(stride, kw, width, wo, n, d.itemsize)
+    layout = weight_layout(stride, kw, x.shape[2], d.shape[2], d.shape[3], d.itemsize)
     pairs = (co + 1) // 2
-    if layout == SHIFTED:
-        xv = np.empty((ci, kw, h, wo, n), dtype=x.dtype)
-        for v in range(kw):
-            copy4(x[:, :, v : v + wo], xv[:, v])
-        weight_grad_flat(xv.reshape(ci, kw * h * wo * n), d.reshape(co, ho * wo * n), wo * n, h * wo * n,
-                         ho * wo * n, scale, dw, 0, pairs * ci)
-    elif layout == PADDED:
-        dfull = np.zeros((co, ho, width, n), dtype=d.dtype)
-        copy4(d, dfull[:, :, :wo])
-        weight_grad_flat(x.reshape(ci, h * width * n), dfull.reshape(co, ho * width * n), width * n, n,
-                         ((ho - 1) * width + wo) * n, scale, dw, 0, pairs * ci)
+    if layout != ROWS:
+        xs, ds, row, step, length = weight_operands(x, d, kw, layout)
+        weight_grad_flat(xs, ds, row, step, length, scale, dw, 0, pairs * ci)
     elif stride == 1:
         weight_grad(x, d, stride, scale, dw, 0, pairs * ci * kh)
     else:
@@ -533,21 +550,45 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     bias_grad(d, scale, db, 0, co)
     if dx.size == 0:
         return
-    hv, wv = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # the stride-1 'valid' grid
-    flipped = np.empty((ci, co, kh, kw), dtype=w.dtype)  # wr[i, j, u, v'] = w[j, i, u, kw − 1 − v']
+    flat, flipped, placed = input_operands(d, w, stride, x.shape[1], x.shape[2])
+    if flat:
+        input_grad_flat(placed, flipped, dx, 0, (ci + 1) // 2)
+    else:
+        input_grad(placed, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
+
+
+@jit
+def input_operands(d, w, stride, h, width):
+    """The input gradient's operands for (C_in, ``h``, ``width``, N) inputs: whether it takes
+    :func:`input_grad_flat` (:func:`flat_input`), the flipped kernels and d laid out for it.
+
+    Parameters
+    ----------
+    d : (C_out, Ho, Wo, N), dℓ/dz;  w : (C_out, C_in, kh, kw);  stride : int
+
+    Returns
+    -------
+    flat : bool
+    wr : (C_in, C_out, kh, kw), wr[i, j, u, v'] = w[j, i, u, kw − 1 − v']
+    placed : :func:`input_grad_flat`'s dflat (d's rows ``width`` apart, below a zero row), or
+        :func:`input_grad`'s dpad (d on the stride-1 grid, zero-padded by kw − 1 columns)
+    """
+    co, ci, kh, kw = w.shape
+    n = d.shape[3]
+    hv, wv = h - kh + 1, width - kw + 1  # the stride-1 'valid' grid
+    flipped = np.empty((ci, co, kh, kw), dtype=w.dtype)
     for j in range(co):
         for i in range(ci):
             for u in range(kh):
                 for v in range(kw):
                     flipped[i, j, u, v] = w[j, i, u, kw - 1 - v]
-    if flat_input(stride, kw, x.shape[1], x.shape[2], n, x.itemsize):
-        dflat = np.zeros((co, hv + 1, x.shape[2], n), dtype=d.dtype)
-        copy4(d, dflat[:, 1:, :wv])
-        input_grad_flat(dflat, flipped, dx, 0, (ci + 1) // 2)
-        return
-    dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
-    copy4(d, dpad[:, ::stride, kw - 1 : kw - 1 + wv : stride])
-    input_grad(dpad, flipped, stride, dx, 0, (ci + 1) // 2 * x.shape[1])
+    if flat_input(stride, kw, h, width, n, d.itemsize):
+        placed = np.zeros((co, hv + 1, width, n), dtype=d.dtype)
+        copy4(d, placed[:, 1:, :wv])
+        return True, flipped, placed
+    placed = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)
+    copy4(d, placed[:, ::stride, kw - 1 : kw - 1 + wv : stride])
+    return False, flipped, placed
 
 
 @rjit

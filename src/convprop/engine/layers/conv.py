@@ -134,12 +134,9 @@ class Conv(Layer):
 
     def build(self, in_shape, dtype, where):
         self.out_shape = self.plan(in_shape, where).out_shape
-        h, w, c = in_shape
+        c = in_shape[2]
         kh, kw = self.kernelsize
-        top, bottom, left, right = self.pads
         self.in_shape = in_shape
-        #: (rows, columns) of the stride-1 'valid' correlation of the padded input.
-        self._valid_shape = (h + top + bottom - kh + 1, w + left + right - kw + 1)
         self.params = {
             "weight": np.zeros((self.outputmaps, c, kh, kw), dtype=dtype),
             "bias": np.zeros(self.outputmaps, dtype=dtype),
@@ -285,24 +282,18 @@ class Conv(Layer):
         weight, bias = self.params["weight"], self.params["bias"]
         scale = d.dtype.type(1.0 / d.shape[-1])
         self.grads = {"weight": np.empty_like(weight), "bias": np.empty_like(bias)}
-        co, ci, kh, kw = weight.shape
-        n, s, share = d.shape[-1], self.stride, {"work": macs, "per_thread": parallel.MIN_MACS_PER_THREAD}
+        ci, s, share = weight.shape[1], self.stride, {"work": macs, "per_thread": parallel.MIN_MACS_PER_THREAD}
         # the same kernels as kernels.conv.backward, so that results do not depend on the thread count
         self._weight_grad(kernels, x, d, scale, share)
         kernels.conv.bias_grad(d, scale, self.grads["bias"], 0, d.shape[0])
         if not need_input_delta:
             return None
-        (hv, wv) = self._valid_shape
-        flipped = np.ascontiguousarray(weight[:, :, :, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
         dx = np.empty_like(x)
-        if kernels.conv.flat_input(s, kw, x.shape[1], x.shape[2], n, x.itemsize):  # work items: pairs of input maps
-            dflat = np.zeros((co, hv + 1, x.shape[2], n), dtype=d.dtype)  # d's rows, kw − 1 zeros after each
-            dflat[:, 1:, :wv] = d
-            parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, dflat, flipped, dx, **share)
+        flat, flipped, placed = kernels.conv.input_operands(d, weight, s, x.shape[1], x.shape[2])
+        if flat:  # work items: pairs of input maps
+            parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, placed, flipped, dx, **share)
         else:  # work items: pairs of input maps × rows
-            dpad = np.zeros((co, hv, wv + 2 * (kw - 1), n), dtype=d.dtype)  # columns padded, rows skipped
-            dpad[:, ::s, kw - 1 : kw - 1 + wv : s] = d
-            parallel.run_rows(kernels.conv.input_grad, (ci + 1) // 2 * dx.shape[1], dpad, flipped, s, dx, **share)
+            parallel.run_rows(kernels.conv.input_grad, (ci + 1) // 2 * dx.shape[1], placed, flipped, s, dx, **share)
         return self._crop(dx)
 
     def _weight_grad(self, kernels, x: np.ndarray, d: np.ndarray, scale, share: dict) -> None:
@@ -310,19 +301,10 @@ class Conv(Layer):
         (:func:`kernels.conv.weight_grad_into`'s work, the same numbers)."""
         conv, dw = kernels.conv, self.grads["weight"]
         co, ci, kh, kw = dw.shape
-        (_, ho, wo, n), (h, width) = d.shape, x.shape[1:3]
-        layout = conv.weight_layout(self.stride, kw, width, wo, n, d.itemsize)
-        if layout == conv.SHIFTED:  # work items: pairs of output maps × C_in
-            xv = np.empty((ci, kw, h, wo, n), dtype=x.dtype)  # copy v: x from column v on, Wo wide
-            for v in range(kw):
-                xv[:, v] = x[:, :, v : v + wo]
-            parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, xv.reshape(ci, -1), d.reshape(co, -1),
-                              wo * n, h * wo * n, ho * wo * n, scale, dw, **share)
-        elif layout == conv.PADDED:
-            dfull = np.zeros((co, ho, width, n), dtype=d.dtype)
-            dfull[:, :, :wo] = d
-            parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, x.reshape(ci, -1), dfull.reshape(co, -1),
-                              width * n, n, ((ho - 1) * width + wo) * n, scale, dw, **share)
+        layout = conv.weight_layout(self.stride, kw, x.shape[2], d.shape[2], d.shape[3], d.itemsize)
+        if layout != conv.ROWS:  # work items: pairs of output maps × C_in
+            parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, *conv.weight_operands(x, d, kw, layout), scale,
+                              dw, **share)
         elif self.stride == 1:  # work items: pairs of output maps × kernel rows
             parallel.run_rows(conv.weight_grad, (co + 1) // 2 * ci * kh, x, d, 1, scale, dw, **share)
         else:
