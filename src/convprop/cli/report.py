@@ -36,6 +36,8 @@ def write_summary(path: Path, config: dict, net, state, class_names: list[str] |
 def earlier_engines(path: Path, epochs: int) -> list[str | None]:
     """The ``engines`` of the first ``epochs`` epochs in an earlier invocation's summary.json (a resumed
     run's), each "numba", "numpy" or None; all None when the file or its list is missing or malformed."""
+    if not epochs:  # a fresh run: nothing to read
+        return []
     try:
         found = json.loads(path.read_text(encoding="utf-8")).get("engines")
     except (OSError, ValueError, AttributeError):

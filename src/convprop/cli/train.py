@@ -188,34 +188,36 @@ def run(args) -> int:
     net, state, extra, config, out = _resumed_run(args, given) if args.resume else _new_run(args, given)
     finished = bool(args.resume) and state.epoch and not state.batch and args.epochs == state.epoch
     if parallel is not None and parallel.rank != 0:  # rank 0 alone owns the run directory
-        return 0 if finished else _train(args, net, state, extra, config, out, parallel)
+        return 0 if finished else _train(args, net, state, extra, config, out, parallel, [])
     # Locked, writable, cleaned of a crash's leftovers and refused if it holds another run: all
     # before any data is loaded.
     with RunDir(out).acquire(force=args.force, resume=bool(args.resume)):
-        if args.resume and state.epoch and not state.batch:
-            summary = out / "summary.json"  # may lag the checkpoint after a crash
-            write_summary(summary, config, net, state, engines=earlier_engines(summary, state.epoch))
+        engines = earlier_engines(out / "summary.json", state.epoch)  # a resumed run's earlier epochs
+        if args.resume and state.epoch and not state.batch:  # the summary may lag the checkpoint after a crash
+            write_summary(out / "summary.json", config, net, state, engines=engines)
             if finished:  # only the final files are missing
                 save_model(net, out / "model.npz", extra)
                 print(f"the checkpoint has done all {state.epoch} epochs; model: {out / 'model.npz'} "
                       "(rewritten from the checkpoint)")
                 return 0
-        return _train(args, net, state, extra, config, out, parallel)
+        return _train(args, net, state, extra, config, out, parallel, engines)
 
 
-def _train(args, net, state, extra, config, out, parallel) -> int:
+def _train(args, net, state, extra, config, out, parallel, engines) -> int:
     from ..engine import backend
 
     # a machine's first run of these layers: their kernels compile in a background process (None: not that)
     child = compiling.begin(args, config, np.dtype(config["dtype"]), parallel)
     try:
-        return _fit_and_report(args, net, state, extra, config, out, parallel, child)
+        return _fit_and_report(args, net, state, extra, config, out, parallel, child, engines)
     finally:
         if child is not None:
             backend.set_engine(None)
 
 
-def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> int:
+def _fit_and_report(args, net, state, extra, config, out, parallel, child, engines) -> int:
+    """Load the data, train, then write the model, the summary and the plots (``engines``: those of a
+    resumed run's earlier epochs, as :class:`.report.EpochReport` takes them)."""
     from ..engine import warmup
     from ..engine.spec import parse_layers
     from ..formats.model import save_model
@@ -239,7 +241,7 @@ def _fit_and_report(args, net, state, extra, config, out, parallel, child) -> in
     say(args, _banner(args, config, net, state, data, epochs, out, parallel))
     first_new = state.epoch
     summary = out / "summary.json"
-    report = EpochReport(summary, config, args.quiet, data.class_names, earlier_engines(summary, state.epoch))
+    report = EpochReport(summary, config, args.quiet, data.class_names, engines)
     state = fit(net, x_train, y_train, epochs=epochs, batch_size=config["batch_size"], alpha=config["alpha"],
                 optimizer=run_optimizer(config), state=state, checkpoint=checkpoint, x_test=x_test, y_test=y_test,
                 extra=extra, progress=not args.quiet,
