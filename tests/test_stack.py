@@ -234,3 +234,54 @@ def test_parameters_in_another_layout_take_the_layer_path():
         return net
 
     _engines_agree(make)
+
+
+def _step_results(net, x, y):
+    loss = net.train_batch(*net_inputs(net, x, y))
+    arrays = [net.o, *net.gradients().values(), *net.activations, *(layer.d for layer in net.layers[1:])]
+    return loss, [a.copy() for a in arrays]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_steps_that_reuse_their_arrays_give_fresh_steps_numbers_bit_for_bit(name, dtype):
+    """Within reusing_step_arrays, a one-thread step runs in the last one's arrays (the same objects
+    hold its gradients), also across a parameter replaced by a new array and a change of batch
+    size; every number is that of steps in arrays of their own. On leaving, the arrays are let go."""
+    kept, fresh = NETWORKS[name](dtype), NETWORKS[name](dtype)
+    seen = []
+    with kept.reusing_step_arrays():
+        for i, n in enumerate((40, 40, 33, 33, 40)):
+            x, y = random_batch(kept, n, seed=n + i, labels=True)
+            if i == 3:  # a user's new parameter array between two steps: the step binds it
+                for net in (kept, fresh):
+                    net.output.params["weight"] = net.output.params["weight"] * 0.5
+            a, b = _step_results(kept, x, y), _step_results(fresh, x, y)
+            assert a[0] == b[0]
+            for got, want in zip(a[1], b[1], strict=True):
+                np.testing.assert_array_equal(got, want)
+            seen.append((id(kept.gradients()["output.weight"]), id(fresh.gradients()["output.weight"])))
+            for net in (kept, fresh):
+                net.step(0.5)
+    assert seen[1][0] == seen[0][0] and seen[4][0] != seen[3][0]  # kept for a batch size, new for another
+    assert seen[1][1] != seen[0][1] or seen[2][1] != seen[1][1]  # fresh arrays (an address may come back)
+    assert "step" not in kept._stack()._kept and not kept._reuse_step
+
+
+def test_the_training_loop_reuses_step_arrays_within_an_epoch_only():
+    """fit on one thread: the same weights as steps in arrays of their own; after training the
+    network keeps no step's arrays beyond what its layers hold."""
+    from convprop import train
+
+    nets = [NETWORKS["toolbox"]("float64") for _ in range(2)]
+    x, labels = random_batch(nets[0], 130, seed=9, labels=True)
+    order = np.stack([np.random.default_rng(e).permutation(130) for e in range(2)])
+    train(nets[0], x, labels, epochs=2, batch_size=50, alpha=1.0, order=order)
+    maps, targets = net_inputs(nets[1], x, labels)
+    for perm in order:
+        for start in range(0, 130, 50):
+            nets[1].train_batch(maps, targets, rows=perm[start:start + 50])
+            nets[1].step(1.0)
+    for k, p in nets[0].parameters().items():
+        np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=k)
+    assert "step" not in nets[0]._stack()._kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -163,6 +164,8 @@ class Network:
         self._twins: list[Network] = []
         self._kept_stack: stack.Stack | None = None
         self._sliced: sliced.SlicedStep | None = None
+        #: Within :meth:`reusing_step_arrays`: a one-thread training step runs in the last one's arrays.
+        self._reuse_step = False
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
@@ -239,7 +242,8 @@ class Network:
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
-        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None, _sliced=None)
+        state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None, _sliced=None,
+                     _reuse_step=False)
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -522,13 +526,34 @@ class Network:
             rows = np.arange(n) if rows is None else rows
             self._maps = self.o = self.e = None  # the last pass's arrays go before this one's come
             self._maps, self.L, self.o, self.e = run.train(maps, targets, rows, self.layers[1 + len(run.run):],
-                                                           self.output)
+                                                           self.output, self.__dict__.get("_reuse_step", False))
             self._stacked = len(run.run)
             return self.L
         if rows is not None:
             maps, targets = maps[rows], targets[rows]
         self._forward_whole(maps)
         return self.backward_batch(targets)
+
+    @contextlib.contextmanager
+    def reusing_step_arrays(self) -> Iterator[None]:
+        """Within: each :meth:`train_batch` on one thread runs in the arrays of the last one instead of new
+        ones (maps, deltas, gradients, outputs: a few MiB for the toolbox's 50-image batch).
+
+        That spares a step's allocations and bookkeeping (2–5 % of a one-thread step); the
+        numbers are the same, bit for bit. What a step leaves (:attr:`activations`,
+        :meth:`gradients`, :attr:`o`) is then overwritten by the next step: copy what you keep.
+        The training loop runs each epoch's batches so. On leaving, the kept arrays are let go.
+        (Batch slices on k > 1 threads always run in arrays of their own, kept from step to step.)
+        """
+        before = self.__dict__.get("_reuse_step", False)
+        self._reuse_step = True
+        try:
+            yield
+        finally:
+            self._reuse_step = before
+            run = self.__dict__.get("_kept_stack")
+            if not before and run is not None and not run.reuse:
+                run.drop_step()
 
     def step(self, alpha: float) -> None:
         """Plain SGD: every parameter −= alpha · its gradient (the toolbox's cnnapplygrads)."""

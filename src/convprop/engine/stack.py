@@ -190,7 +190,7 @@ class Stack:
         leave(self._backward_state(deltas, ds, dws, dbs))
 
     def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, head: Sequence[Layer],
-              out: Layer) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
+              out: Layer, keep: bool = False) -> tuple[list[np.ndarray], float, np.ndarray, np.ndarray]:
         """Forward and backward through the run, the dense layers ``head`` and the output layer ``out`` in one call.
 
         For a network of map layers, dense layers and an output layer only (:meth:`covers`). Each
@@ -201,6 +201,8 @@ class Stack:
         x : (M, H, W, C) images, C-contiguous;  y : (M, K) targets
         rows : (N,) int, the batch's images: x[rows], y[rows] (taken by the kernel)
         head : the dense layers after the run;  out : the output layer
+        keep : bool
+            Run in the arrays of the last call that kept them (:meth:`bind`), and keep this one's.
 
         Returns
         -------
@@ -208,20 +210,27 @@ class Stack:
         o, e : (N, K) outputs and o − y
         """
         rows = np.asarray(rows, dtype=np.int64)
-        step = self.bind(x, len(rows), head, out)
+        step = self.bind(x, len(rows), head, out, keep)
         loss = step.run(x, y, rows)
         return step.maps, loss, step.o, step.e
 
-    def bind(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> "Step":
+    def bind(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer, keep: bool = False) -> "Step":
         """:meth:`train`'s call for batches of ``n`` images like those of ``x`` with all but the data made
-        (:class:`Step`); with :attr:`reuse`, the last one while it still :meth:`~Step.fits`."""
-        step = self._kept.get("step")
+        (:class:`Step`); with :attr:`reuse` or ``keep``, the last one kept while it still :meth:`~Step.fits`
+        (its arrays then hold this call's results too), and this one kept."""
+        keep = keep or self.reuse
+        step = self._kept.get("step") if keep else None
         if step is None or not step.fits(x, n, head, out):
+            self.drop_step()  # one set of step arrays alive at a time
             self._forget(out, head)
-            step = Step(self, x, n, head, out, signature([*self.convs, *head, out]) if self.reuse else None)
-            if self.reuse:
+            step = Step(self, x, n, head, out, signature([*self.convs, *head, out]) if keep else None)
+            if keep:
                 self._kept["step"] = step
         return step
+
+    def drop_step(self) -> None:
+        """Let go of the step :meth:`bind` kept (the layers keep what its last run left them)."""
+        self._kept.pop("step", None)
 
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
         """Whether :meth:`train` can run the whole network: this run, then only dense layers the kernels

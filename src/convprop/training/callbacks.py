@@ -51,7 +51,13 @@ if TYPE_CHECKING:
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class: every hook does nothing.
+
+    Within an epoch, one-thread training steps run in one set of arrays
+    (:meth:`~convprop.engine.network.Network.reusing_step_arrays`): what a hook reads of the
+    network (``net.gradients()``, ``net.activations``, ``net.o``) holds the current step's
+    numbers until the next step overwrites them. Copy what you keep beyond the hook.
+    """
 
     def on_train_begin(self, loop: "Loop") -> None: ...
 

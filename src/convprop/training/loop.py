@@ -185,9 +185,10 @@ class Loop:
         perm = self._permutation()
         self._started = time.perf_counter()
         self._emit("on_epoch_begin")
-        for self.batch in range(st.batch, self.n_batches):
-            self._step(perm)
-            self._stop_if_asked()
+        with self.net.reusing_step_arrays():  # a step's arrays are read within the step only
+            for self.batch in range(st.batch, self.n_batches):
+                self._step(perm)
+                self._stop_if_asked()
         self.consistent = False
         st.epoch_seconds.append(st.epoch_elapsed + time.perf_counter() - self._started)
         st.epoch_elapsed = 0.0
