@@ -98,6 +98,27 @@ def test_blas_is_capped_while_training_and_predicting(monkeypatch):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS runs one thread anyway on one core")
+def test_batch_slices_cap_blas_outside_training_too():
+    """A user's own loop (net.forward / train_batch, no fit): k slices each calling a k-thread BLAS put
+    k² threads on k cores (LeNet's step took 2× one thread's time on 2). The slices' tasks cap BLAS
+    while they run and leave it as it was."""
+    from threadpoolctl import threadpool_info
+
+    from convprop.engine import parallel
+
+    def blas_threads(_=None):
+        return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+
+    before = blas_threads()
+    parallel.set_num_threads(2)
+    try:
+        assert parallel.run_tasks(blas_threads, 2) == [1, 1]
+    finally:
+        parallel.set_num_threads(None)
+    assert blas_threads() == before
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS runs one thread anyway on one core")
 def test_blas_cap_reaches_the_dense_kernels_blas_in_a_fresh_process():
     """The compiled dense kernels call SciPy's BLAS, a second library beside NumPy's: a training run
     that starts before anything loaded it still caps it (else two batch slices each ran a

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
 import numpy as np
@@ -108,18 +108,42 @@ def get_num_threads() -> int:
 def blas_limit() -> Iterator[None]:
     """Cap BLAS at ``CONVPROP_BLAS_THREADS`` threads (default 1) inside the ``with`` block.
 
-    The cap reaches the BLAS libraries loaded when the block starts: NumPy's, and on the compiled
-    engine SciPy's, which its dense kernels call (``np.dot`` in Numba), loaded here first if need be.
+    The cap reaches the BLAS libraries convprop calls: NumPy's, and on the compiled engine
+    SciPy's, which its dense kernels call (``np.dot`` in Numba), loaded here first if need be.
     """
-    from threadpoolctl import threadpool_limits
+    global _capped
+    with _blas_controller().limit(limits=_env_count("CONVPROP_BLAS_THREADS"), user_api="blas"):
+        _capped += 1
+        try:
+            yield
+        finally:
+            _capped -= 1
+
+
+#: :func:`blas_limit` blocks open (BLAS is capped while there is one); threadpoolctl's controllers
+#: by whether SciPy's BLAS is among their libraries (finding the libraries took 0.3 ms a block,
+#: setting the cap with a controller found before 10 µs).
+_capped = 0
+_controllers: dict = {}
+
+
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
 
     from . import backend
 
-    if backend.engine() == "numba":
+    scipy_too = backend.engine() == "numba"
+    if scipy_too:
         import scipy.linalg.cython_blas  # noqa: F401
+    controller = _controllers.get(scipy_too)
+    if controller is None:
+        controller = _controllers[scipy_too] = ThreadpoolController()
+    return controller
 
-    with threadpool_limits(limits=_env_count("CONVPROP_BLAS_THREADS"), user_api="blas"):
-        yield
+
+def _blas_capped():
+    """:func:`blas_limit`, unless a block of it is open already (the training loop's, prediction's)."""
+    return nullcontext() if _capped else blas_limit()
 
 
 #: Work (multiply-adds or elements passed over) below which a kernel call stays on one
@@ -187,7 +211,8 @@ def run_tasks(task: Callable[[int], T], count: int, announced: bool = False) -> 
         for i in range(count):
             one(i)
     else:
-        _share(one, count, k, announced)
+        with _blas_capped():  # k slices each calling a BLAS of k threads: k² threads on k cores
+            _share(one, count, k, announced)
     return results
 
 
