@@ -193,6 +193,35 @@ def test_one_call_backward_on_flat_and_row_kernels(c_in, c_out, h, w, kh, kw, n)
 
 
 @numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("c_in, c_out, h, n", [(1, 6, 28, 1), (6, 12, 12, 25), (2, 5, 11, 3), (3, 4, 5, 7)])
+def test_two_row_5x5_forward_gives_the_one_row_kernels_bits(dtype, c_in, c_out, h, n):
+    """kernels.conv.forward takes 5×5 kernels two output rows at a time: the bits of one row at a time
+    (each work item alone), also when a thread's share of rows starts or ends between two rows, with
+    an odd map count (the unpaired last map) and an odd row count (the last row alone)."""
+    from convprop.engine.kernels import conv
+
+    rng = np.random.default_rng(h)
+    x = rng.standard_normal((c_in, h, h + 1, n)).astype(dtype)
+    w, b = rng.standard_normal((c_out, c_in, 5, 5)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    ho = h - 4
+    items = (c_out + 1) // 2 * ho
+    whole, rows, cut = (np.empty((c_out, ho, h - 3, n), dtype=dtype) for _ in range(3))
+    conv.forward(x, w, b, 1, 0, 0.0, whole, 0, items)
+    for t in range(items):  # one row at a time: the one-row kernel
+        conv.forward(x, w, b, 1, 0, 0.0, rows, t, t + 1)
+    cuts = sorted({0, min(3, items), items // 2, items})
+    for lo, hi in zip(cuts[:-1], cuts[1:]):  # shares that start at odd rows
+        conv.forward(x, w, b, 1, 0, 0.0, cut, lo, hi)
+    np.testing.assert_array_equal(whole, rows)
+    np.testing.assert_array_equal(cut, rows)
+    z = nhwc.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x)), w)[0] + b
+    # float32: sums of up to 150 products near 1 carry ~1e-5 of round-off, σ' ≤ 1/4 of it
+    tol = dict(rtol=1e-5, atol=5e-6) if dtype == "float32" else dict(rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(ops.to_nhwc(rows), 1 / (1 + np.exp(-z)), **tol)
+
+
+@numba_only
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-13, 1e-16), ("float32", 2e-5, 5e-7)])
 def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):
