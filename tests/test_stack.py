@@ -285,3 +285,24 @@ def test_the_training_loop_reuses_step_arrays_within_an_epoch_only():
     for k, p in nets[0].parameters().items():
         np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=k)
     assert "step" not in nets[0]._stack()._kept
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_read_only_data_and_orders_need_no_second_compiled_step(threads):
+    """A read-only data set (np.load's mmap_mode) or fit's order (a read-only broadcast) would need the
+    training kernel compiled a second time, for read-only arrays: the step takes writeable arrays
+    instead, with the same numbers."""
+    from convprop import train
+    from convprop.engine.kernels import stack as kernels
+
+    convprop.set_num_threads(threads)
+    x, labels = random_batch(NETWORKS["toolbox"]("float64"), 120, seed=3, labels=True)
+    locked = x.astype("float64")
+    locked.flags.writeable = False
+    order = np.random.default_rng(1).permutation(120)
+    nets = [NETWORKS["toolbox"]("float64") for _ in range(2)]
+    train(nets[0], locked, labels, epochs=2, batch_size=50, order=order)
+    train(nets[1], np.array(locked), labels, epochs=2, batch_size=50, order=np.stack([order, order]))
+    for k, p in nets[0].parameters().items():
+        np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=k)
+    assert not any("readonly" in str(t) for sig in kernels.train.signatures for t in sig[:3])

@@ -512,6 +512,13 @@ class Network:
         L : float
             The batch's loss; the gradients are left in each layer's ``grads``.
         """
+        if not (maps.flags.writeable and targets.flags.writeable):
+            # a read-only data set (np.load's mmap_mode, np.frombuffer): the batch's copy, else the kernels
+            # need a second compiled version, for read-only arrays (15–25 s to compile, 2 MiB loaded)
+            maps, targets = (maps.copy(), targets.copy()) if rows is None else (maps[rows], targets[rows])
+            rows = None
+        elif isinstance(rows, np.ndarray) and not rows.flags.writeable:
+            rows = np.array(rows)  # fit's order of every epoch is a read-only broadcast: the same
         n = maps.shape[0] if rows is None else len(rows)
         k = self._new_pass(n)
         run = self._stack() if backend.compiled() is not None else None
