@@ -7,12 +7,14 @@ state included, and whatever changes between steps (a replaced activation or par
 new data, another batch size, a prediction pass) must reach the next step.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import convprop
 from conftest import random_batch
-from convprop.engine import backend, slices
+from convprop.engine import backend, parallel, slices
 from test_stack import NETWORKS, net_inputs
 
 pytestmark = [pytest.mark.skipif(not backend.available(), reason="Numba is not installed"),
@@ -38,19 +40,30 @@ def _assert_same_bits(got, want):
         np.testing.assert_array_equal(got[6][k], want[6][k], err_msg=k)
 
 
+def _served(net, served):
+    """The training loop's block (the crew serving its slices from a compiled loop), or none."""
+    return net.reusing_step_arrays() if served else contextlib.nullcontext()
+
+
 @pytest.mark.parametrize("name", ["toolbox", "every kind", "lenet", "dense sigmoid"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_bound_steps_give_the_replicas_numbers_bit_for_bit(name, dtype, threads):
+@pytest.mark.parametrize("served", [False, True], ids=["tasks", "served"])
+def test_bound_steps_give_the_replicas_numbers_bit_for_bit(name, dtype, threads, served):
     """Three SGD steps (a sliced prediction pass between the first two, the last batch smaller) through
-    the bound steps and through each replica's train_batch: the same bits, state included."""
+    the bound steps and through each replica's train_batch: the same bits, state included. Served:
+    inside the training loop's block, where the crew threads run their slices in a compiled loop
+    (the prediction pass a job of another kind in between)."""
     convprop.set_num_threads(threads)
     fast, slow = NETWORKS[name](dtype), NETWORKS[name](dtype)
     x, y = random_batch(fast, 60, seed=7, labels=True)
     maps, targets = net_inputs(fast, x, y)
     for step, rows in enumerate([np.arange(0, 40), np.arange(40, 60)[::-1], np.arange(3, 28)]):
         k = slices.count(len(rows))  # 20 images: two slices of 10
-        fast.train_batch(maps, targets, rows)
+        with _served(fast, served):
+            fast.train_batch(maps, targets, rows)
+            if served:
+                assert parallel._crews[k - 1].token  # its slices were served
         assert fast._sliced is not None and len(fast._slices) == k == (threads if len(rows) > 20 else 2)
         slow._new_pass(len(rows))
         slow._forward_slices(maps, k, targets, rows)
@@ -83,7 +96,8 @@ def _changes():
 
 
 @pytest.mark.parametrize("change", _changes(), ids=lambda f: f.__name__)
-def test_a_change_between_steps_reaches_every_slice(change):
+@pytest.mark.parametrize("served", [False, True], ids=["tasks", "served"])
+def test_a_change_between_steps_reaches_every_slice(change, served):
     """After a step on two threads, the network is changed as a user may: the next two-thread step
     computes the changed network (the one-thread numbers, to round-off)."""
     def make():
@@ -97,10 +111,11 @@ def test_a_change_between_steps_reaches_every_slice(change):
     x, y = random_batch(net, 40, seed=2, labels=True)
     maps, targets = net_inputs(net, x, y)
     convprop.set_num_threads(2)
-    net.train_batch(maps, targets)
-    change(net)
-    got = net.train_batch(maps, targets), {k: g.copy() for k, g in net.gradients().items()}
-    assert len(net._slices) == 2
+    with _served(net, served):
+        net.train_batch(maps, targets)
+        change(net)
+        got = net.train_batch(maps, targets), {k: g.copy() for k, g in net.gradients().items()}
+        assert len(net._slices) == 2
     convprop.set_num_threads(1)
     want = net.train_batch(maps, targets), net.gradients()
     assert got[0] == pytest.approx(want[0], rel=1e-13)
@@ -108,7 +123,8 @@ def test_a_change_between_steps_reaches_every_slice(change):
         assert np.abs(got[1][k] - g).max() <= 1e-12 * np.abs(g).max(), k
 
 
-def test_new_data_and_data_changed_in_place_are_read():
+@pytest.mark.parametrize("served", [False, True], ids=["tasks", "served"])
+def test_new_data_and_data_changed_in_place_are_read(served):
     """The bound step reads the images and targets at each call: a new array, or the same one
     rewritten, gives the numbers of a network that sees that data first."""
     make = NETWORKS["toolbox"]
@@ -116,14 +132,17 @@ def test_new_data_and_data_changed_in_place_are_read():
     net, fresh = make("float64"), make("float64")
     x, y = random_batch(net, 32, seed=0, labels=True)
     maps, targets = net_inputs(net, x, y)
-    net.train_batch(maps, targets)
-    for new in (maps[::-1].copy(), None):
-        if new is None:  # the same array, rewritten
-            new = maps
-            new[:] = new[:, ::-1]
-        assert net.train_batch(new, targets) == fresh.train_batch(new, targets)
-        for k, g in fresh.gradients().items():
-            np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
+    with _served(net, served):
+        net.train_batch(maps, targets)
+        for new in (maps[::-1].copy(), None, "targets"):
+            if new is None:  # the same array, rewritten
+                new = maps
+                new[:] = new[:, ::-1]
+            elif isinstance(new, str):  # new targets only
+                new, targets = maps, targets[::-1].copy()
+            assert net.train_batch(new, targets) == fresh.train_batch(new, targets)
+            for k, g in fresh.gradients().items():
+                np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
 
 
 def test_the_bound_steps_hold_no_data_and_go_with_release():
@@ -164,3 +183,76 @@ def test_released_steps_are_freed_at_once():
         assert all(r() is None for r in gone)
     finally:
         gc.enable()
+
+
+def test_served_slices_let_go_of_the_data_when_the_block_ends():
+    """Inside the training loop's block the crew threads run their slices in a compiled loop that
+    holds the data set; leaving the block ends that loop at once: no thread serves a token, and
+    the data set goes as soon as its last reference does (no reference cycle, no waiting)."""
+    import gc
+    import weakref
+
+    convprop.set_num_threads(2)
+    net = NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 64, seed=1, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    crew = parallel._crew(1)
+    with net.reusing_step_arrays():
+        for start in (0, 32):
+            net.train_batch(maps, targets, rows=np.arange(start, start + 32))
+        assert crew.token and crew.flags[1] == crew.token
+    assert crew.token == 0 and crew.job[2] is None
+    gone = weakref.ref(maps), weakref.ref(targets)
+    gc.disable()
+    try:
+        del maps, targets
+        assert gone[0]() is None and gone[1]() is None
+    finally:
+        gc.enable()
+
+
+def test_an_error_in_the_served_loop_reaches_the_caller_and_the_crew_goes_on(monkeypatch):
+    """The crew thread's compiled loop failing to start: the step raises the error in the calling
+    thread (which does not wait for ever), and the next steps and jobs run."""
+    import convprop.engine.kernels.serve as served
+
+    convprop.set_num_threads(2)
+    net, fresh = NETWORKS["toolbox"]("float64"), NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 32, seed=4, labels=True)
+    maps, targets = net_inputs(net, x, y)
+
+    def broken(*args):
+        raise RuntimeError("the crew's loop failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(served, "serve", broken)
+        with net.reusing_step_arrays(), pytest.raises(RuntimeError, match="the crew's loop failed"):
+            net.train_batch(maps, targets)
+    assert parallel.run_tasks(lambda i: i + 1, 2) == [1, 2]
+    with net.reusing_step_arrays():
+        assert net.train_batch(maps, targets) == fresh.train_batch(maps, targets)
+    for k, g in fresh.gradients().items():
+        np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
+
+
+def test_a_crew_asleep_between_served_steps_is_woken(monkeypatch):
+    """A served loop that stops waiting (a long pause between steps: the crew thread goes to sleep)
+    is entered again by the next step, with the numbers of steps in a row."""
+    import time
+
+    monkeypatch.setattr(parallel, "SPIN_POLLS", 1000)  # gives up at once
+    convprop.set_num_threads(2)
+    net, fresh = NETWORKS["lenet"]("float32"), NETWORKS["lenet"]("float32")
+    x, y = random_batch(net, 48, seed=5, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    crew = parallel._crew(1)
+    with net.reusing_step_arrays():
+        for start in (0, 16, 32, 0):
+            rows = np.arange(start, start + 16)
+            time.sleep(0.02)
+            assert crew._sleepers == 1 or start == 0
+            assert net.train_batch(maps, targets, rows) == fresh.train_batch(maps, targets, rows)
+            for k, g in fresh.gradients().items():
+                np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
+            net.step(0.1)
+            fresh.step(0.1)

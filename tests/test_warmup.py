@@ -5,7 +5,7 @@ import pytest
 
 import convprop
 from convprop import Conv, Dense, Input, MaxPool, Network, Subsample
-from convprop.engine import backend, warmup
+from convprop.engine import backend, parallel, warmup
 from convprop.engine.spec import parse_layers
 
 
@@ -77,9 +77,9 @@ def _inputs(net, x, y):
 
 def _kernels() -> dict:
     """Every compiled kernel, by name."""
-    from convprop.engine.kernels import activation, arrays, conv, dense, output, pool, stack
+    from convprop.engine.kernels import activation, arrays, conv, dense, output, pool, serve, stack
 
-    modules = (conv, pool, activation, dense, stack, output, arrays)
+    modules = (conv, pool, activation, dense, stack, output, arrays, serve)
     return {f"{m.__name__}.{name}": getattr(m, name) for m in modules for name in dir(m)
             if hasattr(getattr(m, name), "signatures") and getattr(m, name).__module__ == m.__name__}
 
@@ -99,9 +99,15 @@ def test_after_the_warm_up_a_pass_on_two_threads_compiles_nothing():
         before = {name: len(k.signatures) for name, k in kernels.items()}
         net = Network([Input(28, 28), *layers], n_outputs=10, seed=0)
         net.forward(np.random.default_rng(0).random((3, 28, 28)))
-        # and a training step in two slices: the crew's hand-over and the slices' gradient join
-        net.train_batch(*_inputs(net, np.random.default_rng(1).random((40, 28, 28)), np.arange(40) % 10))
+        # and a training step in two slices: the crew's hand-over and the slices' gradient join, also
+        # as the training loop's epoch runs it (the crew's compiled loop, kernels.serve)
+        maps, targets = _inputs(net, np.random.default_rng(1).random((40, 28, 28)), np.arange(40) % 10)
+        net.train_batch(maps, targets)
         assert len(net._slices) == 2
+        net.step(0.1)
+        with net.reusing_step_arrays():
+            net.train_batch(maps, targets)
+            assert parallel._crews[1].token
         net.step(0.1)
     finally:
         convprop.set_num_threads(None)

@@ -399,7 +399,7 @@ class Network:
         if plan is None or not plan.fits(twins, maps, sizes, key):
             plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        losses = plan.run(maps, targets, rows, spans)
+        losses = plan.run(maps, targets, rows, spans, bound=self.__dict__.get("_reuse_step", False))
         self._took_slices(twins, spans)
         weights = self._join_loss(losses, n)
         grads = iter(plan.gradients(weights))
@@ -550,7 +550,9 @@ class Network:
         numbers are the same, bit for bit. What a step leaves (:attr:`activations`,
         :meth:`gradients`, :attr:`o`) is then overwritten by the next step: copy what you keep.
         The training loop runs each epoch's batches so. On leaving, the kept arrays are let go.
-        (Batch slices on k > 1 threads always run in arrays of their own, kept from step to step.)
+        (Batch slices on k > 1 threads always run in arrays of their own, kept from step to step;
+        within, the other threads run their slices of the steps on the same data in a compiled
+        loop, with no Python between steps: :meth:`.parallel.Crew.run_bound`, which ends on leaving.)
         """
         before = self.__dict__.get("_reuse_step", False)
         self._reuse_step = True
@@ -561,6 +563,8 @@ class Network:
             run = self.__dict__.get("_kept_stack")
             if not before and run is not None and not run.reuse:
                 run.drop_step()
+            if not before:
+                parallel.unbind()
 
     def step(self, alpha: float) -> None:
         """Plain SGD: every parameter −= alpha · its gradient (the toolbox's cnnapplygrads)."""

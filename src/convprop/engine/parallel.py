@@ -20,7 +20,9 @@ run in parallel. On the compiled engine the k − 1 other threads are a
 (then sleep), because waking a sleeping thread took 30–120 µs on the
 development machine, twice per training step; a job whose tasks announce
 their kernels (:func:`start_signal`) is posted without the GIL, so that no
-thread ever waits for a GIL another one holds. Results are the same bits run after run for a given k; between
+thread ever waits for a GIL another one holds; and the training loop's steps on
+one data set are *bound* jobs (:meth:`Crew.run_bound`), whose slices the crew
+threads run from a compiled loop, without Python or the GIL between steps. Results are the same bits run after run for a given k; between
 thread counts they differ by round-off only (the slices' gradients are summed
 in another order; the row-sharing of :func:`run_rows` gives the same bits for
 every k).
@@ -231,6 +233,34 @@ def inside_task() -> bool:
     return getattr(_local, "inside", False)
 
 
+def run_bound(serve: Callable[[np.ndarray, int, int], int], own: Callable[[], T], count: int,
+              token: int) -> tuple[bool, T | None]:
+    """``own()`` on this thread while ``count`` − 1 :class:`Crew` threads serve a bound job (:meth:`Crew.run_bound`).
+
+    Returns (True, own's result); (False, None) without running anything when there is no crew of
+    ``count`` − 1 threads to take it (the NumPy engine, fewer threads, another thread using it): the
+    caller then shares its work some other way (:func:`run_tasks`).
+    """
+    crew = _crew(count - 1) if count > 1 and min(n_threads(), count) == count else None
+    if crew is None or not crew.busy.acquire(blocking=False):
+        return False, None
+    try:
+        with _blas_capped():  # as run_tasks
+            return True, crew.run_bound(token, serve, own)
+    finally:
+        crew.busy.release()
+
+
+#: The tokens of :meth:`Crew.run_bound` (next() is atomic under the GIL).
+new_token = itertools.count(1).__next__
+
+
+def unbind() -> None:
+    """:meth:`Crew.unbind` for every crew: no thread of this process serves a bound job after this."""
+    for crew in list(_crews.values()):
+        crew.unbind()
+
+
 def _share(call: Callable[[int], None], parts: int, k: int, announced: bool = False) -> None:
     """``call(i)`` for i < parts by the calling thread and k − 1 other threads, taking tickets in turn.
 
@@ -317,12 +347,16 @@ class Crew:
         from .kernels import spin
 
         self._spin, self.workers = spin, workers
-        #: flags[0]: the generation of the last job; flags[8·s], flags[8·s + 1], flags[8·s + 2]: the
-        #: generation thread s finished last, how many parts of it it took, and the generation whose
-        #: part it announced (:func:`start_signal`) (one cache line each).
+        #: flags[0], flags[1]: the generation of the last job and its token (:meth:`run_bound`; 0: none);
+        #: flags[8·s], flags[8·s + 1], flags[8·s + 2]: the generation thread s finished last, how many
+        #: parts of it it took, and the generation whose part it announced (:func:`start_signal`) (one
+        #: cache line each).
         self.flags = np.zeros(8 * (workers + 1), dtype=np.int64)
-        self.job: tuple[int, Callable[[], int]] | None = None
+        #: (generation, take, serve) of the job posted last: ``take()`` takes its parts in turn (serve
+        #: None), or ``serve(flags, slot, generation)`` runs thread ``slot``'s part of a bound job.
+        self.job: tuple[int, Callable[[], int], Callable[[np.ndarray, int, int], int] | None] | None = None
         self.busy = threading.Lock()  # one caller at a time; others use the pool
+        self.token = 0  # of the last bound job (run_bound), until unbind
         self._wake = threading.Condition()
         self._sleepers = 0
         for slot in range(1, workers + 1):
@@ -337,7 +371,8 @@ class Crew:
         errors: list[BaseException] = []
         take = _taker(call, parts, errors)
         gen = int(self.flags[0]) + 1
-        self.job = (gen, _in_callers_errstate(take))  # set before its generation is posted
+        self.job = (gen, _in_callers_errstate(take), None)  # set before its generation is posted
+        self.flags[1] = 0  # not a bound job: a thread serving one returns to take this one
         if announced and not self._sleepers:
             # posted without the GIL, which the crew then finds free, and held again only once
             # the crew's parts have entered their kernels: no thread waits for the GIL
@@ -352,9 +387,54 @@ class Crew:
             time.sleep(2e-4)  # a crew thread far behind (its core busy with another process)
         # Done: a crew thread that comes to this job late finds no part, as it would have found no
         # ticket; the job's closure (and the batch, often a whole data set, it refers to) goes now.
-        self.job = (gen, _no_part)
+        self.job = (gen, _no_part, None)
         if errors:
             raise errors[0]
+
+    def run_bound(self, token: int, serve: Callable[[np.ndarray, int, int], int], own: Callable[[], T]) -> T:
+        """``own()`` here while each crew thread s runs ``serve(flags, s, generation)``; returns what ``own`` does.
+
+        ``serve`` is a compiled loop (:func:`convprop.engine.kernels.serve.serve`): it runs thread s's
+        part of this job, then, with no Python between them, that of each next job posted with the
+        same ``token`` (> 0), until a job with another token comes or none comes for a while; it
+        returns the generation of the last job it ran. So a crew thread starts its part of the next
+        step of the same binding about 1 µs after the post, and never holds the GIL: ``own`` starts
+        at once, without waiting for the crew to take its part first.
+        """
+        errors: list[BaseException] = []
+        gen = int(self.flags[0]) + 1
+        self.job = (gen, _no_part, _guarded(serve, errors))  # for a thread that is not serving this token
+        self.flags[1] = self.token = token
+        self.flags[0] = gen  # posted after its token
+        if self._sleepers:
+            with self._wake:
+                self._wake.notify_all()
+        try:
+            return own()
+        finally:
+            while not self._spin.wait_for_parts(self.flags, self.workers, gen, 1, self.workers + 1, SPIN_POLLS):
+                time.sleep(2e-4)
+            self.job = (gen, _no_part, None)
+            if errors:
+                raise errors[0]
+
+    def unbind(self) -> None:
+        """Have the crew threads leave the compiled loop of the last bound job (:meth:`run_bound`), and let
+        go of its arrays, before this returns (else they would keep them until the loop stops waiting
+        for a next job: a few ms)."""
+        if not self.token:
+            return
+        with self.busy:
+            self.token = 0
+            gen = int(self.flags[0]) + 1
+            self.job = (gen, _no_part, None)  # a job with no part: a thread serving returns to take it
+            self.flags[1] = 0
+            self.flags[0] = gen
+            if self._sleepers:
+                with self._wake:
+                    self._wake.notify_all()
+            while any(self.flags[8 * s] < gen for s in range(1, self.workers + 1)):
+                time.sleep(5e-5)  # each thread has taken it, having let go of the bound job's closure
 
     def _serve(self, slot: int) -> None:
         seen = count = 0
@@ -368,7 +448,10 @@ class Crew:
                     self._sleepers -= 1
             # the job posted last, which may be newer than the generation seen: its parts are
             # counted under its own generation
-            seen, take = self.job
+            seen, take, serve = self.job
+            if serve is not None:  # a bound job: this thread's part, and those of the next ones
+                seen, count, serve = serve(self.flags, slot, seen), 1, None
+                continue
             _local.signal = (self.flags, 8 * slot + 2, seen)
             try:
                 count = take()
@@ -378,6 +461,21 @@ class Crew:
 
 def _no_part() -> int:
     return 0
+
+
+def _guarded(serve: Callable[[np.ndarray, int, int], int],
+             errors: list[BaseException]) -> Callable[[np.ndarray, int, int], int]:
+    """``serve``, its error kept in ``errors`` for the caller to raise (the generation given then
+    counts as run: its part is published as done, and the caller stops waiting for it)."""
+
+    def run(flags: np.ndarray, slot: int, gen: int) -> int:
+        try:
+            return serve(flags, slot, gen)
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+            return gen
+
+    return run
 
 
 def _crew(workers: int) -> Crew | None:

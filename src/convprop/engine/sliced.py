@@ -10,6 +10,14 @@ slices' gradients are then summed in one call on tuples made once as well.
 The numbers are those of the replicas' ``train_batch``, bit for bit: the same
 kernels on the same arrays, the gradients summed in slice order
 (:func:`.slices.weighted_sum`'s roundings).
+
+Inside the training loop's epoch (:meth:`.network.Network.reusing_step_arrays`) the
+crew threads do not come back to Python between steps at all: each stays in a
+compiled loop (:func:`.kernels.serve.serve`) that runs its slice of every step on
+the same data as soon as it is posted (about 1 µs, against 25 µs through Python),
+and the calling thread enters its own slice at once instead of waiting for theirs
+to start (:meth:`.parallel.Crew.run_bound`). Epochs of the toolbox network on two
+threads took 0.90 (float32) and 0.955 (float64) of the time.
 """
 
 from __future__ import annotations
@@ -43,18 +51,29 @@ class SlicedStep:
         self._grads = [step.gradients() for step in self.steps]
         self._join = arrays.weighted_join
         self._parts = tuple(tuple(g.reshape(-1) for g in grads) for grads in self._grads)
+        #: the batch's rows, which the crew's compiled loop reads its slices from (:meth:`_run_bound`),
+        #: its slices' losses, and (id(x), id(y), token) of the images the loop was bound to last
+        self._rows, self._losses = np.empty(sum(sizes), dtype=np.int64), np.zeros(len(sizes))
+        self._bound: tuple[int, int, int] = (0, 0, 0)
 
     def fits(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
         """Whether these are still the replicas, kind of images, slice sizes and layers the steps were bound to."""
         return (len(twins) == len(self.twins) and all(a is b for a, b in zip(twins, self.twins))
                 and (x.shape[1:], x.dtype) == self.like and tuple(sizes) == self.sizes and key == self.key)
 
-    def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, spans: Sequence[tuple[int, int]]) -> list[float]:
+    def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, spans: Sequence[tuple[int, int]],
+            bound: bool = False) -> list[float]:
         """Each slice's step on its own thread: slice i trains on images x[rows[lo_i:hi_i]] and their
         targets y[…] (x : (M, H, W, C), C-contiguous; y : (M, K)); their losses.
 
         Each replica is left as its ``train_batch`` leaves it (maps, loss, outputs, errors).
+        ``bound``: the crew threads run their slices of this and the next steps on these arrays in
+        a compiled loop (:meth:`_run_bound`), until :func:`.parallel.unbind`.
         """
+        if bound:
+            ran, losses = self._run_bound(x, y, rows, spans)
+            if ran:
+                return losses
         steps, twins = self.steps, self.twins
 
         def one(i: int) -> float:
@@ -66,6 +85,39 @@ class SlicedStep:
             return loss
 
         return parallel.run_tasks(one, len(steps), announced=True)
+
+    def _run_bound(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                   spans: Sequence[tuple[int, int]]) -> tuple[bool, list[float]]:
+        """:meth:`run` with slice 0 on this thread and slice s on crew thread s, which runs its slices of
+        the steps bound to these arrays in a compiled loop (:func:`.parallel.run_bound`); (False, [])
+        when there is no crew to take them."""
+        from .kernels.serve import serve as kernel
+
+        steps, twins, losses, bound = self.steps, self.twins, self._losses, self._bound
+        if bound[:2] != (id(x), id(y)):  # while a crew thread serves a token, its x and y are alive
+            bound = self._bound = (id(x), id(y), parallel.new_token())
+        self._rows[:] = rows  # before the post: the crew's slices are read from here
+        batch = self._rows
+
+        def serve(flags: np.ndarray, slot: int, gen: int) -> int:
+            lo, hi = spans[slot]
+            return kernel(flags, slot, bound[2], gen, lo, hi, losses, parallel.SPIN_POLLS, x, y, batch, *steps[slot].args)
+
+        def own() -> float:
+            lo, hi = spans[0]
+            return steps[0].run(x, y, batch[lo:hi])
+
+        ran, first = parallel.run_bound(serve, own, len(steps), bound[2])
+        if not ran:
+            return False, []
+        out = [first, *(float(v) for v in losses[1:])]
+        for i, (step, twin) in enumerate(zip(steps, twins)):
+            if i:
+                stack.leave(step.state)
+            twin.L = out[i]
+            twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, step.depth
+            twin._slices, twin._spans = [], []
+        return True, out
 
     def gradients(self, weights: Sequence[float]) -> list[np.ndarray]:
         """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order."""

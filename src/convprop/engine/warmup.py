@@ -94,9 +94,11 @@ def run(layers: Sequence, dtype, output: str, side: int, optimizer=None) -> bool
         targets = np.zeros((1, N_OUTPUTS), dtype=net.dtype)
         parallel.run_tasks(lambda _: net.train_batch(x, targets), 1)  # a task: one thread, no pool
         k = parallel.n_threads()
-        if k > 1:  # a batch in slices: the hand-over to the other threads and the gradients' join
+        if k > 1:  # a batch in slices: the hand-over to the other threads (their compiled loop, as in the
+            # training loop's epoch) and the gradients' join
             many = np.full((k * slices.MIN_SLICE, side, side, 1), 0.5, dtype=net.dtype)
-            net.train_batch(many, np.zeros((len(many), N_OUTPUTS), dtype=net.dtype))
+            with net.reusing_step_arrays():
+                net.train_batch(many, np.zeros((len(many), N_OUTPUTS), dtype=net.dtype))
         # the update and the divergence guard's check, one kernel call each (not through
         # Network.step: that is the user's to wrap, and a call from here would count as theirs),
         # before the next pass lets go of the gradients

@@ -24,12 +24,14 @@ if os.name == "posix":
     _sched_yield = types.ExternalFunction("sched_yield", types.int32())
 
     @jit
-    def _yield():
+    def pause():
+        """Let any other thread ready for this core run (one poll's wait)."""
         _sched_yield()
 else:  # no sched_yield: spin without yielding
 
     @jit
-    def _yield():
+    def pause():
+        """Nothing: no sched_yield here."""
         pass
 
 
@@ -59,7 +61,7 @@ def publish_and_wait(flags, slot, done, count, seen, limit):
         gen = load_acquire(flags, 0)
         if gen > seen:
             return gen
-        _yield()
+        pause()
     return seen
 
 
@@ -76,7 +78,7 @@ def wait_for_parts(flags, workers, gen, own, parts, limit):
                 total += load_acquire(flags, 8 * s + 1)
         if total >= parts:
             return True
-        _yield()
+        pause()
     return False
 
 
@@ -93,7 +95,7 @@ def post_and_wait_for_start(flags, workers, gen, limit):
                 started = False
         if started:
             return True
-        _yield()
+        pause()
     return False
 
 
