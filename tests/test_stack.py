@@ -306,3 +306,23 @@ def test_read_only_data_and_orders_need_no_second_compiled_step(threads):
     for k, p in nets[0].parameters().items():
         np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=k)
     assert not any("readonly" in str(t) for sig in kernels.train.signatures for t in sig[:3])
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_a_kept_steps_gradients_are_runs_of_one_buffer(name):
+    """A kept one-thread step's gradients are runs of one array, in the order of the parameters, with 2
+    spare elements (the distributed hook sums it in place); an array replaced in ``grads`` ends that."""
+    convprop.set_num_threads(1)
+    net = NETWORKS[name]("float64")
+    x, y = random_batch(net, 20, seed=1, labels=True)
+    assert net._gradient_buffer() is None
+    with net.reusing_step_arrays():
+        net.train_batch(*net_inputs(net, x, y))
+        buf = net._gradient_buffer()
+        assert buf is not None and buf.dtype == np.float64
+        grads = list(net.gradients().values())
+        np.testing.assert_array_equal(buf[:-2], np.concatenate([g.reshape(-1) for g in grads]))
+        assert all(np.shares_memory(g, buf) for g in grads) and buf.size == sum(g.size for g in grads) + 2
+        net.output.grads["bias"] = net.output.grads["bias"].copy()
+        assert net._gradient_buffer() is None
+    assert net._gradient_buffer() is None

@@ -166,6 +166,8 @@ class Network:
         self._sliced: sliced.SlicedStep | None = None
         #: Within :meth:`reusing_step_arrays`: a one-thread training step runs in the last one's arrays.
         self._reuse_step = False
+        #: The parameters and gradients as 1-D views, by use (:meth:`_flat`).
+        self._flats: dict[str, tuple] = {}
         #: After backward: the loss and the error o − y.
         self.L: float | None = None
         self.e: np.ndarray | None = None
@@ -239,11 +241,23 @@ class Network:
             grads.update({f"{name}.{p}": g for p, g in layer.grads.items()})
         return grads
 
+    def _gradient_buffer(self) -> np.ndarray | None:
+        """The array whose runs are the layers' gradients now, in the order of :meth:`parameters`, then 2
+        spare elements (:attr:`.stack.Step.flat`: a one-thread step's kept arrays); None when they are
+        elsewhere (another path, an array replaced in ``grads``)."""
+        run = self.__dict__.get("_kept_stack")
+        step = run._kept.get("step") if run is not None else None
+        if step is None:
+            return None
+        own = step.gradients()
+        grads = [layer.grads.get(p) for layer in self._trainable() for p in layer.params]
+        return step.flat if len(own) == len(grads) and all(a is b for a, b in zip(own, grads)) else None
+
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.
         state = self.__dict__.copy()
         state.update(o=None, _maps=[], e=None, _slices=[], _spans=[], _twins=[], _kept_stack=None, _sliced=None,
-                     _reuse_step=False)
+                     _reuse_step=False, _flats={})
         return state
 
     def copy(self, dtype: type | np.dtype | str | None = None) -> "Network":
@@ -399,10 +413,11 @@ class Network:
         if plan is None or not plan.fits(twins, maps, sizes, key):
             plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        losses = plan.run(maps, targets, rows, spans, bound=self.__dict__.get("_reuse_step", False))
+        reuse = self.__dict__.get("_reuse_step", False)
+        losses = plan.run(maps, targets, rows, spans, bound=reuse)
         self._took_slices(twins, spans)
         weights = self._join_loss(losses, n)
-        grads = iter(plan.gradients(weights))
+        grads = iter(plan.gradients(weights, keep=reuse))
         for layer in self._trainable():
             layer.grads = {"weight": next(grads), "bias": next(grads)}
         return self.L
@@ -574,19 +589,36 @@ class Network:
         """:meth:`step`'s work (the warm-up calls it too, not a user's wrapper of :meth:`step`)."""
         kernels = backend.compiled()
         pairs = [(arr, layer.grads[p]) for layer in self._trainable() for p, arr in layer.params.items()]
-        if kernels is not None and all(a.flags.c_contiguous and g.flags.c_contiguous for a, g in pairs):
-            # one call for all of them, rounded as NumPy rounds: the same bits
-            kernels.arrays.sgd(tuple(a.reshape(-1) for a, _ in pairs), tuple(g.reshape(-1) for _, g in pairs), alpha)
+        flat = self._flat("sgd", [a for pair in pairs for a in pair]) if kernels is not None else None
+        if flat is not None:  # one call for all of them, rounded as NumPy rounds: the same bits
+            kernels.arrays.sgd(flat[0::2], flat[1::2], alpha)
             return
         for arr, grad in pairs:
             arr -= alpha * grad
+
+    def _flat(self, use: str, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...] | None:
+        """Each array as 1-D, for a kernel that takes them in one tuple; None when one is not C-contiguous.
+
+        Kept for the next call of the same ``use`` on the same arrays (by identity: the kept views
+        keep them alive), which the training loop makes at every step (a few µs of Python each).
+        """
+        key, flats = tuple(map(id, arrays)), self.__dict__.setdefault("_flats", {})
+        kept = flats.get(use)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if not all(a.flags.c_contiguous for a in arrays):
+            return None
+        flat = tuple(a.reshape(-1) for a in arrays)
+        flats[use] = (key, flat)
+        return flat
 
     def all_finite(self) -> bool:
         """Whether every parameter is finite (no NaN, no ±inf)."""
         kernels = backend.compiled()
         params = [arr for layer in self._trainable() for arr in layer.params.values()]
-        if kernels is not None and all(a.flags.c_contiguous for a in params):
-            return bool(kernels.arrays.all_finite(tuple(a.reshape(-1) for a in params)))
+        flat = self._flat("finite", params) if kernels is not None else None
+        if flat is not None:
+            return bool(kernels.arrays.all_finite(flat))
         return all(np.isfinite(a).all() for a in params)
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -637,7 +669,7 @@ class Network:
         """Drop the last batch's maps, outputs and work buffers (what forward and backward keep, the batch
         slices' replicas and their bound steps included)."""
         self._maps, self.o, self.e, self._slices, self._spans = [], None, None, [], []
-        self._twins, self._kept_stack, self._sliced = [], None, None
+        self._twins, self._kept_stack, self._sliced, self._flats = [], None, None, {}
         for layer in [*self.layers, self.output]:
             layer.__dict__.update(layer.__getstate__())
 

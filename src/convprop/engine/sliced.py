@@ -119,8 +119,17 @@ class SlicedStep:
             twin._slices, twin._spans = [], []
         return True, out
 
-    def gradients(self, weights: Sequence[float]) -> list[np.ndarray]:
-        """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order."""
-        outs = [np.empty_like(g) for g in self._grads[0]]
-        self._join(self._parts, np.asarray(weights, dtype=np.float64), tuple(o.reshape(-1) for o in outs))
-        return outs
+    def gradients(self, weights: Sequence[float], keep: bool = False) -> list[np.ndarray]:
+        """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order.
+
+        ``keep``: in the arrays of the last call that kept them (overwritten: the training loop's
+        epoch, see :meth:`.network.Network.reusing_step_arrays`), and keep these.
+        """
+        kept = self.__dict__.get("_outs") if keep else None
+        if kept is None:
+            outs = [np.empty_like(g) for g in self._grads[0]]
+            kept = (outs, tuple(o.reshape(-1) for o in outs))
+            if keep:
+                self._outs = kept
+        self._join(self._parts, np.asarray(weights, dtype=np.float64), kept[1])
+        return kept[0]

@@ -244,15 +244,22 @@ class Stack:
         dtype = x.dtype
         h, w, c = x.shape[1:]
         maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
-        deltas, ds, dws, dbs = self._backward_arrays(maps)
+        deltas, ds = self._backward_arrays(maps)[:2]
         weights = [layer.params["weight"] for layer in (*head, out)]  # (U, F) each
         hxs = [np.empty((weights[0].shape[1], n), dtype=dtype), *(np.empty((wt.shape[0], n), dtype=dtype)
                                                                   for wt in weights[:-1])]
         hds = [np.empty((wt.shape[0], n), dtype=dtype) for wt in weights]
         hdxs = [np.empty((wt.shape[1], n), dtype=dtype) for wt in weights]
         ot, log_ot, et = (np.empty((out.params["weight"].shape[0], n), dtype=dtype) for _ in range(3))
-        return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, [np.empty_like(wt) for wt in weights],
-                [np.empty_like(layer.params["bias"]) for layer in (*head, out)], ot, log_ot, et)
+        # the gradients as runs of one buffer, in the order of the parameters, and 2 spare elements
+        # (the distributed gradient hook sums the buffer as it is: see Step.flat)
+        shapes = [p.shape for layer in (*self.convs, *head, out) for p in (layer.params["weight"], layer.params["bias"])]
+        ends = np.cumsum([0] + [int(np.prod(shape)) for shape in shapes])
+        flat = np.empty(ends[-1] + 2, dtype=dtype)
+        grads = [flat[a:b].reshape(shape) for a, b, shape in zip(ends[:-1], ends[1:], shapes)]
+        dws, dbs = grads[0:2 * len(self.convs):2], grads[1:2 * len(self.convs):2]
+        hdws, hdbs = grads[2 * len(self.convs)::2], grads[2 * len(self.convs) + 1::2]
+        return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et, flat)
 
 
 def signature(layers: Sequence[Layer]) -> tuple:
@@ -287,7 +294,7 @@ class Step:
         #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
         self.key = key
         arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
-        maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et = arrays
+        maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et, flat = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         fc, convs = [*head, out], stack.convs
         acts = [layer.activation.kernel_args for layer in head]
@@ -300,6 +307,8 @@ class Step:
         #: [x as (C, H, W, N), a_1, …, a_L, each dense layer's (U, N)]; o, e : (N, K) (overwritten by each run)
         self.maps, self.o, self.e = [*maps, *hxs[1:]], ot.T, et.T
         self._grads = dws, dbs, hdws, hdbs
+        #: (P + 2,) every gradient a run fills (:meth:`gradients`), one after the other, then 2 spare elements
+        self.flat = flat
         #: Each layer's state after a run, as (dict, key, value): what its own forward and backward leave.
         self.state = (stack._forward_state(padded, maps, args) + stack._backward_state(deltas, ds, dws, dbs)
                       + self._head_state(hxs, hds, hdws, hdbs, log_ot))

@@ -103,15 +103,16 @@ class DataParallel(Callback):
     def on_gradients(self, loop: "Loop") -> None:
         from mpi4py import MPI
 
-        grads = _gradients(loop.net)
         n_local, n = len(loop.indices), loop.batch_images
-        buf, views = self._flat(grads)
+        buf, views, grads = self._flat(loop.net, n_local)
         body = buf[:-2]
-        if n_local:
+        if not n_local:  # no images here: contribute zeros (the loop left the gradients as they were)
+            body.fill(0.0)
+        elif views:
             np.concatenate([g.reshape(-1) for g in grads], out=body)
             body *= n_local
-        else:  # no images here: contribute zeros (the loop left the gradients as they were)
-            body.fill(0.0)
+        else:  # the gradients themselves, summed where they are
+            body *= n_local
         buf[-2] = loop.loss * n_local if n_local else 0.0
         buf[-1] = 1.0 if loop.sigint.pending else 0.0
         watchdog = self.watchdog
@@ -157,16 +158,22 @@ class DataParallel(Callback):
 
         return nullcontext() if self.watchdog is None else self.watchdog.waiting(what)
 
-    def _flat(self, grads: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The flat float64 buffer (every gradient, then the loss sum and the stop votes) and its
-        runs shaped like the gradients, made once for the network's shapes."""
+    def _flat(self, net, n_local: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """The flat float64 buffer (every gradient, then the loss sum and the stop votes), its runs
+        shaped like the gradients (made once for the network's shapes) and the gradients; or, when the
+        gradients are float64 runs of one such buffer already (a one-thread step's, in the training
+        loop), that buffer and no runs: no copy in, no copy out (the same numbers)."""
+        own = net._gradient_buffer() if n_local else None
+        if own is not None and own.dtype == np.float64:
+            return own, [], []
+        grads = _gradients(net)
         shapes = [g.shape for g in grads]
         if self._buffer is None or self._shapes != shapes:
             sizes = np.cumsum([0] + [g.size for g in grads])
             self._buffer = np.empty(sizes[-1] + 2, dtype=np.float64)
             self._views = [self._buffer[a:b].reshape(shape) for a, b, shape in zip(sizes[:-1], sizes[1:], shapes)]
             self._shapes = shapes
-        return self._buffer, self._views
+        return self._buffer, self._views, grads
 
     def _close(self) -> None:
         if self.watchdog is not None:
