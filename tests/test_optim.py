@@ -1,5 +1,6 @@
 """Optimisers against torch.optim, schedules against torch's schedulers, state round trips."""
 
+import copy
 import json
 
 import numpy as np
@@ -225,3 +226,32 @@ def test_adam_in_one_compiled_call_is_numpys_bit_for_bit(dtype, make):
     for slot, bufs in got["numba"][1].items():
         for k, v in bufs.items():
             np.testing.assert_array_equal(v, got["numpy"][1][slot][k], err_msg=f"{slot} {k}")
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam", "adamw"])
+def test_the_arrays_kept_from_step_to_step_follow_every_change(case):
+    """An optimiser keeps a network's parameter, gradient and state arrays from one step to the next
+    while they are the same objects: a parameter replaced, gradients in new arrays, the state loaded
+    from a checkpoint or a copy of the optimiser all give the numbers of an optimiser that keeps nothing."""
+    make = CASES[case][0]
+    nets = [Network(LAYERS, n_outputs=N_OUT, seed=1) for _ in range(2)]
+    opts = [make(), make()]
+    x, y = random_batch(nets[0], 20, seed=3, labels=True)
+    for step in range(6):
+        for net, opt in zip(nets, opts):
+            net.forward(x)
+            net.backward(y)
+            if step == 2:  # a user's new parameter array
+                net.layers[1].params["weight"] = net.layers[1].params["weight"].copy()
+            if step == 4:  # the state of another optimiser's checkpoint, then a copy that goes on
+                other = make()
+                other.load_state_dict(opt.state_dict())
+                opt.load_state_dict(other.state_dict())
+            opt.step(net)
+            if opt is opts[1]:  # the second keeps nothing
+                opt._kept = None
+        for k, p in nets[0].parameters().items():
+            np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=f"step {step}: {k}")
+    assert opts[0]._kept is not None
+    twin = copy.deepcopy(opts[0])
+    assert twin._kept is None and twin._flats == {}

@@ -13,7 +13,7 @@ from .._validation import check_dtype, check_images, check_targets, positive_int
 from ..errors import ConvpropError
 from .initialization import INITS, toolbox_init
 from .layers import Conv, Dense, Input, Layer, SigmoidOutput, SoftmaxOutput, Subsample
-from . import backend, memory, parallel, sliced, slices, stack
+from . import backend, memory, parallel, sliced, slices, stack, views
 from .ops import from_nhwc, to_nhwc
 from .parallel import blas_limit
 
@@ -597,20 +597,9 @@ class Network:
             arr -= alpha * grad
 
     def _flat(self, use: str, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...] | None:
-        """Each array as 1-D, for a kernel that takes them in one tuple; None when one is not C-contiguous.
-
-        Kept for the next call of the same ``use`` on the same arrays (by identity: the kept views
-        keep them alive), which the training loop makes at every step (a few µs of Python each).
-        """
-        key, flats = tuple(map(id, arrays)), self.__dict__.setdefault("_flats", {})
-        kept = flats.get(use)
-        if kept is not None and kept[0] == key:
-            return kept[1]
-        if not all(a.flags.c_contiguous for a in arrays):
-            return None
-        flat = tuple(a.reshape(-1) for a in arrays)
-        flats[use] = (key, flat)
-        return flat
+        """Each array as 1-D for a kernel that takes them in one tuple, kept while the same
+        (:func:`.views.kept_flat`); None when one is not C-contiguous."""
+        return views.kept_flat(self.__dict__.setdefault("_flats", {}), use, arrays)
 
     def all_finite(self) -> bool:
         """Whether every parameter is finite (no NaN, no ±inf)."""
