@@ -278,7 +278,13 @@ def test_one_call_updates_round_as_numpy(dtype):
     for j, out in enumerate(outs):
         np.testing.assert_array_equal(out, slices.weighted_sum([part[j] for part in parts], weights))
     assert arrays.all_finite(tuple(p.reshape(-1) for p in params))
+    big = np.finfo(dtype).max
+    assert arrays.all_finite((np.array([big, -big, big], dtype=dtype), np.zeros(0, dtype=dtype)))
     for bad in (np.nan, np.inf, -np.inf):
+        for at in (0, 1, 7, 8, 37, params[2].size - 1):  # first, inside a vector, across, last
+            flat = params[2].reshape(-1).copy()
+            flat[at] = bad
+            assert not arrays.all_finite((params[0].reshape(-1), flat)), (bad, at)
         params[2][3, 7] = bad
         assert not arrays.all_finite(tuple(p.reshape(-1) for p in params))
         net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10, dtype=dtype)

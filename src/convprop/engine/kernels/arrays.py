@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import plain
+from ._jit import plain, rjit
 
 
 @plain
@@ -26,14 +26,23 @@ def sgd(params, grads, alpha):
             p[i] = p[i] - a * g[i]
 
 
-@plain
+@rjit
 def all_finite(arrays):
-    """Whether no array holds NaN or ±inf."""
+    """Whether no array holds NaN or ±inf.
+
+    Σ (a_i − a_i) is 0 when every a_i is finite and NaN otherwise (∞ − ∞ is NaN), whatever the
+    order of the sum: so it may be reassociated, and the loop vectorises (a test with an early
+    exit per element does not: 40 µs a step for the LeNet-style network's parameters).
+    """
     for j in range(len(arrays)):
         a = arrays[j]
-        for i in range(a.shape[0]):
-            if not np.isfinite(a[i]):
-                return False
+        if a.shape[0] == 0:
+            continue
+        total = a[0] - a[0]
+        for i in range(1, a.shape[0]):
+            total += a[i] - a[i]
+        if not total == 0:
+            return False
     return True
 
 
