@@ -231,8 +231,9 @@ def test_adam_in_one_compiled_call_is_numpys_bit_for_bit(dtype, make):
 @pytest.mark.parametrize("case", ["sgd-momentum", "adam", "adamw"])
 def test_the_arrays_kept_from_step_to_step_follow_every_change(case):
     """An optimiser keeps a network's parameter, gradient and state arrays from one step to the next
-    while they are the same objects: a parameter replaced, gradients in new arrays, the state loaded
-    from a checkpoint or a copy of the optimiser all give the numbers of an optimiser that keeps nothing."""
+    while they are the same objects: a parameter replaced, gradients in new arrays, the state emptied
+    or replaced in place, loaded from a checkpoint, or a copy of the optimiser all give the numbers of
+    an optimiser that keeps nothing."""
     make = CASES[case][0]
     nets = [Network(LAYERS, n_outputs=N_OUT, seed=1) for _ in range(2)]
     opts = [make(), make()]
@@ -243,6 +244,11 @@ def test_the_arrays_kept_from_step_to_step_follow_every_change(case):
             net.backward(y)
             if step == 2:  # a user's new parameter array
                 net.layers[1].params["weight"] = net.layers[1].params["weight"].copy()
+            if step == 3:  # a callback resetting the state in place: one slot emptied, one array replaced
+                slots = list(opt.state.values())
+                slots[0].clear()
+                for name in list(slots[-1]):
+                    slots[-1][name] = slots[-1][name] * 0.5
             if step == 4:  # the state of another optimiser's checkpoint, then a copy that goes on
                 other = make()
                 other.load_state_dict(opt.state_dict())

@@ -256,3 +256,86 @@ def test_a_crew_asleep_between_served_steps_is_woken(monkeypatch):
                 np.testing.assert_array_equal(net.gradients()[k], g, err_msg=k)
             net.step(0.1)
             fresh.step(0.1)
+
+
+def test_an_error_in_a_later_served_step_reaches_that_steps_caller(monkeypatch):
+    """A failure inside the crew's loop on a step after the first one it served (a MemoryError from an
+    allocation, say) is raised by that step's train_batch, not lost; the next steps run."""
+    import time
+
+    import convprop.engine.kernels.serve as served
+    from convprop.engine.kernels.spin import post  # noqa: F401  (the loop's real kernels are loaded)
+    from convprop.engine.kernels.stack import train
+
+    def failing_on_the_second(flags, slot, token, gen, lo, hi, losses, limit, x, y, rows, *step):
+        """The compiled loop's protocol in Python, failing on its second job."""
+        for job in range(2):
+            flags[8 * slot + 3] = gen
+            if job == 1:
+                raise MemoryError("the crew's slice failed")
+            losses[slot] = train(x, y, rows[lo:hi], *step, flags, 8 * slot + 2, gen)
+            flags[8 * slot + 1], flags[8 * slot] = 1, gen
+            posted = gen
+            for _ in range(100_000):
+                posted = int(flags[0])
+                if posted > gen:
+                    break
+                time.sleep(0)
+            if posted <= gen or flags[1] != token:
+                return gen
+            gen = posted
+        return gen
+
+    convprop.set_num_threads(2)
+    net, fresh = NETWORKS["toolbox"]("float64"), NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 96, seed=6, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    want = [fresh.train_batch(maps, targets, np.arange(start, start + 32)) for start in (0, 64)]
+    monkeypatch.setattr(served, "serve", failing_on_the_second)
+    with net.reusing_step_arrays():  # no other job in between: the loop goes on to its second job
+        assert net.train_batch(maps, targets, np.arange(0, 32)) == want[0]
+        with pytest.raises(MemoryError, match="the crew's slice failed"):
+            net.train_batch(maps, targets, np.arange(32, 64))
+        monkeypatch.undo()
+        assert net.train_batch(maps, targets, np.arange(64, 96)) == want[1]
+    assert parallel._crews[1]._failed == {}
+
+
+def test_gradients_read_after_the_block_are_not_overwritten_later():
+    """Within the block the slices' joined gradients are kept arrays, overwritten by the next step; after
+    it, what a user reads stays as it was."""
+    convprop.set_num_threads(2)
+    net = NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 64, seed=8, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    with net.reusing_step_arrays():
+        net.train_batch(maps, targets, np.arange(0, 32))
+    kept = net.gradients()["output.weight"]
+    value = kept.copy()
+    with net.reusing_step_arrays():
+        net.train_batch(maps, targets, np.arange(32, 64))
+    np.testing.assert_array_equal(kept, value)
+    assert not np.array_equal(net.gradients()["output.weight"], value)
+
+
+def test_unbind_from_inside_a_task_does_not_wait_for_itself():
+    """Ending a block inside a task of run_tasks (the crew busy with that very job) returns at once."""
+    import threading
+
+    convprop.set_num_threads(2)
+    net = NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 32, seed=9, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    crew = parallel._crew(1)
+    done = []
+
+    def job():
+        with net.reusing_step_arrays():
+            net.train_batch(maps, targets)
+            parallel.run_tasks(lambda i: parallel.unbind(), 2)
+        done.append(True)
+
+    worker = threading.Thread(target=job, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done and crew.token == 0

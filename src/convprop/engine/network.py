@@ -578,6 +578,9 @@ class Network:
             run = self.__dict__.get("_kept_stack")
             if not before and run is not None and not run.reuse:
                 run.drop_step()
+            plan = self.__dict__.get("_sliced")
+            if not before and plan is not None:
+                plan.drop_kept()  # the joined gradients: a step after the block must not overwrite them
             if not before:
                 parallel.unbind()
 

@@ -175,20 +175,30 @@ class Optimizer:
         """``net``'s parameters, gradients and state arrays (by slot), in the order of ``parameters()``.
 
         For a :class:`~convprop.engine.network.Network`, kept from the last step while its parameter and
-        gradient arrays are the same objects and :attr:`state` is the same dict: naming them and
+        gradient arrays are the same objects and :attr:`state` holds the same arrays: naming them and
         checking the state took 40–60 µs of a LeNet-style step's Python, on cold caches.
         """
         trainable = getattr(net, "_trainable", None)
         key = _identities(trainable()) if trainable is not None else None
         kept = self.__dict__.get("_kept")
-        if key is not None and kept is not None and kept[0] == key and kept[1] is self.state:
+        if key is not None and kept is not None and kept[0] == key and self._same_state(kept[1]):
             return kept[2]
         params, grads = net.parameters(), net.gradients()
         states = [self._slot_arrays(name, p) for name, p in params.items()]
         arrays = list(params.values()), [grads[name] for name in params], states
         if key is not None:  # (the arrays kept alive with their ids, which no other array can take then)
-            self._kept = (key, self.state, arrays)
+            self._kept = (key, [(slot, name, state[slot]) for name, state in zip(params, states) for slot in state],
+                          arrays)
         return arrays
+
+    def _same_state(self, kept: list[tuple[str, str, np.ndarray]]) -> bool:
+        """Whether :attr:`state` still holds these (slot, parameter name, array): a user may replace or
+        clear them (a callback resetting the moments, a checkpoint loaded)."""
+        state = self.state
+        try:
+            return all(state[slot].get(name) is arr for slot, name, arr in kept)
+        except (KeyError, AttributeError, TypeError):
+            return False
 
     def _slot_arrays(self, name: str, p: np.ndarray) -> dict[str, np.ndarray]:
         """Parameter ``name``'s state arrays by slot (zeros at first), checked against ``p``."""

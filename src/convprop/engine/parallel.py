@@ -357,6 +357,7 @@ class Crew:
         self.job: tuple[int, Callable[[], int], Callable[[np.ndarray, int, int], int] | None] | None = None
         self.busy = threading.Lock()  # one caller at a time; others use the pool
         self.token = 0  # of the last bound job (run_bound), until unbind
+        self._failed: dict[int, BaseException] = {}  # a bound job's error, by generation
         self._wake = threading.Condition()
         self._sleepers = 0
         for slot in range(1, workers + 1):
@@ -378,7 +379,7 @@ class Crew:
             # the crew's parts have entered their kernels: no thread waits for the GIL
             self._spin.post_and_wait_for_start(self.flags, self.workers, gen, START_POLLS)
         else:
-            self.flags[0] = gen
+            self._spin.post(self.flags, gen)
             if self._sleepers:
                 with self._wake:
                     self._wake.notify_all()
@@ -401,11 +402,10 @@ class Crew:
         step of the same binding about 1 µs after the post, and never holds the GIL: ``own`` starts
         at once, without waiting for the crew to take its part first.
         """
-        errors: list[BaseException] = []
         gen = int(self.flags[0]) + 1
-        self.job = (gen, _no_part, _guarded(serve, errors))  # for a thread that is not serving this token
+        self.job = (gen, _no_part, self._guarded(serve))  # for a thread that is not serving this token
         self.flags[1] = self.token = token
-        self.flags[0] = gen  # posted after its token
+        self._spin.post(self.flags, gen)  # after its token
         if self._sleepers:
             with self._wake:
                 self._wake.notify_all()
@@ -415,31 +415,52 @@ class Crew:
             while not self._spin.wait_for_parts(self.flags, self.workers, gen, 1, self.workers + 1, SPIN_POLLS):
                 time.sleep(2e-4)
             self.job = (gen, _no_part, None)
-            if errors:
-                raise errors[0]
+            failed = self._failed.pop(gen, None)
+            if failed is not None:
+                raise failed
+
+    def _guarded(self, serve: Callable[[np.ndarray, int, int], int]) -> Callable[[np.ndarray, int, int], int]:
+        """``serve``, an error in it kept for the caller of the job it failed in (:meth:`run_bound`). That job
+        counts as run: its part is published as done, and its caller stops waiting and raises the error."""
+
+        def run(flags: np.ndarray, slot: int, gen: int) -> int:
+            try:
+                return serve(flags, slot, gen)
+            except BaseException as exc:
+                failed = max(gen, int(flags[8 * slot + 3]))  # a later job of the same token, or this one
+                self._failed[failed] = exc
+                return failed
+
+        return run
 
     def unbind(self) -> None:
         """Have the crew threads leave the compiled loop of the last bound job (:meth:`run_bound`), and let
         go of its arrays, before this returns (else they would keep them until the loop stops waiting
         for a next job: a few ms)."""
-        if not self.token:
+        # Busy: another job is on the crew (a bound loop then ends at its post), or this thread is running
+        # one of its tasks (waiting for the lock would wait for ever); either way no thread serves a token.
+        if not self.token or not self.busy.acquire(blocking=False):
             return
-        with self.busy:
+        try:
             self.token = 0
             gen = int(self.flags[0]) + 1
             self.job = (gen, _no_part, None)  # a job with no part: a thread serving returns to take it
             self.flags[1] = 0
-            self.flags[0] = gen
+            self._spin.post(self.flags, gen)
             if self._sleepers:
                 with self._wake:
                     self._wake.notify_all()
             while any(self.flags[8 * s] < gen for s in range(1, self.workers + 1)):
                 time.sleep(5e-5)  # each thread has taken it, having let go of the bound job's closure
+        finally:
+            self.busy.release()
 
     def _serve(self, slot: int) -> None:
         seen = count = 0
+        limit = SPIN_POLLS
         while True:
-            gen = self._spin.publish_and_wait(self.flags, slot, seen, count, seen, SPIN_POLLS)
+            gen = self._spin.publish_and_wait(self.flags, slot, seen, count, seen, limit)
+            limit = SPIN_POLLS
             if gen == seen:  # nothing for a while: sleep until the next job
                 with self._wake:
                     self._sleepers += 1
@@ -451,6 +472,8 @@ class Crew:
             seen, take, serve = self.job
             if serve is not None:  # a bound job: this thread's part, and those of the next ones
                 seen, count, serve = serve(self.flags, slot, seen), 1, None
+                # it waited for a next job already: none posted since, sleep without spinning again
+                limit = 0 if int(self.flags[0]) == seen else SPIN_POLLS
                 continue
             _local.signal = (self.flags, 8 * slot + 2, seen)
             try:
@@ -461,21 +484,6 @@ class Crew:
 
 def _no_part() -> int:
     return 0
-
-
-def _guarded(serve: Callable[[np.ndarray, int, int], int],
-             errors: list[BaseException]) -> Callable[[np.ndarray, int, int], int]:
-    """``serve``, its error kept in ``errors`` for the caller to raise (the generation given then
-    counts as run: its part is published as done, and the caller stops waiting for it)."""
-
-    def run(flags: np.ndarray, slot: int, gen: int) -> int:
-        try:
-            return serve(flags, slot, gen)
-        except BaseException as exc:  # re-raised in the calling thread
-            errors.append(exc)
-            return gen
-
-    return run
 
 
 def _crew(workers: int) -> Crew | None:

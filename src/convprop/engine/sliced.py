@@ -119,6 +119,10 @@ class SlicedStep:
             twin._slices, twin._spans = [], []
         return True, out
 
+    def drop_kept(self) -> None:
+        """Let go of the joined gradients :meth:`gradients` kept (the layers keep what they were given)."""
+        self.__dict__.pop("_outs", None)
+
     def gradients(self, weights: Sequence[float], keep: bool = False) -> list[np.ndarray]:
         """Σ_i weights[i] · (slice i's gradients), summed in slice order, in :meth:`.stack.Step.gradients`' order.
 

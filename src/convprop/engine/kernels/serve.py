@@ -24,7 +24,8 @@ def serve(flags, slot, token, gen, lo, hi, losses, limit, x, y, rows, *step):
     ----------
     flags : the crew's (8·(k + 1),) int64 flags: flags[0] the generation posted last, flags[1] its
         token (0: a job for Python); flags[8·slot] and flags[8·slot + 1] this slot's last finished
-        generation and its parts done (stored here: 1 per job)
+        generation and its parts done (stored here: 1 per job), flags[8·slot + 3] the generation
+        being run (stored here)
     slot : int ≥ 1;  token : int > 0, the binding: these arrays and this slice
     gen : the generation of the first job (posted already);  lo, hi : the slice's rows of ``rows``
     losses : (k,) float64, out: losses[slot] the slice's loss
@@ -37,6 +38,7 @@ def serve(flags, slot, token, gen, lo, hi, losses, limit, x, y, rows, *step):
     The generation of the last job run: a newer one is posted with another token, or none came.
     """
     while True:
+        store_release(flags, 8 * slot + 3, gen)  # the job being run: the one a failure belongs to
         losses[slot] = train(x, y, rows[lo:hi], *step, flags, 8 * slot + 2, gen)
         store_release(flags, 8 * slot + 1, 1)
         store_release(flags, 8 * slot, gen)  # done: after the count, which the caller reads after this

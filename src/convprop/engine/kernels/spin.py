@@ -100,6 +100,14 @@ def post_and_wait_for_start(flags, workers, gen, limit):
 
 
 @jit
+def post(flags, gen):
+    """flags[0] = ``gen``, released: whatever was written before it (the job, its token at flags[1]) is
+    seen first by a thread that reads the generation with an acquire load (a plain store from
+    NumPy gives no such order on a weakly ordered CPU)."""
+    store_release(flags, 0, gen)
+
+
+@jit
 def announce(signal, at, value):
     """signal[at] = value, released: the first thing a kernel does that others wait for."""
     store_release(signal, at, value)
