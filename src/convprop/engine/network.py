@@ -246,7 +246,7 @@ class Network:
         spare elements (:attr:`.stack.Step.flat`: a one-thread step's kept arrays); None when they are
         elsewhere (another path, an array replaced in ``grads``)."""
         run = self.__dict__.get("_kept_stack")
-        step = run._kept.get("step") if run is not None else None
+        step = run.kept_step() if run is not None else None
         if step is None:
             return None
         own = step.gradients()
@@ -575,13 +575,12 @@ class Network:
             yield
         finally:
             self._reuse_step = before
-            run = self.__dict__.get("_kept_stack")
-            if not before and run is not None and not run.reuse:
-                run.drop_step()
-            plan = self.__dict__.get("_sliced")
-            if not before and plan is not None:
-                plan.drop_kept()  # the joined gradients: a step after the block must not overwrite them
-            if not before:
+            if not before:  # the outermost block: let go of what it kept
+                run, plan = self.__dict__.get("_kept_stack"), self.__dict__.get("_sliced")
+                if run is not None and not run.reuse:
+                    run.drop_step()
+                if plan is not None:
+                    plan.drop_kept()  # the joined gradients: a step after the block must not overwrite them
                 parallel.unbind()
 
     def step(self, alpha: float) -> None:

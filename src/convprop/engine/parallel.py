@@ -241,7 +241,7 @@ def run_bound(serve: Callable[[np.ndarray, int, int], int], own: Callable[[], T]
     ``count`` − 1 threads to take it (the NumPy engine, fewer threads, another thread using it): the
     caller then shares its work some other way (:func:`run_tasks`).
     """
-    crew = _crew(count - 1) if count > 1 and min(n_threads(), count) == count else None
+    crew = _crew(count - 1) if 1 < count <= n_threads() else None
     if crew is None or not crew.busy.acquire(blocking=False):
         return False, None
     try:
@@ -373,16 +373,13 @@ class Crew:
         take = _taker(call, parts, errors)
         gen = int(self.flags[0]) + 1
         self.job = (gen, _in_callers_errstate(take), None)  # set before its generation is posted
-        self.flags[1] = 0  # not a bound job: a thread serving one returns to take this one
         if announced and not self._sleepers:
             # posted without the GIL, which the crew then finds free, and held again only once
             # the crew's parts have entered their kernels: no thread waits for the GIL
+            self.flags[1] = 0  # not a bound job: a thread serving one returns to take this one
             self._spin.post_and_wait_for_start(self.flags, self.workers, gen, START_POLLS)
         else:
-            self._spin.post(self.flags, gen)
-            if self._sleepers:
-                with self._wake:
-                    self._wake.notify_all()
+            self._post(gen)
         own = take()
         while not self._spin.wait_for_parts(self.flags, self.workers, gen, own, parts, SPIN_POLLS):
             time.sleep(2e-4)  # a crew thread far behind (its core busy with another process)
@@ -404,11 +401,8 @@ class Crew:
         """
         gen = int(self.flags[0]) + 1
         self.job = (gen, _no_part, self._guarded(serve))  # for a thread that is not serving this token
-        self.flags[1] = self.token = token
-        self._spin.post(self.flags, gen)  # after its token
-        if self._sleepers:
-            with self._wake:
-                self._wake.notify_all()
+        self.token = token
+        self._post(gen, token)
         try:
             return own()
         finally:
@@ -418,6 +412,15 @@ class Crew:
             failed = self._failed.pop(gen, None)
             if failed is not None:
                 raise failed
+
+    def _post(self, gen: int, token: int = 0) -> None:
+        """Post generation ``gen`` (:attr:`job` set already) with its ``token`` (0: a job each thread takes
+        through Python, which a thread serving a bound job returns to), waking sleeping threads."""
+        self.flags[1] = token
+        self._spin.post(self.flags, gen)  # released: after the job and its token
+        if self._sleepers:
+            with self._wake:
+                self._wake.notify_all()
 
     def _guarded(self, serve: Callable[[np.ndarray, int, int], int]) -> Callable[[np.ndarray, int, int], int]:
         """``serve``, an error in it kept for the caller of the job it failed in (:meth:`run_bound`). That job
@@ -445,11 +448,7 @@ class Crew:
             self.token = 0
             gen = int(self.flags[0]) + 1
             self.job = (gen, _no_part, None)  # a job with no part: a thread serving returns to take it
-            self.flags[1] = 0
-            self._spin.post(self.flags, gen)
-            if self._sleepers:
-                with self._wake:
-                    self._wake.notify_all()
+            self._post(gen)
             while any(self.flags[8 * s] < gen for s in range(1, self.workers + 1)):
                 time.sleep(5e-5)  # each thread has taken it, having let go of the bound job's closure
         finally:

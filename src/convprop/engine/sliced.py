@@ -78,11 +78,7 @@ class SlicedStep:
 
         def one(i: int) -> float:
             lo, hi = spans[i]
-            step, twin = steps[i], twins[i]
-            twin.L = loss = step.run(x, y, rows[lo:hi])
-            twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, step.depth
-            twin._slices, twin._spans = [], []
-            return loss
+            return _left(twins[i], steps[i], steps[i].run(x, y, rows[lo:hi]))
 
         return parallel.run_tasks(one, len(steps), announced=True)
 
@@ -110,14 +106,9 @@ class SlicedStep:
         ran, first = parallel.run_bound(serve, own, len(steps), bound[2])
         if not ran:
             return False, []
-        out = [first, *(float(v) for v in losses[1:])]
-        for i, (step, twin) in enumerate(zip(steps, twins)):
-            if i:
-                stack.leave(step.state)
-            twin.L = out[i]
-            twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, step.depth
-            twin._slices, twin._spans = [], []
-        return True, out
+        for step in steps[1:]:  # the crew's steps ran in compiled code only (steps[0].run left its own)
+            stack.leave(step.state)
+        return True, [_left(twin, step, loss) for twin, step, loss in zip(twins, steps, [first, *map(float, losses[1:])])]
 
     def drop_kept(self) -> None:
         """Let go of the joined gradients :meth:`gradients` kept (the layers keep what they were given)."""
@@ -137,3 +128,12 @@ class SlicedStep:
                 self._outs = kept
         self._join(self._parts, np.asarray(weights, dtype=np.float64), kept[1])
         return kept[0]
+
+
+def _left(twin, step: stack.Step, loss: float) -> float:
+    """Leave replica ``twin`` as its ``train_batch`` does after ``step`` ran (its maps, outputs, errors, the
+    loss, no slices of its own); the loss."""
+    twin.L = loss
+    twin._maps, twin.o, twin.e, twin._stacked = step.maps, step.o, step.e, step.depth
+    twin._slices, twin._spans = [], []
+    return loss

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import parallel
+from . import parallel, views
 from .layers.base import Layer
 from .layers.conv import Conv
 from .layers.dense import Dense
@@ -152,11 +152,14 @@ class Stack:
 
     def _backward_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list, list, list]:
         """The output deltas of every layer, a convolution's d (others: empty) and the gradients, for ``maps``."""
+        return (*self._delta_arrays(maps), [np.empty_like(c.params["weight"]) for c in self.convs],
+                [np.empty_like(c.params["bias"]) for c in self.convs])
+
+    def _delta_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list]:
+        """The output deltas of every layer and a convolution's d (others: empty), for ``maps``."""
         none = np.empty((0, 0, 0, 0), dtype=maps[0].dtype)
         return ([np.empty_like(a) for a in maps[1:]],
-                [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(self.run, maps[1:])],
-                [np.empty_like(c.params["weight"]) for c in self.convs],
-                [np.empty_like(c.params["bias"]) for c in self.convs])
+                [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(self.run, maps[1:])])
 
     def _forward_arrays(self, x: np.ndarray) -> tuple[list, list, list]:
         """The maps [x, a_1, …], padded inputs (None: the input itself) and arg-max arrays of a pass on x."""
@@ -232,6 +235,10 @@ class Stack:
         """Let go of the step :meth:`bind` kept (the layers keep what its last run left them)."""
         self._kept.pop("step", None)
 
+    def kept_step(self) -> "Step | None":
+        """The step :meth:`bind` kept, if any."""
+        return self._kept.get("step")
+
     def covers(self, net_layers: Sequence[Layer], out: Layer) -> bool:
         """Whether :meth:`train` can run the whole network: this run, then only dense layers the kernels
         can take (:func:`_plain`), and ``out`` a plain sigmoid or softmax output layer (C-contiguous)."""
@@ -244,7 +251,7 @@ class Stack:
         dtype = x.dtype
         h, w, c = x.shape[1:]
         maps, padded, args = self._forward_arrays(np.empty((c, h, w, n), dtype=dtype))
-        deltas, ds = self._backward_arrays(maps)[:2]
+        deltas, ds = self._delta_arrays(maps)
         weights = [layer.params["weight"] for layer in (*head, out)]  # (U, F) each
         hxs = [np.empty((weights[0].shape[1], n), dtype=dtype), *(np.empty((wt.shape[0], n), dtype=dtype)
                                                                   for wt in weights[:-1])]
@@ -254,9 +261,7 @@ class Stack:
         # the gradients as runs of one buffer, in the order of the parameters, and 2 spare elements
         # (the distributed gradient hook sums the buffer as it is: see Step.flat)
         shapes = [p.shape for layer in (*self.convs, *head, out) for p in (layer.params["weight"], layer.params["bias"])]
-        ends = np.cumsum([0] + [int(np.prod(shape)) for shape in shapes])
-        flat = np.empty(ends[-1] + 2, dtype=dtype)
-        grads = [flat[a:b].reshape(shape) for a, b, shape in zip(ends[:-1], ends[1:], shapes)]
+        flat, grads = views.runs_of_one_buffer(shapes, dtype, spare=2)
         dws, dbs = grads[0:2 * len(self.convs):2], grads[1:2 * len(self.convs):2]
         hdws, hdbs = grads[2 * len(self.convs)::2], grads[2 * len(self.convs) + 1::2]
         return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et, flat)

@@ -7,6 +7,10 @@ Making the views and checking the arrays took several µs of Python per call,
 of the LeNet-style network: 134 µs a step in the loop). The arrays are the same
 objects from step to step (the parameters, the kept step's gradients, an
 optimiser's state), so the views are kept while they are.
+
+The other way round, :func:`runs_of_one_buffer` makes arrays as runs of one buffer: a kept
+training step's gradients, which the data-parallel hook then sums where they are, and the
+hook's own buffer for gradients that are not.
 """
 
 from __future__ import annotations
@@ -41,3 +45,11 @@ def kept_flat(kept: dict, use: str, arrays: Sequence[np.ndarray],
     flat = tuple(a.reshape(-1) for a in arrays)
     kept[use] = (key, flat)
     return flat
+
+
+def runs_of_one_buffer(shapes: Sequence[tuple[int, ...]], dtype, spare: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One 1-D array holding arrays of ``shapes`` one after the other, then ``spare`` elements, and
+    those arrays (C-contiguous views of it, in order)."""
+    ends = np.cumsum([0] + [int(np.prod(shape, dtype=np.int64)) for shape in shapes])
+    buffer = np.empty(int(ends[-1]) + spare, dtype=dtype)
+    return buffer, [buffer[a:b].reshape(shape) for a, b, shape in zip(ends[:-1], ends[1:], shapes)]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConvpropError
+from ..engine.views import runs_of_one_buffer
 from .callbacks import Callback
 from .mpi import set_threads, share, sharded_predict, wait_politely
 
@@ -108,10 +109,9 @@ class DataParallel(Callback):
         body = buf[:-2]
         if not n_local:  # no images here: contribute zeros (the loop left the gradients as they were)
             body.fill(0.0)
-        elif views:
-            np.concatenate([g.reshape(-1) for g in grads], out=body)
-            body *= n_local
-        else:  # the gradients themselves, summed where they are
+        else:
+            if views:  # else the buffer holds the gradients themselves, summed where they are
+                np.concatenate([g.reshape(-1) for g in grads], out=body)
             body *= n_local
         buf[-2] = loop.loss * n_local if n_local else 0.0
         buf[-1] = 1.0 if loop.sigint.pending else 0.0
@@ -169,9 +169,7 @@ class DataParallel(Callback):
         grads = _gradients(net)
         shapes = [g.shape for g in grads]
         if self._buffer is None or self._shapes != shapes:
-            sizes = np.cumsum([0] + [g.size for g in grads])
-            self._buffer = np.empty(sizes[-1] + 2, dtype=np.float64)
-            self._views = [self._buffer[a:b].reshape(shape) for a, b, shape in zip(sizes[:-1], sizes[1:], shapes)]
+            self._buffer, self._views = runs_of_one_buffer(shapes, np.float64, spare=2)
             self._shapes = shapes
         return self._buffer, self._views, grads
 
