@@ -61,6 +61,52 @@ def test_thread_count(monkeypatch):
             convprop.set_num_threads(bad)
 
 
+def test_the_environment_is_read_at_every_call(monkeypatch):
+    """getenv (one dictionary lookup) says what os.environ.get says after every kind of change."""
+    import os
+
+    from convprop.engine.environment import getenv
+
+    name = "CONVPROP_TEST_SETTING"
+    monkeypatch.delenv(name, raising=False)
+    assert getenv(name) is None
+    for value in ("3", "3", "", "ünïcödé", "2"):
+        monkeypatch.setenv(name, value)
+        assert getenv(name) == os.environ.get(name) == value
+    os.environ[name] = "x"
+    assert getenv(name) == "x"
+    del os.environ[name]
+    assert getenv(name) is None
+    os.environ.update({name: "4"})
+    assert getenv(name) == "4"
+    monkeypatch.setattr(os, "environ", {name: "a replaced mapping"})
+    assert getenv(name) == "a replaced mapping"
+
+
+def test_the_core_count_is_read_again_after_a_second(monkeypatch):
+    """cores() keeps the affinity's size for a second (a step asks often), then reads it again."""
+    import os
+    import time
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity here")
+    now, cpus = [1000.0], [{0, 1, 2}]
+    monkeypatch.setattr(parallel, "_cores", (0, 0.0, 1))
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus[0])
+    monkeypatch.delenv("CONVPROP_THREADS", raising=False)
+    assert parallel.cores() == convprop.get_num_threads() == 3
+    cpus[0] = {0}
+    now[0] += 0.5
+    assert parallel.cores() == 3
+    now[0] += 0.6
+    assert parallel.cores() == convprop.get_num_threads() == 1
+    monkeypatch.setenv("CONVPROP_THREADS", "2")  # set: the affinity is not asked
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: pytest.fail("asked"))
+    now[0] += 5
+    assert convprop.get_num_threads() == 2
+
+
 @numba_only
 @pytest.mark.parametrize("make", [_lenet_like, _toolbox])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -1,5 +1,7 @@
 """The map layers as one compiled call per direction (convprop.engine.stack) against the layer-by-layer path."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -326,3 +328,94 @@ def test_a_kept_steps_gradients_are_runs_of_one_buffer(name):
         net.output.grads["bias"] = net.output.grads["bias"].copy()
         assert net._gradient_buffer() is None
     assert net._gradient_buffer() is None
+
+
+def _changes():
+    """What a user's callback may do to a network between two steps: (name, change(net)), each
+    applied alike to two networks (on a copy of the arrays it replaces)."""
+    from convprop.engine.activations import LeakyReLU, Tanh
+
+    def wrap(net):  # a timing wrapper, say: the same numbers, through the layer's own forward
+        layer = net.layers[2]
+        layer.forward = layer.forward
+
+    def replace_layer(net):  # the same kind of layer, a new object
+        net.layers[2] = copy.deepcopy(net.layers[2])
+
+    def fortran(net):
+        net.output.params["weight"] = np.asfortranarray(net.output.params["weight"])
+
+    return [("nothing", lambda net: None),
+            ("a parameter replaced", lambda net: net.layers[1].params.__setitem__("bias", net.layers[1].params["bias"] + 0.1)),
+            ("an output parameter replaced", lambda net: net.output.params.__setitem__("weight", net.output.params["weight"] * 0.5)),
+            ("a slope changed in place", lambda net: setattr(net.layers[1].activation, "slope", 0.3)),
+            ("an activation swapped", lambda net: setattr(net.layers[3], "activation", Tanh())),
+            ("the same activation anew", lambda net: setattr(net.layers[1], "activation", LeakyReLU(0.3))),
+            ("a dense layer's activation swapped", lambda net: setattr(net.layers[4], "activation", LeakyReLU(0.2))),
+            ("a layer replaced", replace_layer),
+            ("a Fortran-ordered weight", fortran),
+            ("a layer wrapped", wrap)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_kept_step_runs_again_only_while_nothing_it_was_bound_to_changed(dtype, monkeypatch):
+    """Within reusing_step_arrays, a one-thread step on rows of a data set runs the step it kept after one
+    pass of checks (Step.still); after each change a user may make between steps it takes the full path
+    instead, and every number stays that of steps in arrays of their own, bit for bit."""
+    from convprop.engine import stack
+    from convprop.engine.activations import LeakyReLU
+
+    def make():
+        return Network([Input(12, 12), Conv(3, 3, LeakyReLU(0.1)), Subsample(2), Conv(4, 3, "sigmoid"), Dense(5, "relu")],
+                       n_outputs=3, dtype=dtype, seed=5)
+
+    expected = {  # (after the change, the step after that): what Step.still answered
+        "nothing": ([], [False]),  # no kept step yet; then another batch size
+        "a layer wrapped": ([False], []),  # the run of map layers ends at it: a new run, which covers no step
+        "the same activation anew": ([True], [True]),  # the kernels' arguments are the same
+        "a Fortran-ordered weight": ([False], [False]),  # no one call takes it: the layers' path
+    }
+    answers = []
+    still = stack.Step.still
+    monkeypatch.setattr(stack.Step, "still", lambda self, *a: answers.append(still(self, *a)) or answers[-1])
+    kept, fresh = make(), make()
+    x, y = random_batch(kept, 60, seed=2, labels=True)
+    maps, targets = net_inputs(kept, x, y)
+    rows = np.random.default_rng(0).permutation(60)
+    with kept.reusing_step_arrays():
+        for name, change in _changes():
+            for net in (kept, fresh):
+                change(net)
+            for i in range(2):  # after the change, then with nothing changed
+                answers.clear()
+                batch = rows[i * 20:(i + 1) * 20] if name != "nothing" or i else rows[:17]
+                results = []
+                for net in (kept, fresh):
+                    loss = net.train_batch(maps, targets, rows=batch)
+                    arrays = [net.o, *net.gradients().values(), *net.activations, *(layer.d for layer in net.layers[1:])]
+                    results.append((loss, [a.copy() for a in arrays]))
+                    net.step(0.5)
+                assert results[0][0] == results[1][0], name
+                for got, want in zip(results[0][1], results[1][1], strict=True):
+                    np.testing.assert_array_equal(got, want, err_msg=name)
+                assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
+    assert not kept._reuse_step
+
+
+def test_a_kept_step_follows_the_thread_count_and_the_engine():
+    """A thread count or engine set between two steps is used by the next one (no kept step then)."""
+    net, other = NETWORKS["toolbox"]("float64"), NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 40, seed=4, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    rows = np.arange(40)
+    with net.reusing_step_arrays():
+        for threads, engine in ((1, "numba"), (1, "numba"), (2, "numba"), (1, "numpy"), (1, "numba")):
+            convprop.set_num_threads(threads)
+            convprop.set_engine(engine)
+            loss = net.train_batch(maps, targets, rows=rows)
+            assert (net._stacked > 0) == (threads == 1 and engine == "numba")
+            assert (net._slices != []) == (threads == 2)
+            want = other.train_batch(maps, targets, rows=rows)
+            np.testing.assert_allclose(loss, want, rtol=1e-13)
+            for net_ in (net, other):
+                net_.step(1.0)

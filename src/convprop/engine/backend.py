@@ -15,6 +15,7 @@ import os
 from types import SimpleNamespace
 
 from ..errors import ConvpropError
+from .environment import getenv
 
 ENGINES = ("numba", "numpy")
 
@@ -73,7 +74,7 @@ _last: tuple[str | None, str | None, str] | None = None
 def engine() -> str:
     """The engine the layers use now: "numba" or "numpy"."""
     global _last
-    raw, last = os.environ.get("CONVPROP_ENGINE"), _last
+    raw, last = getenv("CONVPROP_ENGINE"), _last
     if last is not None and last[0] == _forced and last[1] == raw:
         return last[2]
     name = _asked()

@@ -535,6 +535,9 @@ class Network:
         elif isinstance(rows, np.ndarray) and not rows.flags.writeable:
             rows = np.array(rows)  # fit's order of every epoch is a read-only broadcast: the same
         n = maps.shape[0] if rows is None else len(rows)
+        loss = self._train_kept(maps, targets, rows, n)
+        if loss is not None:
+            return loss
         k = self._new_pass(n)
         run = self._stack() if backend.compiled() is not None else None
         whole = (run is not None and run.covers(self.layers, self.output) and maps.flags.c_contiguous
@@ -555,6 +558,22 @@ class Network:
             maps, targets = maps[rows], targets[rows]
         self._forward_whole(maps)
         return self.backward_batch(targets)
+
+    def _train_kept(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, n: int) -> float | None:
+        """:meth:`train_batch`'s one-thread step within :meth:`reusing_step_arrays` when the step it kept
+        still fits (:meth:`.stack.Step.still`: one pass of checks, not the full path's); returns the
+        loss, or None (nothing done: the full path decides)."""
+        run = self.__dict__.get("_kept_stack")
+        step = run.kept_step() if run is not None and rows is not None and self.__dict__.get("_reuse_step") else None
+        if step is None or not step.still(self.layers, self.output, maps, targets, n) \
+                or parallel.n_threads() != 1 or backend.compiled() is None:
+            return None
+        self._slices, self._spans = [], []  # what _new_pass forgets
+        for layer in [*self.layers, self.output]:
+            layer.__dict__.update(layer._call_state)
+        loss = step.run(maps, targets, np.asarray(rows, dtype=np.int64))
+        self._maps, self.L, self.o, self.e, self._stacked = step.maps, loss, step.o, step.e, step.depth
+        return loss
 
     @contextlib.contextmanager
     def reusing_step_arrays(self) -> Iterator[None]:

@@ -42,6 +42,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import ConvpropError
+from .environment import getenv
 
 T = TypeVar("T")
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -58,10 +59,11 @@ _local = threading.local()
 _count: int | None = None
 
 
-def _env_count(name: str, default: int = 1) -> int:
-    raw = os.environ.get(name)
+def _env_count(name: str, default: Callable[[], int] = lambda: 1) -> int:
+    """The positive integer in environment variable ``name``, else ``default()``."""
+    raw = getenv(name)
     if raw is None:
-        return default
+        return default()
     try:
         k = int(raw)
     except ValueError:
@@ -71,12 +73,26 @@ def _env_count(name: str, default: int = 1) -> int:
     return k
 
 
+#: (process id, time.monotonic() of the reading, cores): :func:`cores`' last reading
+_cores: tuple[int, float, int] = (0, 0.0, 1)
+
+
 def cores() -> int:
-    """Number of cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """Number of cores this process may run on (its CPU affinity), read again after a second.
+
+    Every training step asks (the default thread count); the system call took 9–10 µs of a
+    step's Python on the caches the kernels had just cooled.
+    """
+    global _cores
+    pid, when, count = _cores
+    now = time.monotonic()
+    if pid != os.getpid() or now - when > 1.0:
+        try:
+            count = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # not Linux
+            count = max(1, os.cpu_count() or 1)
+        _cores = (os.getpid(), now, count)
+    return count
 
 
 def n_threads() -> int:
@@ -86,7 +102,7 @@ def n_threads() -> int:
     """
     if getattr(_local, "inside", False):
         return 1
-    return _count if _count is not None else _env_count("CONVPROP_THREADS", cores())
+    return _count if _count is not None else _env_count("CONVPROP_THREADS", cores)
 
 
 def set_num_threads(k: int | None) -> None:

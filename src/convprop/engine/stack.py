@@ -317,6 +317,10 @@ class Step:
         #: Each layer's state after a run, as (dict, key, value): what its own forward and backward leave.
         self.state = (stack._forward_state(padded, maps, args) + stack._backward_state(deltas, ds, dws, dbs)
                       + self._head_state(hxs, hds, hdws, hdbs, log_ot))
+        #: (layer, its activation's kernel arguments or None, its parameter arrays) of every layer the
+        #: step runs, the output layer last: what :meth:`still` compares
+        self._bound = [(layer, _activation_args(layer), tuple(layer.params.values()))
+                       for layer in (*stack.run, *head, out)]
 
     def _head_state(self, hxs: Sequence, hds: Sequence, hdws: Sequence, hdbs: Sequence,
                     log_ot: np.ndarray) -> list[tuple[dict, str, object]]:
@@ -342,6 +346,31 @@ class Step:
             len(head) == len(self.head) and all(a is b for a, b in zip(head, self.head)) and \
             signature([*self.convs, *head, out]) == self.key
 
+    def still(self, layers: Sequence[Layer], out: Layer, x: np.ndarray, y: np.ndarray, n: int) -> bool:
+        """Whether this kept step is still the one-thread :meth:`Stack.train` of a network of ``layers``
+        (Input first) and ``out`` for ``n`` images like ``x`` and targets ``y``: in one pass over the layers,
+        what :meth:`Stack.fits`, :meth:`Stack.covers` and :meth:`fits` check (the same layer objects,
+        none wrapped, the same built-in activations with the same slopes, the same parameter arrays;
+        the data C-contiguous and of the bound shape and dtype).
+
+        The network's one-thread training step asks this first within
+        :meth:`~convprop.engine.network.Network.reusing_step_arrays`: the full path's checks, made
+        again on caches the kernel has just cooled, took 35–45 µs of a step's Python.
+        """
+        if n != self.n or out is not self.out or len(layers) != len(self._bound) or "loss" in vars(out) \
+                or (x.shape[1:], x.dtype) != self.like or not (x.flags.c_contiguous and y.flags.c_contiguous):
+            return False
+        for layer, (bound, args, params) in zip((*layers[1:], out), self._bound):
+            own = vars(layer)
+            if layer is not bound or "forward" in own or "backward" in own:
+                return False
+            if args is not None and not (layer.activation.has_kernel and layer.activation.kernel_args == args):
+                return False
+            now = layer.params
+            if len(now) != len(params) or any(a is not b for a, b in zip(now.values(), params)):
+                return False
+        return True
+
     def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
         """Train on images x[rows], targets y[rows] (x : (M, H, W, C), C-contiguous; y : (M, K); rows : (n,)
         int64): the kernel, then each layer left with the state its own forward and backward leave
@@ -349,6 +378,12 @@ class Step:
         loss = self.kernels.train(x, y, rows, *self.args, *parallel.start_signal())
         leave(self.state)
         return float(loss)
+
+
+def _activation_args(layer: Layer) -> tuple[int, float] | None:
+    """A layer's activation's :attr:`~.activations.Activation.kernel_args`, None when it has no activation."""
+    activation = getattr(layer, "activation", None)
+    return None if activation is None else activation.kernel_args
 
 
 def leave(state: Sequence[tuple[dict, str, object]]) -> None:

@@ -16,7 +16,9 @@ network and draws the same permutation from the shared seed; at every step
    with one ``Allreduce`` (non-blocking, waited for politely: see
    :func:`convprop.training.mpi.wait_politely`) and divides by the global batch size ``N``:
    ``Σ_k n_k·mean_k / N`` is the single-process mean gradient, up to the order
-   of the sums (≈ 1e-16 relative per step).
+   of the sums and roundings (≈ 1e-16 relative per step). When K divides N, every
+   ``n_k`` is N / K, and the buffer holds ``mean_k`` as it is, divided by K after
+   the sum: no scaling pass before it.
 
 Every rank then applies the same update to the same weights, so the weights
 stay equal (checked, and re-aligned from rank 0 if round-off ever made them
@@ -106,14 +108,17 @@ class DataParallel(Callback):
 
         n_local, n = len(loop.indices), loop.batch_images
         buf, views, grads = self._flat(loop.net, n_local)
+        # the shares are equal when K divides N: Σ_k mean_k / K, no scaling before the sum
+        weight, divisor = (1, self.size) if n % self.size == 0 else (n_local, n)
         body = buf[:-2]
         if not n_local:  # no images here: contribute zeros (the loop left the gradients as they were)
             body.fill(0.0)
         else:
             if views:  # else the buffer holds the gradients themselves, summed where they are
                 np.concatenate([g.reshape(-1) for g in grads], out=body)
-            body *= n_local
-        buf[-2] = loop.loss * n_local if n_local else 0.0
+            if weight != 1:
+                body *= weight
+        buf[-2] = loop.loss * weight if n_local else 0.0
         buf[-1] = 1.0 if loop.sigint.pending else 0.0
         watchdog = self.watchdog
         if watchdog is not None:  # the wait's name is only written out if it is reported
@@ -123,7 +128,7 @@ class DataParallel(Callback):
         finally:
             if watchdog is not None:
                 watchdog.end()
-        buf /= n
+        buf /= divisor
         for g, view in zip(grads, views):
             g[...] = view
         loop.loss = float(buf[-2])
