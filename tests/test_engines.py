@@ -302,8 +302,8 @@ def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):
 @numba_only
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_one_call_updates_round_as_numpy(dtype):
-    """kernels.arrays: SGD, the slices' weighted join and the finiteness check over all parameters
-    at once give NumPy's numbers bit for bit (no fused multiply-adds)."""
+    """kernels.arrays: SGD, the slices' weighted join, the division of the MPI hook's buffer and the
+    finiteness check over all parameters at once give NumPy's numbers bit for bit (no fused multiply-adds)."""
     from convprop.engine.kernels import arrays
 
     rng = np.random.default_rng(3)
@@ -323,6 +323,10 @@ def test_one_call_updates_round_as_numpy(dtype):
                          tuple(o.reshape(-1) for o in outs))
     for j, out in enumerate(outs):
         np.testing.assert_array_equal(out, slices.weighted_sum([part[j] for part in parts], weights))
+    for divisor in (2, 3, 7):
+        flat, want = params[2].reshape(-1).copy(), params[2].reshape(-1) / divisor
+        arrays.divide(flat, divisor)
+        np.testing.assert_array_equal(flat, want)
     assert arrays.all_finite(tuple(p.reshape(-1) for p in params))
     big = np.finfo(dtype).max
     assert arrays.all_finite((np.array([big, -big, big], dtype=dtype), np.zeros(0, dtype=dtype)))

@@ -249,9 +249,16 @@ class Network:
         step = run.kept_step() if run is not None else None
         if step is None:
             return None
-        own = step.gradients()
-        grads = [layer.grads.get(p) for layer in self._trainable() for p in layer.params]
-        return step.flat if len(own) == len(grads) and all(a is b for a, b in zip(own, grads)) else None
+        own, i = step.gradients(), 0
+        for layer in (*self.layers, self.output):
+            params = layer.params
+            if params:
+                grads = layer.grads
+                for p in params:
+                    if i == len(own) or grads.get(p) is not own[i]:
+                        return None
+                    i += 1
+        return step.flat if i == len(own) else None
 
     def __getstate__(self) -> dict:
         # Copies and pickles carry the parameters, not the last batch's maps and outputs.

@@ -311,7 +311,8 @@ class Step:
             tuple(hdxs), tuple(hdws), tuple(hdbs), type(out) is SoftmaxOutput, ot, log_ot, et)
         #: [x as (C, H, W, N), a_1, …, a_L, each dense layer's (U, N)]; o, e : (N, K) (overwritten by each run)
         self.maps, self.o, self.e = [*maps, *hxs[1:]], ot.T, et.T
-        self._grads = dws, dbs, hdws, hdbs
+        #: the gradient arrays a run fills (:meth:`gradients`)
+        self._grads = tuple(g for pair in (*zip(dws, dbs), *zip(hdws, hdbs)) for g in pair)
         #: (P + 2,) every gradient a run fills (:meth:`gradients`), one after the other, then 2 spare elements
         self.flat = flat
         #: Each layer's state after a run, as (dict, key, value): what its own forward and backward leave.
@@ -334,11 +335,10 @@ class Step:
                   (out, "grads", {"weight": hdws[-1], "bias": hdbs[-1]})]
         return state + ([(out, "log_o", log_ot.T)] if type(self.out) is SoftmaxOutput else [])
 
-    def gradients(self) -> list[np.ndarray]:
+    def gradients(self) -> tuple[np.ndarray, ...]:
         """The gradient arrays a run fills, in the order of the layers' parameters (weight, bias): the
         convolutions', the dense layers', the output layer's."""
-        dws, dbs, hdws, hdbs = self._grads
-        return [g for pair in (*zip(dws, dbs), *zip(hdws, hdbs)) for g in pair]
+        return self._grads
 
     def fits(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
         """Whether this kept call still is :meth:`Stack.train`'s for images like ``x`` and these layers."""

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConvpropError
+from ..engine import backend
 from ..engine.views import runs_of_one_buffer
 from .callbacks import Callback
 from .mpi import set_threads, share, sharded_predict, wait_politely
@@ -95,6 +96,7 @@ class DataParallel(Callback):
             set_threads(self.comm)
         if self.timeout is not None and self.watchdog is None:
             self.watchdog = Watchdog(self.comm, self.timeout)
+        _divide(np.ones(1), self.size)  # loads (or compiles) the hook's kernel now, not in the first step
         with self._waiting("the start-up check"):
             check_agreement(self.comm, loop)
         loop.predict = self._predict(loop.net)
@@ -128,7 +130,7 @@ class DataParallel(Callback):
         finally:
             if watchdog is not None:
                 watchdog.end()
-        buf /= divisor
+        _divide(buf, divisor)
         for g, view in zip(grads, views):
             g[...] = view
         loop.loss = float(buf[-2])
@@ -194,6 +196,15 @@ class _Finish(Callback):
         with self.parallel._waiting("the barrier after the interrupt's checkpoint"):
             self.parallel.comm.Barrier()
         self.parallel._close()
+
+
+def _divide(buf: np.ndarray, divisor: int) -> None:
+    """``buf /= divisor`` (1-D), in one compiled call on the compiled engine."""
+    kernels = backend.compiled()
+    if kernels is None:
+        buf /= divisor
+    else:
+        kernels.arrays.divide(buf, divisor)
 
 
 def _gradients(net) -> list[np.ndarray]:
