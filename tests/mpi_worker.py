@@ -108,6 +108,18 @@ def threads(out: Path) -> None:
                                                                 "usable": usable, "cores": os.cpu_count()}))
 
 
+def settings(out: Path) -> None:
+    """The Open MPI settings world() leaves in each rank's environment (before MPI starts)."""
+    import os
+
+    from convprop.training.mpi import world
+
+    comm = world()
+    names = ["OMPI_MCA_mpi_yield_when_idle", "OMPI_MCA_btl_sm_eager_limit", "OMPI_MCA_btl_sm_max_send_size",
+             "OMPI_MCA_btl_sm_rndv_eager_limit"]
+    (out / f"settings{comm.rank}.json").write_text(json.dumps({name: os.environ.get(name) for name in names}))
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
-    {"equivalence": equivalence, "mismatch": mismatch, "threads": threads}[scenario](out)
+    {"equivalence": equivalence, "mismatch": mismatch, "threads": threads, "settings": settings}[scenario](out)
