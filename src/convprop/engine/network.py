@@ -371,10 +371,14 @@ class Network:
     def _new_pass(self, n: int) -> int:
         """Forget the last pass's slices and deltas; the number of slices for ``n`` images (1: none)."""
         memory.keep_freed_arrays()
-        self._slices, self._spans, self._stacked = [], [], 0
-        for layer in [*self.layers, self.output]:  # nothing of an earlier pass may pass for this one's
-            layer.__dict__.update(layer._call_state)
+        self._forget_pass()
         return slices.count(n) if backend.compiled() is not None else 1
+
+    def _forget_pass(self) -> None:
+        """Forget the last pass's slices and each layer's per-call state: nothing of it may pass for this one's."""
+        self._slices, self._spans, self._stacked = [], [], 0
+        for layer in [*self.layers, self.output]:
+            layer.__dict__.update(layer._call_state)
 
     def _forward_slices(self, maps: np.ndarray, k: int, targets: np.ndarray | None = None,
                         rows: np.ndarray | None = None) -> np.ndarray:
@@ -410,15 +414,20 @@ class Network:
             layer._parts = list(parts)
         self.o = np.concatenate([t.o for t in twins])
 
-    def _train_slices(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, k: int) -> float:
+    def _train_slices(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, k: int,
+                      plan: sliced.SlicedStep | None = None) -> float:
         """:meth:`train_batch` as k slices, each trained in one bound compiled call (:mod:`.sliced`) on its
-        own thread: the numbers of :meth:`_forward_slices` with ``targets``, bit for bit."""
+        own thread: the numbers of :meth:`_forward_slices` with ``targets``, bit for bit. ``plan``: the
+        kept one, known to fit (:meth:`_train_kept`)."""
         n = maps.shape[0] if rows is None else len(rows)
-        spans, twins = slices.bounds(n, k), self._replicas(k)
-        sizes, key = [hi - lo for lo, hi in spans], stack.signature(self._trainable())
-        plan = self.__dict__.get("_sliced")
-        if plan is None or not plan.fits(twins, maps, sizes, key):
-            plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
+        spans = slices.bounds(n, k)
+        if plan is None:
+            twins = self._replicas(k)
+            sizes, key = [hi - lo for lo, hi in spans], stack.signature(self._trainable())
+            plan = self.__dict__.get("_sliced")
+            if plan is None or not plan.fits(twins, maps, sizes, key):
+                plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
+        twins = plan.twins
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         reuse = self.__dict__.get("_reuse_step", False)
         losses = plan.run(maps, targets, rows, spans, bound=reuse)
@@ -567,17 +576,24 @@ class Network:
         return self.backward_batch(targets)
 
     def _train_kept(self, maps: np.ndarray, targets: np.ndarray, rows: np.ndarray | None, n: int) -> float | None:
-        """:meth:`train_batch`'s one-thread step within :meth:`reusing_step_arrays` when the step it kept
-        still fits (:meth:`.stack.Step.still`: one pass of checks, not the full path's); returns the
-        loss, or None (nothing done: the full path decides)."""
-        run = self.__dict__.get("_kept_stack")
-        step = run.kept_step() if run is not None and rows is not None and self.__dict__.get("_reuse_step") else None
-        if step is None or not step.still(self.layers, self.output, maps, targets, n) \
-                or parallel.n_threads() != 1 or backend.compiled() is None:
+        """:meth:`train_batch` within :meth:`reusing_step_arrays` on the step it kept, when that still fits:
+        one thread's :class:`.stack.Step` (:meth:`~.stack.Step.still`) or k slices'
+        :class:`.sliced.SlicedStep` (:meth:`~.sliced.SlicedStep.still`), after one pass of checks
+        instead of the full path's; returns the loss, or None (nothing done: the full path decides)."""
+        if rows is None or not self.__dict__.get("_reuse_step") or backend.compiled() is None:
             return None
-        self._slices, self._spans = [], []  # what _new_pass forgets
-        for layer in [*self.layers, self.output]:
-            layer.__dict__.update(layer._call_state)
+        k = slices.count(n)
+        if k > 1:
+            plan = self.__dict__.get("_sliced")
+            if plan is None or not plan.still(self.layers, self.output, maps, targets, n, k):
+                return None
+            self._forget_pass()
+            return self._train_slices(maps, targets, rows, k, plan)
+        run = self.__dict__.get("_kept_stack")
+        step = run.kept_step() if run is not None else None
+        if step is None or parallel.n_threads() != 1 or not step.still(self.layers, self.output, maps, targets, n):
+            return None
+        self._forget_pass()
         loss = step.run(maps, targets, np.asarray(rows, dtype=np.int64))
         self._maps, self.L, self.o, self.e, self._stacked = step.maps, loss, step.o, step.e, step.depth
         return loss
