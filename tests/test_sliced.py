@@ -345,39 +345,23 @@ def test_kept_slices_run_again_only_while_nothing_they_were_bound_to_changed(mon
     """Within reusing_step_arrays on two threads, a step on rows of a data set runs the slices it kept
     after one pass of checks (SlicedStep.still); after each change a user may make between steps it
     takes the full path instead, and every number stays the replicas' own train_batch's, bit for bit."""
-    from convprop import Conv, Dense, Input, Network, Subsample
     from convprop.engine import sliced
-    from convprop.engine.activations import LeakyReLU
-    from test_stack import _changes as changes
-
-    def make():
-        return Network([Input(12, 12), Conv(3, 3, LeakyReLU(0.1)), Subsample(2), Conv(4, 3, "sigmoid"), Dense(5, "relu")],
-                       n_outputs=3, seed=5)
+    from test_stack import each_change_then_two_steps, kept_net
 
     expected = {  # (after the change, the step after that): what SlicedStep.still answered
         "nothing": ([], [False]),  # no kept slices yet; then another batch size
         "a Fortran-ordered weight": ([False], [False]),  # no one call takes it: the replicas' layers
         "a layer wrapped": ([False], [False]),  # likewise
     }
-    answers = []
-    still = sliced.SlicedStep.still
-    monkeypatch.setattr(sliced.SlicedStep, "still", lambda self, *a: answers.append(still(self, *a)) or answers[-1])
     convprop.set_num_threads(2)
-    kept, slow = make(), make()
+    kept, slow = kept_net(), kept_net()
     x, y = random_batch(kept, 60, seed=2, labels=True)
     maps, targets = net_inputs(kept, x, y)
-    order = np.random.default_rng(0).permutation(60)
-    with kept.reusing_step_arrays():
-        for name, change in changes():
-            for net in (kept, slow):
-                change(net)
-            for i in range(2):  # after the change, then with nothing changed
-                answers.clear()
-                rows = order[i * 20:(i + 1) * 20] if name != "nothing" or i else order[:17]
-                kept.train_batch(maps, targets, rows)
-                slow._new_pass(len(rows))
-                slow._forward_slices(maps, 2, targets, rows)
-                _assert_same_bits(_state(kept), _state(slow))
-                assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
-                for net in (kept, slow):
-                    net.step(0.5)
+    for name, i, rows, answers in each_change_then_two_steps((kept, slow), sliced.SlicedStep, monkeypatch):
+        kept.train_batch(maps, targets, rows)
+        slow._new_pass(len(rows))
+        slow._forward_slices(maps, 2, targets, rows)
+        _assert_same_bits(_state(kept), _state(slow))
+        assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
+        for net in (kept, slow):
+            net.step(0.5)

@@ -357,17 +357,38 @@ def _changes():
             ("a layer wrapped", wrap)]
 
 
+def kept_net(dtype="float64"):
+    """The network the kept-step tests change between steps (every change of :func:`_changes` applies)."""
+    from convprop.engine.activations import LeakyReLU
+
+    return Network([Input(12, 12), Conv(3, 3, LeakyReLU(0.1)), Subsample(2), Conv(4, 3, "sigmoid"), Dense(5, "relu")],
+                   n_outputs=3, dtype=dtype, seed=5)
+
+
+def each_change_then_two_steps(nets, kept_class, monkeypatch):
+    """Within ``nets[0].reusing_step_arrays()``: each change of :func:`_changes` made to every net, then
+    the rows of two steps (after the change, then with nothing changed; 17 images at first, else
+    20 of 60). Yields (name, i, rows, answers): ``answers`` fills with what ``kept_class.still`` answers
+    during the caller's step."""
+    answers = []
+    still = kept_class.still
+    monkeypatch.setattr(kept_class, "still", lambda self, *a: answers.append(still(self, *a)) or answers[-1])
+    order = np.random.default_rng(0).permutation(60)
+    with nets[0].reusing_step_arrays():
+        for name, change in _changes():
+            for net in nets:
+                change(net)
+            for i in range(2):
+                answers.clear()
+                yield name, i, (order[i * 20:(i + 1) * 20] if name != "nothing" or i else order[:17]), answers
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_kept_step_runs_again_only_while_nothing_it_was_bound_to_changed(dtype, monkeypatch):
     """Within reusing_step_arrays, a one-thread step on rows of a data set runs the step it kept after one
     pass of checks (Step.still); after each change a user may make between steps it takes the full path
     instead, and every number stays that of steps in arrays of their own, bit for bit."""
     from convprop.engine import stack
-    from convprop.engine.activations import LeakyReLU
-
-    def make():
-        return Network([Input(12, 12), Conv(3, 3, LeakyReLU(0.1)), Subsample(2), Conv(4, 3, "sigmoid"), Dense(5, "relu")],
-                       n_outputs=3, dtype=dtype, seed=5)
 
     expected = {  # (after the change, the step after that): what Step.still answered
         "nothing": ([], [False]),  # no kept step yet; then another batch size
@@ -375,30 +396,20 @@ def test_a_kept_step_runs_again_only_while_nothing_it_was_bound_to_changed(dtype
         "the same activation anew": ([True], [True]),  # the kernels' arguments are the same
         "a Fortran-ordered weight": ([False], [False]),  # no one call takes it: the layers' path
     }
-    answers = []
-    still = stack.Step.still
-    monkeypatch.setattr(stack.Step, "still", lambda self, *a: answers.append(still(self, *a)) or answers[-1])
-    kept, fresh = make(), make()
+    kept, fresh = kept_net(dtype), kept_net(dtype)
     x, y = random_batch(kept, 60, seed=2, labels=True)
     maps, targets = net_inputs(kept, x, y)
-    rows = np.random.default_rng(0).permutation(60)
-    with kept.reusing_step_arrays():
-        for name, change in _changes():
-            for net in (kept, fresh):
-                change(net)
-            for i in range(2):  # after the change, then with nothing changed
-                answers.clear()
-                batch = rows[i * 20:(i + 1) * 20] if name != "nothing" or i else rows[:17]
-                results = []
-                for net in (kept, fresh):
-                    loss = net.train_batch(maps, targets, rows=batch)
-                    arrays = [net.o, *net.gradients().values(), *net.activations, *(layer.d for layer in net.layers[1:])]
-                    results.append((loss, [a.copy() for a in arrays]))
-                    net.step(0.5)
-                assert results[0][0] == results[1][0], name
-                for got, want in zip(results[0][1], results[1][1], strict=True):
-                    np.testing.assert_array_equal(got, want, err_msg=name)
-                assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
+    for name, i, rows, answers in each_change_then_two_steps((kept, fresh), stack.Step, monkeypatch):
+        results = []
+        for net in (kept, fresh):
+            loss = net.train_batch(maps, targets, rows=rows)
+            arrays = [net.o, *net.gradients().values(), *net.activations, *(layer.d for layer in net.layers[1:])]
+            results.append((loss, [a.copy() for a in arrays]))
+            net.step(0.5)
+        assert results[0][0] == results[1][0], name
+        for got, want in zip(results[0][1], results[1][1], strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
     assert not kept._reuse_step
 
 
