@@ -153,8 +153,10 @@ def test_ctrl_c_at_random_moments_saves_and_resumes_bit_identically(tmp_path):
             if ckpt.exists():
                 _, state = load_checkpoint(ckpt)
                 mid_epoch += state.batch > 0
-        else:
+        elif interrupted >= 3:
             break  # the run finished before the signal arrived
+        else:  # it finished before 3 interruptions (a fast machine, or this process held up): train on
+            target += 200
     pid = _fork(_train_child, ckpt, target)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
