@@ -365,3 +365,22 @@ def test_kept_slices_run_again_only_while_nothing_they_were_bound_to_changed(mon
         assert answers == expected.get(name, ([False], [True]))[i], (name, i, answers)
         for net in (kept, slow):
             net.step(0.5)
+
+
+def test_kept_slices_are_the_replicas_the_network_keeps():
+    """A pass of another slice count between steps makes new replicas: the next step makes its own again
+    (a new plan), as the full path does, with the replicas' own numbers."""
+    convprop.set_num_threads(3)
+    fast, slow = NETWORKS["toolbox"]("float64"), NETWORKS["toolbox"]("float64")
+    x, y = random_batch(fast, 60, seed=7, labels=True)
+    maps, targets = net_inputs(fast, x, y)
+    with fast.reusing_step_arrays():
+        for step in range(3):
+            fast.train_batch(maps, targets, np.arange(24))
+            assert fast._slices == fast._twins and fast._sliced.twins == fast._twins and len(fast._twins) == 3
+            slow._new_pass(24)
+            slow._forward_slices(maps, 3, targets, np.arange(24))
+            _assert_same_bits(_state(fast), _state(slow))
+            for net in (fast, slow):
+                net.step(0.5)
+                net.forward(x[:16])  # two slices: two new replicas

@@ -430,3 +430,44 @@ def test_a_kept_step_follows_the_thread_count_and_the_engine():
             np.testing.assert_allclose(loss, want, rtol=1e-13)
             for net_ in (net, other):
                 net_.step(1.0)
+
+
+def test_an_array_put_in_grads_between_steps_does_not_stay_for_the_next():
+    """A callback may replace a gradient array (clipping by replacement): within reusing_step_arrays the next
+    step still leaves its own gradients in a fresh dict, as a step outside the block does."""
+    nets = [kept_net(), kept_net()]
+    x, y = random_batch(nets[0], 60, seed=2, labels=True)
+    maps, targets = net_inputs(nets[0], x, y)
+    losses = [[], []]
+    with nets[0].reusing_step_arrays():
+        for i, net in enumerate(nets):
+            for s in range(3):
+                losses[i].append(net.train_batch(maps, targets, rows=np.arange(s * 20, (s + 1) * 20)))
+                net.output.grads["weight"] = np.clip(net.output.grads["weight"], -1e-3, 1e-3)
+                net.step(0.5)
+    assert losses[0] == losses[1]
+    for k, p in nets[0].parameters().items():
+        np.testing.assert_array_equal(p, nets[1].parameters()[k], err_msg=k)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_layer_unwrapped_joins_the_one_call_run_again(threads):
+    """A layer wrapped for a while ends the run of map layers; unwrapped, it is in the run again and the
+    step goes back to the one call (on one thread; on two, the slices' steps)."""
+    convprop.set_num_threads(threads)
+    net = NETWORKS["toolbox"]("float64")
+    x, y = random_batch(net, 40, seed=4, labels=True)
+    maps, targets = net_inputs(net, x, y)
+    with net.reusing_step_arrays():
+        for wrapped in (False, True, False):
+            if wrapped:
+                net.layers[3].forward = net.layers[3].forward
+            else:
+                vars(net.layers[3]).pop("forward", None)
+            net.train_batch(maps, targets, rows=np.arange(40))
+            assert len(net._stack().run) == (2 if wrapped else 4)
+            if threads == 1:  # wrapped: the run's two layers in one call, the wrapped one on its own
+                assert net._stacked == (2 if wrapped else 4)
+            elif not wrapped:
+                assert net._slices[0]._stacked == 4
+            net.step(1.0)

@@ -584,8 +584,11 @@ class Network:
             return None
         k = slices.count(n)
         if k > 1:
-            plan = self.__dict__.get("_sliced")
-            if plan is None or not plan.still(self.layers, self.output, maps, targets, n, k):
+            plan, twins = self.__dict__.get("_sliced"), self.__dict__.get("_twins") or [None]
+            # the replicas _replicas keeps (a pass of another slice count makes new ones: the full path then
+            # makes its own again, and so a new plan)
+            if plan is None or twins[0] is not plan.twins[0] or len(twins) != k \
+                    or not plan.still(self.layers, self.output, maps, targets, n, k):
                 return None
             self._forget_pass()
             return self._train_slices(maps, targets, rows, k, plan)

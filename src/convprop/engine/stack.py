@@ -114,11 +114,13 @@ class Stack:
 
     def fits(self, net_layers: Sequence[Layer]) -> bool:
         """Whether this is still the run of ``net_layers``: the same layer objects, none wrapped since, the
-        convolutions' activations (and slopes) those of :attr:`rows`, their parameters still C-contiguous."""
+        convolutions' activations (and slopes) those of :attr:`rows`, their parameters still C-contiguous,
+        and no longer run now (a layer that ended it, unwrapped or given a built-in activation again)."""
         run = self.run
         return len(net_layers) > len(run) and all(a is b for a, b in zip(run, net_layers[1:])) and \
             not any(vars(layer).keys() & {"forward", "backward"} for layer in run) and \
-            all(_plain(c) and c.activation.kernel_args == args for c, args in zip(self.convs, self._acts))
+            all(_plain(c) and c.activation.kernel_args == args for c, args in zip(self.convs, self._acts)) and \
+            len(layers(net_layers)) == len(run)  # the layer that ended the run still ends it (unwrapped: no longer)
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
@@ -387,6 +389,7 @@ def _activation_args(layer: Layer) -> tuple[int, float] | None:
 
 
 def leave(state: Sequence[tuple[dict, str, object]]) -> None:
-    """Set each (dict, key, value) of ``state``: a layer's ``__dict__`` or ``_cache`` entry."""
+    """Set each (dict, key, value) of ``state``: a layer's ``__dict__`` or ``_cache`` entry; a dict value (a
+    layer's ``grads``) as a copy, so that an array a user put in the last one does not stay for this run."""
     for where, key, value in state:
-        where[key] = value
+        where[key] = value.copy() if type(value) is dict else value

@@ -28,7 +28,8 @@ _SIZE_VARIABLES = (("OMPI_COMM_WORLD_SIZE", None), ("PMI_SIZE", None), ("MV2_COM
 _RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 
 
-#: Open MPI's shared-memory transport: messages up to 64 KiB sent at once (``world`` sets each unless set).
+#: Open MPI's shared-memory transport: messages up to 64 KiB sent at once (``world`` sets them unless the
+#: user set any of the transport's variables).
 _SHARED_MEMORY_EAGER = {"OMPI_MCA_btl_sm_eager_limit": "65536", "OMPI_MCA_btl_sm_max_send_size": "65536",
                         "OMPI_MCA_btl_sm_rndv_eager_limit": "65536"}
 
@@ -80,8 +81,9 @@ def world():
     # Between ranks of one machine Open MPI sends up to 4 KiB at once, larger messages in a
     # rendezvous that both ranks must progress (each poll of the step's non-blocking Allreduce).
     # The toolbox network's buffer is 31 KiB: sent at once, a rank's step waited 15-25 us less.
-    for name, value in _SHARED_MEMORY_EAGER.items():
-        os.environ.setdefault(name, value)
+    # All three or none: a user's setting of the transport (or of its old name, vader) stands alone.
+    if not any(name.startswith(("OMPI_MCA_btl_sm_", "OMPI_MCA_btl_vader_")) for name in os.environ):
+        os.environ.update(_SHARED_MEMORY_EAGER)
     try:
         from mpi4py import MPI
     except ImportError:
