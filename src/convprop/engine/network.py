@@ -423,10 +423,10 @@ class Network:
         spans = slices.bounds(n, k)
         if plan is None:
             twins = self._replicas(k)
-            sizes, key = [hi - lo for lo, hi in spans], stack.signature(self._trainable())
+            sizes = [hi - lo for lo, hi in spans]
             plan = self.__dict__.get("_sliced")
-            if plan is None or not plan.fits(twins, maps, sizes, key):
-                plan = self._sliced = sliced.SlicedStep(twins, maps, sizes, key)
+            if plan is None or not plan.fits(twins, maps, sizes):
+                plan = self._sliced = sliced.SlicedStep(twins, maps, sizes)
         twins = plan.twins
         rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         reuse = self.__dict__.get("_reuse_step", False)

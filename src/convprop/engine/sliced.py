@@ -37,13 +37,12 @@ class SlicedStep:
     twins : the network's replicas (:meth:`Network._replicas`), one per slice
     x : (M, H, W, C) images like those the steps will train on (their shape and dtype)
     sizes : the slices' sizes
-    key : :func:`.stack.signature` of the network's trainable layers
     """
 
-    def __init__(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> None:
+    def __init__(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int]) -> None:
         from .kernels import arrays  # imports Numba: only when the compiled engine runs
 
-        self.twins, self.like, self.sizes, self.key = list(twins), (x.shape[1:], x.dtype), tuple(sizes), key
+        self.twins, self.sizes = list(twins), tuple(sizes)
         self.steps = []
         for twin, n in zip(twins, sizes):
             run = twin._stack(reuse=True)
@@ -56,10 +55,13 @@ class SlicedStep:
         self._rows, self._losses = np.empty(sum(sizes), dtype=np.int64), np.zeros(len(sizes))
         self._bound: tuple[int, int, int] = (0, 0, 0)
 
-    def fits(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int], key: tuple) -> bool:
-        """Whether these are still the replicas, kind of images, slice sizes and layers the steps were bound to."""
+    def fits(self, twins: Sequence, x: np.ndarray, sizes: Sequence[int]) -> bool:
+        """Whether these are still the replicas, kind of images, slice sizes and layers the steps were bound to
+        (the replicas share the network's parameters and activations: the first step's
+        :meth:`.stack.Step.fits` stands for all)."""
+        first = self.twins[0]
         return (len(twins) == len(self.twins) and all(a is b for a, b in zip(twins, self.twins))
-                and (x.shape[1:], x.dtype) == self.like and tuple(sizes) == self.sizes and key == self.key)
+                and tuple(sizes) == self.sizes and self.steps[0].fits(x, sizes[0], (*first.layers[1:], first.output)))
 
     def still(self, layers: Sequence, out, x: np.ndarray, y: np.ndarray, n: int, k: int) -> bool:
         """Whether these bound steps are still a k-slice training step of a network of ``layers`` (Input
@@ -69,9 +71,9 @@ class SlicedStep:
         in :meth:`.network.Network._replicas`), and that replica's step still bound to the same
         parameter arrays and activations (:meth:`.stack.Step.still`).
 
-        What the full path's ``_new_pass``, ``_stack``, ``covers``, ``_replicas``,
-        ``signature`` and :meth:`fits` check, on caches the kernels have just cooled: 34 µs of a
-        two-thread float32 step before its slices could start.
+        What the full path's ``_new_pass``, ``_stack``, ``covers``, ``_replicas`` and :meth:`fits`
+        check, on caches the kernels have just cooled: 34 µs of a two-thread float32 step before its
+        slices could start.
         """
         if k != len(self.steps) or n != sum(self.sizes):
             return False

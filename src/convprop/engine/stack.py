@@ -116,11 +116,9 @@ class Stack:
         """Whether this is still the run of ``net_layers``: the same layer objects, none wrapped since, the
         convolutions' activations (and slopes) those of :attr:`rows`, their parameters still C-contiguous,
         and no longer run now (a layer that ended it, unwrapped or given a built-in activation again)."""
-        run = self.run
-        return len(net_layers) > len(run) and all(a is b for a, b in zip(run, net_layers[1:])) and \
-            not any(vars(layer).keys() & {"forward", "backward"} for layer in run) and \
-            all(_plain(c) and c.activation.kernel_args == args for c, args in zip(self.convs, self._acts)) and \
-            len(layers(net_layers)) == len(run)  # the layer that ended the run still ends it (unwrapped: no longer)
+        now = layers(net_layers)  # the run these layers make now: unwrapped layers, plain convolutions
+        return len(now) == len(self.run) and all(a is b for a, b in zip(self.run, now)) and \
+            all(c.activation.kernel_args == args for c, args in zip(self.convs, self._acts))
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The maps of every layer on (C, H, W, N) input ``x``: [x, a_1, …, a_L]; each layer keeps its state."""
@@ -225,10 +223,10 @@ class Stack:
         (its arrays then hold this call's results too), and this one kept."""
         keep = keep or self.reuse
         step = self._kept.get("step") if keep else None
-        if step is None or not step.fits(x, n, head, out):
+        if step is None or not step.fits(x, n, (*self.run, *head, out)):
             self.drop_step()  # one set of step arrays alive at a time
             self._forget(out, head)
-            step = Step(self, x, n, head, out, signature([*self.convs, *head, out]) if keep else None)
+            step = Step(self, x, n, head, out)
             if keep:
                 self._kept["step"] = step
         return step
@@ -269,14 +267,6 @@ class Stack:
         return (maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et, flat)
 
 
-def signature(layers: Sequence[Layer]) -> tuple:
-    """What a bound :class:`Step` took from ``layers`` that a user may change between steps: the
-    parameter arrays (by identity: their ``id``, unique while the step that holds them is alive) and
-    the activations' kernel arguments."""
-    return (tuple(id(p) for layer in layers for p in layer.params.values()),
-            tuple(layer.activation.kernel_args for layer in layers if getattr(layer, "activation", None) is not None))
-
-
 class Step:
     """A :meth:`Stack.train` call bound to its arrays: every argument but the data and the batch's rows, made once.
 
@@ -291,15 +281,12 @@ class Step:
     head : the dense layers after the run;  out : the output layer
     """
 
-    def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer,
-                 key: tuple | None = None) -> None:
+    def __init__(self, stack: Stack, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> None:
         # no reference to the stack itself: it keeps this step (Stack.bind), and a cycle would hold
         # the step's arrays until the cyclic garbage collector's next full pass
-        self.kernels, self.convs, self.depth = stack.kernels, stack.convs, len(stack.run)
+        self.kernels, self.depth = stack.kernels, len(stack.run)
         self.n, self.head, self.out = n, list(head), out
         self.like = x.shape[1:], x.dtype
-        #: :func:`signature` of the layers when bound, for a kept step (:meth:`Stack.bind`)
-        self.key = key
         arrays = stack._arrays("train", n, x.dtype, lambda: stack._train_arrays(n, x, head, out))
         maps, padded, args, deltas, ds, dws, dbs, hxs, hds, hdxs, hdws, hdbs, ot, log_ot, et, flat = arrays
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
@@ -321,7 +308,7 @@ class Step:
         self.state = (stack._forward_state(padded, maps, args) + stack._backward_state(deltas, ds, dws, dbs)
                       + self._head_state(hxs, hds, hdws, hdbs, log_ot))
         #: (layer, its activation's kernel arguments or None, its parameter arrays) of every layer the
-        #: step runs, the output layer last: what :meth:`still` compares
+        #: step runs, the output layer last: what :meth:`fits` compares
         self._bound = [(layer, _activation_args(layer), tuple(layer.params.values()))
                        for layer in (*stack.run, *head, out)]
 
@@ -342,27 +329,13 @@ class Step:
         convolutions', the dense layers', the output layer's."""
         return self._grads
 
-    def fits(self, x: np.ndarray, n: int, head: Sequence[Layer], out: Layer) -> bool:
-        """Whether this kept call still is :meth:`Stack.train`'s for images like ``x`` and these layers."""
-        return n == self.n and (x.shape[1:], x.dtype) == self.like and out is self.out and \
-            len(head) == len(self.head) and all(a is b for a, b in zip(head, self.head)) and \
-            signature([*self.convs, *head, out]) == self.key
-
-    def still(self, layers: Sequence[Layer], out: Layer, x: np.ndarray, y: np.ndarray, n: int) -> bool:
-        """Whether this kept step is still the one-thread :meth:`Stack.train` of a network of ``layers``
-        (Input first) and ``out`` for ``n`` images like ``x`` and targets ``y``: in one pass over the layers,
-        what :meth:`Stack.fits`, :meth:`Stack.covers` and :meth:`fits` check (the same layer objects,
-        none wrapped, the same built-in activations with the same slopes, the same parameter arrays;
-        the data C-contiguous and of the bound shape and dtype).
-
-        The network's one-thread training step asks this first within
-        :meth:`~convprop.engine.network.Network.reusing_step_arrays`: the full path's checks, made
-        again on caches the kernel has just cooled, took 35–45 µs of a step's Python.
-        """
-        if n != self.n or out is not self.out or len(layers) != len(self._bound) or "loss" in vars(out) \
-                or (x.shape[1:], x.dtype) != self.like or not (x.flags.c_contiguous and y.flags.c_contiguous):
+    def fits(self, x: np.ndarray, n: int, layers: Sequence[Layer]) -> bool:
+        """Whether this kept call still is :meth:`Stack.train`'s for ``n`` images like ``x`` through ``layers``
+        (the run, the dense layers, the output layer): the same layer objects, none wrapped, the same
+        built-in activations with the same slopes, the same parameter arrays."""
+        if n != self.n or (x.shape[1:], x.dtype) != self.like or len(layers) != len(self._bound):
             return False
-        for layer, (bound, args, params) in zip((*layers[1:], out), self._bound):
+        for layer, (bound, args, params) in zip(layers, self._bound):
             own = vars(layer)
             if layer is not bound or "forward" in own or "backward" in own:
                 return False
@@ -372,6 +345,19 @@ class Step:
             if len(now) != len(params) or any(a is not b for a, b in zip(now.values(), params)):
                 return False
         return True
+
+    def still(self, layers: Sequence[Layer], out: Layer, x: np.ndarray, y: np.ndarray, n: int) -> bool:
+        """Whether this kept step is still the one-thread :meth:`Stack.train` of a network of ``layers``
+        (Input first) and ``out`` for ``n`` images like ``x`` and targets ``y``: in one pass over the layers,
+        what :meth:`Stack.fits`, :meth:`Stack.covers` and :meth:`fits` check (the output layer's loss not
+        wrapped either; the data C-contiguous).
+
+        The network's one-thread training step asks this first within
+        :meth:`~convprop.engine.network.Network.reusing_step_arrays`: the full path's checks, made
+        again on caches the kernel has just cooled, took 35–45 µs of a step's Python.
+        """
+        return "loss" not in vars(out) and x.flags.c_contiguous and y.flags.c_contiguous \
+            and self.fits(x, n, (*layers[1:], out))
 
     def run(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
         """Train on images x[rows], targets y[rows] (x : (M, H, W, C), C-contiguous; y : (M, K); rows : (n,)
