@@ -22,9 +22,10 @@ from numba import njit, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-from . import cache  # noqa: E402
+from . import cache, optlevel  # noqa: E402
 
 cache.install()  # before any kernel is compiled or loaded: one freshness stamp for all kernel files
+optlevel.install()  # and every kernel compiled with loops vectorised in both of Numba's rounds
 
 #: Kernels (and the helpers they call). Each top-level kernel computes the output rows
 #: lo ≤ t < hi of its work, so that :func:`convprop.engine.parallel.run_rows` can share

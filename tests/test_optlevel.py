@@ -1,0 +1,93 @@
+"""The kernels compile with loop vectorisation in both of Numba's optimisation rounds, other code as Numba sets it."""
+
+import platform
+import re
+import types
+
+import numpy as np
+import pytest
+
+from convprop.engine import backend
+
+pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
+
+
+def _settings():
+    from convprop.engine.kernels import optlevel
+
+    codegen = optlevel._codegen()
+    return codegen._loopvect, codegen._opt_level
+
+
+class _Recorder:
+    """Records the cheap round's settings at the start of every compilation (after optlevel's listener)."""
+
+    def __init__(self):
+        from numba.core import event
+
+        class Listener(event.Listener):
+            def on_start(inner, ev):
+                self.seen.append((ev.data["dispatcher"].py_func.__name__, _settings()))
+
+            def on_end(inner, ev):
+                pass
+
+        self.seen, self.listener = [], Listener()
+
+
+def _elsewhere(func):
+    """``func`` as if defined outside the kernels' folder (same code and globals)."""
+    code = func.__code__.replace(co_filename="/elsewhere/not_a_kernel.py")
+    return types.FunctionType(code, func.__globals__, func.__name__ + "_elsewhere", func.__defaults__)
+
+
+def _taps_args(dtype):
+    rng = np.random.default_rng(0)
+    n, length, width = 3, 12, 18
+    rows = [rng.random(width + 4 * n).astype(dtype) for _ in range(6)]
+    outs = [np.zeros(length, dtype) for _ in range(4)]
+    return (*outs, *rows, rng.random((5, 5)).astype(dtype), rng.random((5, 5)).astype(dtype), n, length)
+
+
+def test_a_kernel_compiles_at_the_raised_level_and_other_code_at_numbas():
+    from numba import njit
+    from numba.core import event
+
+    from convprop.engine.kernels import _jit, conv, optlevel  # noqa: F401 - _jit installs the listener
+
+    assert optlevel.install()
+    before = _settings()
+    recorder = _Recorder()
+    with event.install_listener("numba:compile", recorder.listener):
+        kernel = njit(cache=False, error_model="numpy", fastmath={"contract"})(conv._taps5x5_2x2.py_func)
+        other = njit(cache=False, error_model="numpy", fastmath={"contract"})(_elsewhere(conv._taps5x5_2x2.py_func))
+        args = _taps_args(np.float64)
+        kernel(*args)
+        after_kernel = _settings()
+        other(*_taps_args(np.float64))
+    names = dict(recorder.seen)
+    assert names["_taps5x5_2x2"] == (True, 3)  # raised while the kernel (and what it calls) compiled
+    assert names["_taps5x5_2x2_elsewhere"] == before  # Numba's own for code outside the kernels
+    assert after_kernel == before and _settings() == before  # put back after each
+    # the same numbers either way
+    a, b = _taps_args(np.float64), _taps_args(np.float64)
+    kernel(*a)
+    other(*b)
+    assert all(np.array_equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86 assembly")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_5x5_loop_is_vectorised_when_compiled_on_its_own(dtype):
+    """Compiled on its own (not inlined into its caller) the 5×5 pair's loop was scalar: a process that
+    compiled the kernels called that copy and trained 2-2.7x slower (benchmarks/same_code.py)."""
+    from numba import njit
+
+    from convprop.engine.kernels import conv
+
+    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(conv._taps5x5_2x2.py_func)
+    fresh(*_taps_args(dtype))
+    asm = "\n".join(fresh.inspect_asm().values())
+    suffix = "ps" if dtype == np.float32 else "pd"
+    packed = re.findall(rf"\bv?(?:fmadd\d*|mul|add){suffix}\b", asm)
+    assert len(packed) >= 50  # the loop's 100 multiply-adds, a vector at a time
