@@ -13,6 +13,23 @@ from convprop.engine import backend, parallel
 pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _crew_compiled():
+    """The crew's spin kernels compiled before any test: in a process that compiles them (an empty
+    cache, as in CI), the crew thread's first wait is a compilation of seconds, during which jobs
+    went to the thread pool and the thread did not go to sleep (seen on a 2-core AMD machine)."""
+    convprop.set_num_threads(2)
+    try:
+        deadline = time.monotonic() + 300
+        parallel.run_tasks(lambda i: i, 2)
+        crew = parallel._crews[1]
+        while not 0 < crew.flags[0] == crew.flags[8] and time.monotonic() < deadline:
+            parallel.run_tasks(lambda i: i, 2)  # until the crew's thread has served the last job
+            time.sleep(0.01)
+    finally:
+        convprop.set_num_threads(None)
+
+
 @pytest.fixture(autouse=True)
 def _two_threads():
     convprop.set_num_threads(2)
