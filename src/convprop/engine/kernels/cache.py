@@ -21,6 +21,11 @@ import os
 KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def in_kernels_dir(path: str) -> bool:
+    """Whether the source file ``path`` is one of the kernel modules (not a file elsewhere)."""
+    return os.path.dirname(os.path.abspath(path)) == KERNELS_DIR
+
+
 @functools.lru_cache(maxsize=8)
 def _hash_files(key: tuple) -> str:
     digest = hashlib.sha256()
@@ -53,7 +58,7 @@ def _stamped(base: type) -> type:
 
         @classmethod
         def from_function(cls, py_func, py_file):
-            if os.path.dirname(os.path.abspath(py_file)) != KERNELS_DIR:
+            if not in_kernels_dir(py_file):
                 return None
             return super().from_function(py_func, py_file)
 

@@ -19,10 +19,7 @@ The arithmetic is the same: the kernels' ``fastmath`` flags decide which sums ma
 
 from __future__ import annotations
 
-import os
-
-#: The folder of the kernel modules: only functions defined in its files compile at the raised level.
-KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+from .cache import in_kernels_dir
 
 _installed = False
 
@@ -39,7 +36,7 @@ def _is_kernel(event) -> bool:
     dispatcher = (event.data or {}).get("dispatcher")
     func = getattr(dispatcher, "py_func", None)
     code = getattr(func, "__code__", None)
-    return code is not None and os.path.dirname(os.path.abspath(code.co_filename)) == KERNELS_DIR
+    return code is not None and in_kernels_dir(code.co_filename)
 
 
 def install() -> bool:
