@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # (convprop.engine.precompile); the tests compile in the run, so that no child process outlives a
 # test. tests/test_precompile.py tests the background mode.
 os.environ.setdefault("CONVPROP_COMPILE", "foreground")
+
+# A shell starts a background job (``cmd &`` without job control, ``nohup``) with Ctrl-C ignored, and
+# Python keeps SIGINT ignored then. The Ctrl-C tests (tests/test_newcomer.py, tests/test_session.py)
+# send real SIGINTs to this process and to the commands it starts, which inherit an ignored signal:
+# give them a process where Ctrl-C does what it does at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def random_batch(net, n, seed=0, labels=False):
