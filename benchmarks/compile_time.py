@@ -61,11 +61,13 @@ def child(dtype: str, images: int, default_level: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="the network's dtype (default float64)")
     ap.add_argument("--threads", type=int, default=1, help="CONVPROP_THREADS of the run (default 1)")
-    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--images", type=int, default=200, help="random images in the epoch that compiles (default 200)")
     ap.add_argument("--numba-default", action="store_true", help="Numba's own levels, not the kernels' raised one")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "compile_time.json"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "compile_time.json"),
+                    help="the JSON file written (default benchmarks/compile_time.json)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -84,7 +86,8 @@ def main() -> None:
     top = sum(r["seconds"] for r in result["tree"] if r["depth"] == 0)
     print(f"epoch with compilation {result['seconds']:.1f} s, of which compiling {top:.1f} s "
           f"({args.dtype}, {args.threads} thread(s), {'Numba default' if args.numba_default else 'raised'} level)")
-    result.update(dtype=args.dtype, threads=args.threads, numba_default=args.numba_default, compiling_seconds=round(top, 2))
+    result.update(dtype=args.dtype, threads=args.threads, numba_default=args.numba_default,
+                  compiling_seconds=round(top, 2))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 
