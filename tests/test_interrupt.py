@@ -67,18 +67,28 @@ def _train_child(ckpt, epochs: int) -> None:
 def _fork(fn, *args) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    # SIGINT is blocked across the fork: a Ctrl-C that reached the child before its ``try`` (between
+    # os.fork's return and the ``try``, seen under heavy load) escaped into pytest's code in the
+    # child, which went on as a second pytest. Blocked, it waits until the child unblocks it inside.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        raise
     if pid == 0:
         # The child never returns into pytest: a Ctrl-C that lands before ``fn`` enters its own
-        # ``try`` (seen under heavy load) still ends it here, with the status a Ctrl-C gives.
+        # ``try`` still ends it here, with the status a Ctrl-C gives.
         code = 1
         try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             fn(*args)
             code = 0
         except KeyboardInterrupt:
             code = 130
         finally:
             os._exit(code)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return pid
 
 
