@@ -273,7 +273,7 @@ def test_an_error_in_a_later_served_step_reaches_that_steps_caller(monkeypatch):
             flags[8 * slot + 3] = gen
             if job == 1:
                 raise MemoryError("the crew's slice failed")
-            losses[slot] = train(x, y, rows[lo:hi], *step, flags, 8 * slot + 2, gen)
+            losses[slot] = train(x, y, rows, lo, *step, flags, 8 * slot + 2, gen)
             flags[8 * slot + 1], flags[8 * slot] = 1, gen
             posted = gen
             for _ in range(100_000):

@@ -310,6 +310,47 @@ def test_read_only_data_and_orders_need_no_second_compiled_step(threads):
     assert not any("readonly" in str(t) for sig in kernels.train.signatures for t in sig[:3])
 
 
+def test_networks_of_other_depths_share_the_compiled_kernels():
+    """Numba compiles a kernel once for each tuple length it is given: the kernels' tuples are filled up
+    (engine/stack.py's ROOM), so networks with other numbers of map layers, convolutions and dense
+    layers run on the forward, backward, training and crew kernels compiled for the first network (on
+    1 and 2 threads), with the layer path's numbers (test_one_call_gives_the_layers_numbers_bit_for_bit)."""
+    from convprop import train
+    from convprop.engine.kernels import serve
+    from convprop.engine.kernels import stack as kernels
+
+    entries = {"forward": kernels.forward, "backward": kernels.backward, "train": kernels.train,
+               "serve": serve.serve}
+
+    def run(name):
+        for threads in (1, 2):
+            convprop.set_num_threads(threads)
+            net = NETWORKS[name]("float64")
+            x, y = random_batch(net, 24, seed=5, labels=True)
+            net.forward(x[:4])
+            net.backward(y[:4])
+            assert net._stacked >= 2 or threads > 1  # 2 threads: in the slices' replicas
+            train(net, x, y, epochs=1, batch_size=12)
+
+    run("toolbox")  # 2 convolutions, 4 map layers, no dense layer
+    compiled = {name: len(k.signatures) for name, k in entries.items()}
+    for name in ("every kind", "pooling first", "lenet", "dense sigmoid"):
+        run(name)
+        assert {name: len(k.signatures) for name, k in entries.items()} == compiled, name
+
+
+def test_read_only_parameters_predict_on_the_one_call_path():
+    """Parameters loaded read-only (a memory-mapped model) fill the kernels' tuples with read-only empty
+    arrays: a tuple of one array type, which the kernels can index."""
+    net = NETWORKS["lenet"]("float64")
+    x, _ = random_batch(net, 5, seed=2)
+    want = net.predict_proba(x)
+    for p in net.parameters().values():
+        p.flags.writeable = False
+    np.testing.assert_array_equal(net.predict_proba(x), want)
+    assert net._stack() is not None
+
+
 @pytest.mark.parametrize("name", NETWORKS)
 def test_a_kept_steps_gradients_are_runs_of_one_buffer(name):
     """A kept one-thread step's gradients are runs of one array, in the order of the parameters, with 2

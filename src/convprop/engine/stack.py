@@ -13,10 +13,18 @@ bit for bit: the same kernels on the same arrays in the same order.
 A training step (:meth:`Stack.train`) goes on in the same call through the
 dense layers after the run and the output layer, when nothing else follows the
 maps (:meth:`Stack.covers`): the toolbox network and the LeNet-style one.
+
+Numba compiles a kernel once for each combination of its arguments' types, and
+the length of a tuple is part of its type: a network of another depth took
+another compilation of the whole step (60–80 s on a 2-core AMD machine). The
+tuples the kernels get are filled up with empty arrays to a multiple of
+:data:`ROOM`'s lengths, so that every network of up to 8 map layers, 4
+convolutions and 4 fully connected layers shares one compiled step per dtype.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +35,31 @@ from .layers.conv import Conv
 from .layers.dense import Dense
 from .layers.output import SigmoidOutput, SoftmaxOutput
 from .layers.pool import MaxPool, Subsample
+
+
+#: The kernels' tuples hold a multiple of these many entries: map layers, convolutions, fully connected layers.
+ROOM = {"maps": 8, "convs": 4, "fc": 4}
+
+
+def room(count: int, kind: str) -> int:
+    """The entries the kernels' tuples of ``kind`` (:data:`ROOM`) hold for ``count`` of them."""
+    return max(1, -(-count // ROOM[kind])) * ROOM[kind]
+
+
+@functools.lru_cache(maxsize=32)
+def _empty(ndim: int, dtype: np.dtype, writeable: bool) -> np.ndarray:
+    """An empty C-contiguous array of ``ndim`` dimensions: what fills a tuple up (never read or written)."""
+    empty = np.empty((0,) * ndim, dtype=dtype)
+    empty.flags.writeable = writeable
+    return empty
+
+
+def filled(arrays: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, ...]:
+    """``arrays`` as a tuple of ``size`` entries: the arrays, then empty ones of the last one's dtype,
+    number of dimensions and writeability (Numba's type: a read-only array is another type, and a
+    tuple of mixed types cannot be indexed by a variable)."""
+    like = arrays[-1]
+    return (*arrays, *(_empty(like.ndim, like.dtype, like.flags.writeable),) * (size - len(arrays)))
 
 
 def layers(net_layers: Sequence[Layer]) -> list[Layer]:
@@ -89,6 +122,8 @@ class Stack:
         self.slopes = np.array(slopes, dtype=np.float64)
         self._acts = [c.activation.kernel_args for c in self.convs]  # what rows and slopes were made of
         self._none = np.empty((0, 0, 0, 0), dtype=np.uint8)
+        #: the kernels' tuples' lengths for map layers and convolutions (:func:`room`)
+        self.rooms = room(len(self.run), "maps"), room(len(self.convs), "convs")
         self.reuse = reuse
         # with reuse: "forward" / "backward" / "train" → (batch size, dtype, arrays); "step" → a Step
         self._kept: dict = {}
@@ -127,8 +162,10 @@ class Stack:
         maps, padded, args = self._arrays("forward", n, dtype, lambda: self._forward_arrays(x))
         maps = [x, *maps[1:]]
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
-        self.kernels.forward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs),
-                             tuple(c.params["bias"] for c in self.convs), tuple(maps), tuple(padded), tuple(args))
+        r, k = self.rooms
+        self.kernels.forward(self.rows, self.slopes, filled([c.params["weight"] for c in self.convs], k),
+                             filled([c.params["bias"] for c in self.convs], k), filled(maps, r + 1),
+                             filled(padded, r), filled(args, r))
         leave(self._forward_state(padded, maps, args))
         return maps
 
@@ -188,8 +225,10 @@ class Stack:
         deltas = [*deltas[:-1], np.ascontiguousarray(delta)]  # the last one is given
         padded = [layer._cache["x"] if type(layer) is Conv else x for layer, x in zip(run, maps[:-1])]
         args = [layer._cache["arg"] if type(layer) is MaxPool else self._none for layer in run]
-        self.kernels.backward(self.rows, self.slopes, tuple(c.params["weight"] for c in self.convs), tuple(maps),
-                              tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs))
+        r, k = self.rooms
+        self.kernels.backward(self.rows, self.slopes, filled([c.params["weight"] for c in self.convs], k),
+                              filled(maps, r + 1), filled(padded, r), filled(args, r), filled(deltas, r),
+                              filled(ds, r), filled(dws, k), filled(dbs, k))
         leave(self._backward_state(deltas, ds, dws, dbs))
 
     def train(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, head: Sequence[Layer],
@@ -292,12 +331,15 @@ class Step:
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
         fc, convs = [*head, out], stack.convs
         acts = [layer.activation.kernel_args for layer in head]
+        (r, k), h = stack.rooms, room(len(fc), "fc")  # the tuples' lengths
         self.args = (
-            stack.rows, stack.slopes, tuple(c.params["weight"] for c in convs), tuple(c.params["bias"] for c in convs),
-            tuple(maps), tuple(padded), tuple(args), tuple(deltas), tuple(ds), tuple(dws), tuple(dbs),
+            stack.rows, stack.slopes, filled([c.params["weight"] for c in convs], k),
+            filled([c.params["bias"] for c in convs], k), filled(maps, r + 1), filled(padded, r), filled(args, r),
+            filled(deltas, r), filled(ds, r), filled(dws, k), filled(dbs, k),
             np.array([c for c, _ in acts], dtype=np.int64), np.array([s for _, s in acts], dtype=np.float64),
-            tuple(f.params["weight"] for f in fc), tuple(f.params["bias"] for f in fc), tuple(hxs), tuple(hds),
-            tuple(hdxs), tuple(hdws), tuple(hdbs), type(out) is SoftmaxOutput, ot, log_ot, et)
+            filled([f.params["weight"] for f in fc], h), filled([f.params["bias"] for f in fc], h), filled(hxs, h),
+            filled(hds, h), filled(hdxs, h), filled(hdws, h), filled(hdbs, h), type(out) is SoftmaxOutput,
+            ot, log_ot, et)
         #: [x as (C, H, W, N), a_1, …, a_L, each dense layer's (U, N)]; o, e : (N, K) (overwritten by each run)
         self.maps, self.o, self.e = [*maps, *hxs[1:]], ot.T, et.T
         #: the gradient arrays a run fills (:meth:`gradients`)
@@ -363,7 +405,7 @@ class Step:
         """Train on images x[rows], targets y[rows] (x : (M, H, W, C), C-contiguous; y : (M, K); rows : (n,)
         int64): the kernel, then each layer left with the state its own forward and backward leave
         (:attr:`state`); returns the loss."""
-        loss = self.kernels.train(x, y, rows, *self.args, *parallel.start_signal())
+        loss = self.kernels.train(x, y, rows, 0, *self.args, *parallel.start_signal())
         leave(self.state)
         return float(loss)
 

@@ -28,6 +28,7 @@ def serve(flags, slot, token, gen, lo, hi, losses, limit, x, y, rows, *step):
         being run (stored here)
     slot : int ≥ 1;  token : int > 0, the binding: these arrays and this slice
     gen : the generation of the first job (posted already);  lo, hi : the slice's rows of ``rows``
+        (the bound step's batch size is hi − lo)
     losses : (k,) float64, out: losses[slot] the slice's loss
     limit : polls (each followed by a yield of the core) to wait for a next job before returning
     x, y, rows : :func:`.stack.train`'s (``rows``: the whole batch's, written before each post)
@@ -39,7 +40,7 @@ def serve(flags, slot, token, gen, lo, hi, losses, limit, x, y, rows, *step):
     """
     while True:
         store_release(flags, 8 * slot + 3, gen)  # the job being run: the one a failure belongs to
-        losses[slot] = train(x, y, rows[lo:hi], *step, flags, 8 * slot + 2, gen)
+        losses[slot] = train(x, y, rows, lo, *step, flags, 8 * slot + 2, gen)  # rows[lo:hi]
         store_release(flags, 8 * slot + 1, 1)
         store_release(flags, 8 * slot, gen)  # done: after the count, which the caller reads after this
         posted = gen

@@ -12,7 +12,11 @@ output layer after the maps.
 
 A layer is a row of ``table`` (:data:`COLUMNS`); its arrays come in tuples that
 :mod:`convprop.engine.stack` allocates: ``maps[l]`` is layer l's input and
-``maps[l + 1]`` its output, all (C, H, W, N).
+``maps[l + 1]`` its output, all (C, H, W, N). A tuple may hold more arrays than the
+network has layers (empty ones after the last): the kernels take their counts from
+``table`` and ``head``, never from a tuple's length, so that Numba, which compiles
+a function once per tuple length, compiles one step for networks of different
+depths (:mod:`convprop.engine.stack` fills the tuples up).
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ def forward(table, slopes, weights, biases, maps, padded, args):
     ----------
     table : (L, 9) int64, see :data:`COLUMNS`;  slopes : (L,) the activations' slopes
     weights, biases : tuples of the convolutions' (C_out, C_in, kh, kw) and (C_out,) parameters
-    maps : tuple of L + 1 (C, H, W, N) arrays, maps[0] the input (out: the others)
-    padded : tuple of L arrays: a convolution's zero-padded input (out: the interior; the
+    maps : tuple of ≥ L + 1 (C, H, W, N) arrays, maps[0] the input (out: the others)
+    padded : tuple of ≥ L arrays: a convolution's zero-padded input (out: the interior; the
         border is zero), or maps[l] itself when it has no padding
-    args : tuple of L uint8 arrays: a max pooling's arg-max (out), empty for the others
+    args : tuple of ≥ L uint8 arrays: a max pooling's arg-max (out), empty for the others
     """
     for l in range(table.shape[0]):
         kind, x, out = table[l, 0], maps[l], maps[l + 1]
@@ -68,9 +72,9 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
     Parameters
     ----------
     table, slopes, weights, maps, padded, args : as :func:`forward`, after it
-    deltas : tuple of L arrays, deltas[l] the delta of layer l's output (like maps[l + 1]):
+    deltas : tuple of ≥ L arrays, deltas[l] the delta of layer l's output (like maps[l + 1]):
         deltas[L − 1] given, the others out
-    ds : tuple of L arrays: a convolution's d = δ·f'(z) (out), empty for the others
+    ds : tuple of ≥ L arrays: a convolution's d = δ·f'(z) (out), empty for the others
     dws, dbs : tuples of the convolutions' weight and bias gradients (out)
     """
     for l in range(table.shape[0] - 1, -1, -1):
@@ -99,7 +103,7 @@ def backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs):
 
 
 @jit
-def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
+def train(x, y, rows, first, table, slopes, weights, biases, maps, padded, args, deltas, ds, dws, dbs,
           head, head_slopes, hws, hbs, hxs, hds, hdxs, hdws, hdbs, softmax, ot, log_ot, et,
           signal, signal_at, signal_value):
     """A whole training pass of map layers, hidden fully connected layers and an output layer, in one call.
@@ -112,15 +116,18 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
 
     Parameters
     ----------
-    x : (M, H, W, C) images;  y : (M, K) targets;  rows : (N,) int64, the batch's images x[rows], y[rows]
+    x : (M, H, W, C) images;  y : (M, K) targets
+    rows : (≥ first + N,) int64, C-contiguous;  first : int, the batch's images are x[rows[first : first + N]]
+        and their targets y[…] (a crew thread's slice of the whole batch's rows: one argument type for
+        both callers, so one compilation)
     table … dbs : as :func:`forward` and :func:`backward` (maps[0], deltas[L − 1]: out here)
     head, head_slopes : (D,) int64 and float64, the D dense layers' activations (codes, slopes)
-    hws, hbs : tuples of D + 1 weights (U, F) and biases (U,): the dense layers', then the output layer's
-    hxs : tuple of D + 1 (F, N) arrays, out: each fully connected layer's input (hxs[0] the feature
+    hws, hbs : tuples of ≥ D + 1 weights (U, F) and biases (U,): the dense layers', then the output layer's
+    hxs : tuple of ≥ D + 1 (F, N) arrays, out: each fully connected layer's input (hxs[0] the feature
         vectors, hxs[l + 1] dense layer l's output)
-    hds, hdxs : tuples of D + 1 arrays, out: each one's d (U, N) (the last the output's od) and its
+    hds, hdxs : tuples of ≥ D + 1 arrays, out: each one's d (U, N) (the last the output's od) and its
         input's delta (F, N)
-    hdws, hdbs : tuples of D + 1 gradients, out;  softmax : bool
+    hdws, hdbs : tuples of ≥ D + 1 gradients, out;  softmax : bool
     ot, log_ot, et : (K, N), out
     signal, signal_at, signal_value : signal[signal_at] = signal_value first, without the GIL
         (:func:`convprop.engine.parallel.start_signal`: the thread that handed this slice over waits for it)
@@ -136,23 +143,23 @@ def train(x, y, rows, table, slopes, weights, biases, maps, padded, args, deltas
         for r in range(h):
             for q in range(w):
                 for m in range(n):
-                    x0[c, r, q, m] = x[rows[m], r, q, c]
+                    x0[c, r, q, m] = x[rows[first + m], r, q, c]
     forward(table, slopes, weights, biases, maps, padded, args)
     top = head.shape[0]
-    _flatten(maps[len(maps) - 1], hxs[0], False)
+    _flatten(maps[table.shape[0]], hxs[0], False)
     for l in range(top):
         dense.forward(hxs[l], hws[l], hbs[l], head[l], head_slopes[l], hxs[l + 1])
     output.forward(hxs[top], hws[top], hbs[top], softmax, ot, log_ot)
     yt = np.empty_like(ot)
     for k in range(yt.shape[0]):
         for m in range(n):
-            yt[k, m] = y[rows[m], k]
+            yt[k, m] = y[rows[first + m], k]
     loss = output.loss(ot, yt, log_ot, softmax, et)
     output.backward(et, ot, hxs[top], hws[top], softmax, hds[top], hdws[top], hdbs[top], hdxs[top])
     for l in range(top - 1, -1, -1):
         dense.backward(hdxs[l + 1], hxs[l + 1], hxs[l], hws[l], head[l], head_slopes[l], hds[l], hdws[l], hdbs[l],
                        hdxs[l])
-    _flatten(deltas[len(deltas) - 1], hdxs[0], True)
+    _flatten(deltas[table.shape[0] - 1], hdxs[0], True)
     backward(table, slopes, weights, maps, padded, args, deltas, ds, dws, dbs)
     return loss
 
