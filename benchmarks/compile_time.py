@@ -6,11 +6,14 @@ fresh ``NUMBA_CACHE_DIR``): one training epoch of ``--images`` random images com
 training step calls; a Numba ``numba:compile`` listener records each compilation's wall time, nested
 under the compilation that called for it (a caller's time includes its callees' compiled for it).
 ``--numba-default`` compiles with Numba's own optimisation settings instead of the kernels' raised
-level (:mod:`convprop.engine.kernels.optlevel`), to measure what that level costs. Writes
-``compile_time.json`` (or ``--out``).
+level (:mod:`convprop.engine.kernels.optlevel`), to measure what that level costs. ``--then`` trains
+more networks after the first one in the same process and cache, each for one epoch, and times what
+each of them still compiles (another depth shares the compiled step: :data:`convprop.engine.stack.ROOM`).
+Writes ``compile_time.json`` (or ``--out``).
 
     PYTHONPATH=$PWD/src python3 benchmarks/compile_time.py --dtype float64 --threads 1
     PYTHONPATH=$PWD/src python3 benchmarks/compile_time.py --dtype float32 --numba-default
+    PYTHONPATH=$PWD/src python3 benchmarks/compile_time.py --then lenet,deep --out compile_then.json
 """
 
 from __future__ import annotations
@@ -24,8 +27,25 @@ import tempfile
 import time
 
 
-def child(dtype: str, images: int, default_level: bool) -> dict:
-    """Train the toolbox network for one epoch with an empty cache; the compile tree, depth first."""
+def network(name: str, dtype: str):
+    """The toolbox network, the LeNet-style one (examples/lenet.py, trained with SGD here) or a deeper
+    one (three convolutions, a dense layer)."""
+    from convprop import Conv, Dense, Input, MaxPool, Network, Subsample
+
+    if name == "toolbox":
+        return Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
+                       seed=0, dtype=dtype)
+    if name == "lenet":
+        return Network([Input(28, 28), Conv(6, 5, "relu", padding="same"), MaxPool(2), Conv(16, 5, "relu"),
+                        MaxPool(2), Dense(120, "relu"), Dense(84, "relu")], n_outputs=10, output="softmax",
+                       seed=0, dtype=dtype)
+    return Network([Input(28, 28), Conv(4, 3), Conv(8, 3), Subsample(2), Conv(8, 3, "relu"), MaxPool(2),
+                    Dense(32, "tanh")], n_outputs=10, seed=0, dtype=dtype)
+
+
+def child(dtype: str, images: int, default_level: bool, names: list[str]) -> dict:
+    """Train each network of ``names`` for one epoch, in turn, starting with an empty cache; for each,
+    the seconds of its epoch and its compile tree, depth first."""
     if default_level:  # before the kernels are imported: their listener is never registered
         from convprop.engine.kernels import optlevel
 
@@ -33,7 +53,7 @@ def child(dtype: str, images: int, default_level: bool) -> dict:
     import numpy as np
     from numba.core import event
 
-    from convprop import Conv, Input, Network, Subsample, fit
+    from convprop import fit
 
     rows, starts = [], []
 
@@ -50,13 +70,25 @@ def child(dtype: str, images: int, default_level: bool) -> dict:
 
     rng = np.random.default_rng(0)
     x, y = rng.random((images, 28, 28)).astype(dtype), rng.integers(0, 10, images)
-    net = Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
-                  seed=0, dtype=dtype)
+    runs = []
     with event.install_listener("numba:compile", Clock()):
-        start = time.perf_counter()
-        fit(net, x, y, epochs=1, batch_size=50, alpha=1.0, seed=1)
-        total = time.perf_counter() - start
-    return {"seconds": round(total, 2), "tree": [r for r in rows if r is not None]}
+        for name in names:
+            net, rows[:] = network(name, dtype), []
+            start = time.perf_counter()
+            fit(net, x, y, epochs=1, batch_size=50, alpha=1.0 if name == "toolbox" else 0.1, seed=1)
+            total = time.perf_counter() - start
+            runs.append({"network": name, "seconds": round(total, 2), "tree": [r for r in rows if r is not None]})
+    return {**runs[0], "then": runs[1:]}
+
+
+def report(run: dict) -> float:
+    """Print a network's compile tree (compilations of 0.5 s or more); its seconds of compiling."""
+    for row in run["tree"]:
+        if row["seconds"] >= 0.5:
+            print(f"{'  ' * row['depth']}{row['seconds']:7.2f}  {row['function']}")
+    top = sum(r["seconds"] for r in run["tree"] if r["depth"] == 0)
+    run["compiling_seconds"] = round(top, 2)
+    return top
 
 
 def main() -> None:
@@ -68,26 +100,30 @@ def main() -> None:
     ap.add_argument("--numba-default", action="store_true", help="Numba's own levels, not the kernels' raised one")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "compile_time.json"),
                     help="the JSON file written (default benchmarks/compile_time.json)")
+    ap.add_argument("--then", default="", help="networks trained next, in the same process and cache: a "
+                    "comma-separated list of lenet, deep, toolbox (default none)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    names = ["toolbox", *(n.strip() for n in args.then.split(",") if n.strip())]
+    if not set(names) <= {"toolbox", "lenet", "deep"}:
+        ap.error(f"--then takes lenet, deep and toolbox, not {args.then!r}")
     if args.child:
-        print(json.dumps(child(args.dtype, args.images, args.numba_default)))
+        print(json.dumps(child(args.dtype, args.images, args.numba_default, names)))
         return
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache, "CONVPROP_THREADS": str(args.threads),
                "CONVPROP_ENGINE": "numba"}
-        argv = [sys.executable, __file__, "--child", "--dtype", args.dtype, "--images", str(args.images)]
+        argv = [sys.executable, __file__, "--child", "--dtype", args.dtype, "--images", str(args.images),
+                "--then", args.then]
         done = subprocess.run(argv + ["--numba-default"] * args.numba_default, env=env, capture_output=True,
                               text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    for row in result["tree"]:
-        if row["seconds"] >= 0.5:
-            print(f"{'  ' * row['depth']}{row['seconds']:7.2f}  {row['function']}")
-    top = sum(r["seconds"] for r in result["tree"] if r["depth"] == 0)
-    print(f"epoch with compilation {result['seconds']:.1f} s, of which compiling {top:.1f} s "
-          f"({args.dtype}, {args.threads} thread(s), {'Numba default' if args.numba_default else 'raised'} level)")
-    result.update(dtype=args.dtype, threads=args.threads, numba_default=args.numba_default,
-                  compiling_seconds=round(top, 2))
+    level = "Numba default" if args.numba_default else "raised"
+    for run in (result, *result["then"]):
+        top = report(run)
+        print(f"{run['network']}: epoch with compilation {run['seconds']:.1f} s, of which compiling {top:.1f} s "
+              f"({args.dtype}, {args.threads} thread(s), {level} level)")
+    result.update(dtype=args.dtype, threads=args.threads, numba_default=args.numba_default)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 

@@ -322,21 +322,26 @@ def test_networks_of_other_depths_share_the_compiled_kernels():
     entries = {"forward": kernels.forward, "backward": kernels.backward, "train": kernels.train,
                "serve": serve.serve}
 
+    deeper = {"deeper": lambda dtype: Network(  # 7 map layers, 4 convolutions, 3 fully connected
+        [Input(24, 24), Conv(2, 3), Conv(3, 3, "relu"), MaxPool(2), Conv(3, 3, padding=1), Subsample(2),
+         Conv(2, 2), MaxPool(2), Dense(5, "tanh"), Dense(4)], n_outputs=3, dtype=dtype, seed=5)}
+
     def run(name):
         for threads in (1, 2):
             convprop.set_num_threads(threads)
-            net = NETWORKS[name]("float64")
+            net = {**NETWORKS, **deeper}[name]("float64")
             x, y = random_batch(net, 24, seed=5, labels=True)
             net.forward(x[:4])
             net.backward(y[:4])
             assert net._stacked >= 2 or threads > 1  # 2 threads: in the slices' replicas
             train(net, x, y, epochs=1, batch_size=12)
 
-    run("toolbox")  # 2 convolutions, 4 map layers, no dense layer
-    compiled = {name: len(k.signatures) for name, k in entries.items()}
-    for name in ("every kind", "pooling first", "lenet", "dense sigmoid"):
-        run(name)
-        assert {name: len(k.signatures) for name, k in entries.items()} == compiled, name
+    for first, then in (("toolbox", ("pooling first", "lenet", "dense sigmoid")), ("every kind", ("deeper",))):
+        run(first)  # ≤ 4 map layers, ≤ 2 convolutions, ≤ 3 fully connected; then 5–8, 3–4, ≤ 3
+        compiled = {name: len(k.signatures) for name, k in entries.items()}
+        for name in then:
+            run(name)
+            assert {name: len(k.signatures) for name, k in entries.items()} == compiled, name
 
 
 def test_read_only_parameters_predict_on_the_one_call_path():

@@ -18,8 +18,10 @@ Numba compiles a kernel once for each combination of its arguments' types, and
 the length of a tuple is part of its type: a network of another depth took
 another compilation of the whole step (60–80 s on a 2-core AMD machine). The
 tuples the kernels get are filled up with empty arrays to a multiple of
-:data:`ROOM`'s lengths, so that every network of up to 8 map layers, 4
-convolutions and 4 fully connected layers shares one compiled step per dtype.
+:data:`ROOM`'s lengths, so that every network of up to 4 map layers, 2
+convolutions and 3 fully connected layers (the toolbox's, the LeNet-style one)
+shares one compiled step per dtype, and so do those of 5 to 8 map layers, 3 or
+4 convolutions and up to 3 fully connected layers, and so on.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from .layers.output import SigmoidOutput, SoftmaxOutput
 from .layers.pool import MaxPool, Subsample
 
 
-#: The kernels' tuples hold a multiple of these many entries: map layers, convolutions, fully connected layers.
-ROOM = {"maps": 8, "convs": 4, "fc": 4}
+#: The kernels' tuples hold a multiple of these many entries: map layers, convolutions, fully connected
+#: layers. The toolbox network (4, 2, 1) and the LeNet-style one (4, 2, 3) fill no more than that: their
+#: compiled step has the switches over tuple entries it had before (each case more is more code).
+ROOM = {"maps": 4, "convs": 2, "fc": 3}
 
 
 def room(count: int, kind: str) -> int:
