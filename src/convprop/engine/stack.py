@@ -16,7 +16,8 @@ maps (:meth:`Stack.covers`): the toolbox network and the LeNet-style one.
 
 Numba compiles a kernel once for each combination of its arguments' types, and
 the length of a tuple is part of its type: a network of another depth took
-another compilation of the whole step (60–80 s on a 2-core AMD machine). The
+another compilation of the whole step (the LeNet-style network's after the
+toolbox network's: 20 s on a 2-core AMD machine, against 1.6 s now). The
 tuples the kernels get are filled up with empty arrays to a multiple of
 :data:`ROOM`'s lengths, so that every network of up to 4 map layers, 2
 convolutions and 3 fully connected layers (the toolbox's, the LeNet-style one)
