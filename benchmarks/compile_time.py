@@ -36,9 +36,10 @@ def network(name: str, dtype: str):
         return Network([Input(28, 28), Conv(6, 5), Subsample(2), Conv(12, 5), Subsample(2)], n_outputs=10,
                        seed=0, dtype=dtype)
     if name == "lenet":
-        return Network([Input(28, 28), Conv(6, 5, "relu", padding="same"), MaxPool(2), Conv(16, 5, "relu"),
-                        MaxPool(2), Dense(120, "relu"), Dense(84, "relu")], n_outputs=10, output="softmax",
-                       seed=0, dtype=dtype)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+        from lenet import lenet  # the example's network, as bench.py takes it
+
+        return lenet(dtype, 0)
     return Network([Input(28, 28), Conv(4, 3), Conv(8, 3), Subsample(2), Conv(8, 3, "relu"), MaxPool(2),
                     Dense(32, "tanh")], n_outputs=10, seed=0, dtype=dtype)
 
