@@ -126,7 +126,7 @@ class Stack:
         self.rows = np.array(rows, dtype=np.int64).reshape(-1, len(kernels.COLUMNS))
         self.slopes = np.array(slopes, dtype=np.float64)
         self._acts = [c.activation.kernel_args for c in self.convs]  # what rows and slopes were made of
-        self._none = np.empty((0, 0, 0, 0), dtype=np.uint8)
+        self._none = _empty(4, np.dtype(np.uint8), True)  # a layer's arg-max array when it has none
         #: the kernels' tuples' lengths for map layers and convolutions (:func:`room`)
         self.rooms = room(len(self.run), "maps"), room(len(self.convs), "convs")
         self.reuse = reuse
@@ -167,10 +167,9 @@ class Stack:
         maps, padded, args = self._arrays("forward", n, dtype, lambda: self._forward_arrays(x))
         maps = [x, *maps[1:]]
         padded = [p if p is not None else m for p, m in zip(padded, maps)]
-        r, k = self.rooms
-        self.kernels.forward(self.rows, self.slopes, filled([c.params["weight"] for c in self.convs], k),
-                             filled([c.params["bias"] for c in self.convs], k), filled(maps, r + 1),
-                             filled(padded, r), filled(args, r))
+        r = self.rooms[0]
+        self.kernels.forward(self.rows, self.slopes, self.conv_params("weight"), self.conv_params("bias"),
+                             filled(maps, r + 1), filled(padded, r), filled(args, r))
         leave(self._forward_state(padded, maps, args))
         return maps
 
@@ -192,6 +191,11 @@ class Stack:
         state = [(vars(layer), "_d", d if type(layer) is Conv else d_out) for layer, d_out, d in zip(self.run, deltas, ds)]
         return state + [(vars(layer), "grads", {"weight": dw, "bias": db}) for layer, dw, db in zip(self.convs, dws, dbs)]
 
+    def conv_params(self, name: str) -> tuple[np.ndarray, ...]:
+        """The convolutions' ``name`` parameters ("weight": (C_out, C_in, kh, kw), "bias": (C_out,) each) as the
+        kernels take them: a tuple of the stack's room for convolutions (:func:`filled`)."""
+        return filled([c.params[name] for c in self.convs], self.rooms[1])
+
     def _backward_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list, list, list]:
         """The output deltas of every layer, a convolution's d (others: empty) and the gradients, for ``maps``."""
         return (*self._delta_arrays(maps), [np.empty_like(c.params["weight"]) for c in self.convs],
@@ -199,7 +203,7 @@ class Stack:
 
     def _delta_arrays(self, maps: Sequence[np.ndarray]) -> tuple[list, list]:
         """The output deltas of every layer and a convolution's d (others: empty), for ``maps``."""
-        none = np.empty((0, 0, 0, 0), dtype=maps[0].dtype)
+        none = _empty(4, maps[0].dtype, True)
         return ([np.empty_like(a) for a in maps[1:]],
                 [np.empty_like(a) if type(layer) is Conv else none for layer, a in zip(self.run, maps[1:])])
 
@@ -231,7 +235,7 @@ class Stack:
         padded = [layer._cache["x"] if type(layer) is Conv else x for layer, x in zip(run, maps[:-1])]
         args = [layer._cache["arg"] if type(layer) is MaxPool else self._none for layer in run]
         r, k = self.rooms
-        self.kernels.backward(self.rows, self.slopes, filled([c.params["weight"] for c in self.convs], k),
+        self.kernels.backward(self.rows, self.slopes, self.conv_params("weight"),
                               filled(maps, r + 1), filled(padded, r), filled(args, r), filled(deltas, r),
                               filled(ds, r), filled(dws, k), filled(dbs, k))
         leave(self._backward_state(deltas, ds, dws, dbs))
@@ -338,9 +342,8 @@ class Step:
         acts = [layer.activation.kernel_args for layer in head]
         (r, k), h = stack.rooms, room(len(fc), "fc")  # the tuples' lengths
         self.args = (
-            stack.rows, stack.slopes, filled([c.params["weight"] for c in convs], k),
-            filled([c.params["bias"] for c in convs], k), filled(maps, r + 1), filled(padded, r), filled(args, r),
-            filled(deltas, r), filled(ds, r), filled(dws, k), filled(dbs, k),
+            stack.rows, stack.slopes, stack.conv_params("weight"), stack.conv_params("bias"), filled(maps, r + 1),
+            filled(padded, r), filled(args, r), filled(deltas, r), filled(ds, r), filled(dws, k), filled(dbs, k),
             np.array([c for c, _ in acts], dtype=np.int64), np.array([s for _, s in acts], dtype=np.float64),
             filled([f.params["weight"] for f in fc], h), filled([f.params["bias"] for f in fc], h), filled(hxs, h),
             filled(hds, h), filled(hdxs, h), filled(hdws, h), filled(hdbs, h), type(out) is SoftmaxOutput,
