@@ -23,6 +23,34 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """Under pytest-xdist (the suite's default, ``-n auto``), when the whole suite runs: compile the kernels
+    most tests call once, float64 and float32 at once, before the workers start (tests/warm_kernels.py)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", 0) \
+            or config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    script = Path(__file__).with_name("warm_kernels.py")
+    children = [subprocess.Popen([sys.executable, str(script), dtype], stdout=subprocess.PIPE, text=True)
+                for dtype in ("float64", "float32")]
+    said = []
+    for child in children:
+        try:
+            said.append(child.communicate(timeout=900)[0].strip())
+        except subprocess.TimeoutExpired:  # left to the workers, which compile what they call
+            child.kill()
+            said.append(f"{child.args[-1]}: stopped after 900 s")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"kernels compiled for the workers in {time.perf_counter() - start:.0f} s "
+                            f"({', '.join(s for s in said if s) or 'no compiled engine'})")
+
+
 def random_batch(net, n, seed=0, labels=False):
     """Images in [0, 1) and targets (random reals, or labels) for ``net``."""
     rng = np.random.default_rng(seed)
