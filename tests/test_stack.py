@@ -344,6 +344,36 @@ def test_networks_of_other_depths_share_the_compiled_kernels():
             assert {name: len(k.signatures) for name, k in entries.items()} == compiled, name
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_given_as_a_view_train_on_the_kernels_compiled_for_contiguous_rows(threads):
+    """A reversed or strided view of rows is another array type to Numba: passed on as it is, it compiled
+    the whole training step again (15-40 s, once per dtype and network size). The engine makes such rows
+    contiguous first: no new signature, and the numbers of the same rows given contiguous, bit for bit
+    (outside and within reusing_step_arrays, on 1 thread and in 2 slices)."""
+    from convprop.engine.kernels import serve
+    from convprop.engine.kernels import stack as kernels
+
+    convprop.set_num_threads(threads)
+    nets = [NETWORKS["toolbox"]("float64") for _ in range(2)]
+    maps, targets = net_inputs(nets[0], *random_batch(nets[0], 90, seed=4, labels=True))
+    nets[0].train_batch(maps, targets, rows=np.arange(45))  # the kernels for contiguous rows
+    with nets[0].reusing_step_arrays():  # and the crew's compiled loop (2 threads)
+        nets[0].train_batch(maps, targets, rows=np.arange(45))
+    compiled = len(kernels.train.signatures), len(serve.serve.signatures)
+    view = np.arange(90)[::-2]  # 45 rows, stride -2
+
+    def same_as_contiguous(loss):
+        assert loss == nets[1].train_batch(maps, targets, rows=view.copy())
+        for k, g in nets[1].gradients().items():
+            np.testing.assert_array_equal(nets[0].gradients()[k], g, err_msg=k)
+
+    same_as_contiguous(nets[0].train_batch(maps, targets, rows=view))
+    with nets[0].reusing_step_arrays():
+        for _ in range(2):  # the second: the kept step's own path
+            same_as_contiguous(nets[0].train_batch(maps, targets, rows=view))
+    assert (len(kernels.train.signatures), len(serve.serve.signatures)) == compiled
+
+
 def test_read_only_parameters_predict_on_the_one_call_path():
     """Parameters loaded read-only (a memory-mapped model) fill the kernels' tuples with read-only empty
     arrays: a tuple of one array type, which the kernels can index."""

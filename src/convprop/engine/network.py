@@ -428,7 +428,8 @@ class Network:
             if plan is None or not plan.fits(twins, maps, sizes):
                 plan = self._sliced = sliced.SlicedStep(twins, maps, sizes)
         twins = plan.twins
-        rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        # contiguous rows (a reversed or strided view would be another array type: another compilation)
+        rows = np.arange(n, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         reuse = self.__dict__.get("_reuse_step", False)
         losses = plan.run(maps, targets, rows, spans, bound=reuse)
         self._took_slices(twins, spans)
@@ -597,7 +598,7 @@ class Network:
         if step is None or parallel.n_threads() != 1 or not step.still(self.layers, self.output, maps, targets, n):
             return None
         self._forget_pass()
-        loss = step.run(maps, targets, np.asarray(rows, dtype=np.int64))
+        loss = step.run(maps, targets, np.ascontiguousarray(rows, dtype=np.int64))
         self._maps, self.L, self.o, self.e, self._stacked = step.maps, loss, step.o, step.e, step.depth
         return loss
 
