@@ -60,6 +60,19 @@ def random_batch(net, n, seed=0, labels=False):
     return x, y
 
 
+def wait_until(condition, seconds=10.0, poll=0.02):
+    """Whether ``condition()`` came true within ``seconds`` (polled): for a thread's state that an idle
+    machine reaches in milliseconds and a loaded one (the suite's other worker) later."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not SHARED.is_dir():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import convprop
+from conftest import wait_until
 from convprop.engine import backend, parallel
 
 pytestmark = pytest.mark.skipif(not backend.available(), reason="Numba is not installed")
@@ -64,8 +65,8 @@ def test_a_sleeping_crew_is_woken(monkeypatch):
     parallel.run_tasks(lambda i: i, 2)
     crew = parallel._crews[1]
     for _ in range(10):
-        time.sleep(0.02)  # the crew thread is asleep now
-        assert crew._sleepers == 1
+        time.sleep(0.02)  # the crew thread is asleep now (on a loaded machine, a while later)
+        assert wait_until(lambda: crew._sleepers == 1)
         seen = []
         parallel.run_tasks(lambda i: seen.append(threading.current_thread().name), 4)
         assert len(seen) == 4
