@@ -428,8 +428,7 @@ class Network:
             if plan is None or not plan.fits(twins, maps, sizes):
                 plan = self._sliced = sliced.SlicedStep(twins, maps, sizes)
         twins = plan.twins
-        # contiguous rows (a reversed or strided view would be another array type: another compilation)
-        rows = np.arange(n, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        rows = np.arange(n, dtype=np.int64) if rows is None else rows
         reuse = self.__dict__.get("_reuse_step", False)
         losses = plan.run(maps, targets, rows, spans, bound=reuse)
         self._took_slices(twins, spans)
@@ -549,8 +548,12 @@ class Network:
             # need a second compiled version, for read-only arrays (15–25 s to compile, 2 MiB loaded)
             maps, targets = (maps.copy(), targets.copy()) if rows is None else (maps[rows], targets[rows])
             rows = None
-        elif isinstance(rows, np.ndarray) and not rows.flags.writeable:
-            rows = np.array(rows)  # fit's order of every epoch is a read-only broadcast: the same
+        elif rows is not None and not (type(rows) is np.ndarray and rows.dtype == np.int64
+                                       and rows.flags.c_contiguous and rows.flags.writeable):
+            # the rows the kernels were compiled for (int64, contiguous, writeable): a view (reversed,
+            # strided) or a read-only array (fit's order of every epoch is a read-only broadcast) is another
+            # array type to Numba, and the whole step would compile again for it (15-40 s)
+            rows = np.array(rows, dtype=np.int64, order="C")
         n = maps.shape[0] if rows is None else len(rows)
         loss = self._train_kept(maps, targets, rows, n)
         if loss is not None:
@@ -598,7 +601,7 @@ class Network:
         if step is None or parallel.n_threads() != 1 or not step.still(self.layers, self.output, maps, targets, n):
             return None
         self._forget_pass()
-        loss = step.run(maps, targets, np.ascontiguousarray(rows, dtype=np.int64))
+        loss = step.run(maps, targets, rows)
         self._maps, self.L, self.o, self.e, self._stacked = step.maps, loss, step.o, step.e, step.depth
         return loss
 

@@ -260,7 +260,7 @@ class Stack:
         maps : [x as (C, H, W, N), a_1, …, a_L, then each dense layer's (U, N)];  L : the loss;
         o, e : (N, K) outputs and o − y
         """
-        rows = np.ascontiguousarray(rows, dtype=np.int64)  # a strided view would compile the step again
+        rows = np.asarray(rows, dtype=np.int64)
         step = self.bind(x, len(rows), head, out, keep)
         loss = step.run(x, y, rows)
         return step.maps, loss, step.o, step.e
