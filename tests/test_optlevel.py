@@ -91,3 +91,23 @@ def test_the_5x5_loop_is_vectorised_when_compiled_on_its_own(dtype):
     suffix = "ps" if dtype == np.float32 else "pd"
     packed = re.findall(rf"\bv?(?:fmadd\d*|mul|add){suffix}\b", asm)
     assert len(packed) >= 50  # the loop's 100 multiply-adds, a vector at a time
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86 assembly")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adams_loop_is_vectorised(dtype):
+    """Adam's update in one call (kernels.arrays.adam) read its flags from their array inside the loop;
+    for all LLVM knew the loop's stores could change them, and it ran one element at a time (4 ns an
+    element, 260 µs a step for the LeNet-style network's 62k float32 parameters; 39 µs vectorised).
+    Packed square roots and divisions are the vectorised loop's (test_optim checks the bits)."""
+    from numba import njit
+
+    from convprop.engine.kernels import arrays
+
+    fresh = njit(cache=False, nogil=True, error_model="numpy")(arrays.adam.py_func)
+    rng = np.random.default_rng(0)
+    p, g, m, v = ((rng.random(100).astype(dtype),) for _ in range(4))
+    fresh(p, g, m, v, np.array([0.9, 0.1, 0.999, 0.001, 0.5, 1e-8, 1e-3, 0.0]), np.zeros(2, dtype=np.int64))
+    asm = "\n".join(fresh.inspect_asm().values())
+    suffix = "ps" if dtype == np.float32 else "pd"
+    assert re.search(rf"\bv?sqrt{suffix}\b", asm) and re.search(rf"\bv?div{suffix}\b", asm)

@@ -90,22 +90,27 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, consts, flags):
         decay term: wd (L2) or 1 − lr·wd (decoupled)
     flags : (2,) int64: weight decay on, decoupled
     """
+    # the flags and constants in locals: a flag read from its array in the loop could (for all LLVM
+    # knows) have been changed by the stores before it, and the loop would not vectorise (4 ns an
+    # element, 260 µs a step for the LeNet-style network's 62k parameters)
+    decay, decoupled = flags[0] != 0, flags[1] != 0
     for j in range(len(params)):
         p, g, m, v = params[j], grads[j], exp_avgs[j], exp_avg_sqs[j]
         t = p.dtype.type
         b1, c1, b2, c2 = t(consts[0]), t(consts[1]), t(consts[2]), t(consts[3])
         s2, eps, step, wd = t(consts[4]), t(consts[5]), t(consts[6]), t(consts[7])
         for i in range(p.shape[0]):
-            gi = g[i]
-            if flags[0]:
-                if flags[1]:
-                    p[i] = p[i] * wd
+            gi, pi = g[i], p[i]
+            if decay:
+                if decoupled:
+                    pi = pi * wd
                 else:
-                    gi = gi + wd * p[i]
-            m[i] = m[i] * b1
-            m[i] = m[i] + c1 * gi
-            v[i] = v[i] * b2
-            v[i] = v[i] + c2 * (gi * gi)
-            denom = np.sqrt(v[i]) / s2
+                    gi = gi + wd * pi
+            mi = m[i] * b1
+            mi = mi + c1 * gi
+            vi = v[i] * b2
+            vi = vi + c2 * (gi * gi)
+            denom = np.sqrt(vi) / s2
             denom = denom + eps
-            p[i] = p[i] - step * (m[i] / denom)
+            m[i], v[i] = mi, vi
+            p[i] = pi - step * (mi / denom)
