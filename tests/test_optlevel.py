@@ -111,3 +111,23 @@ def test_adams_loop_is_vectorised(dtype):
     asm = "\n".join(fresh.inspect_asm().values())
     suffix = "ps" if dtype == np.float32 else "pd"
     assert re.search(rf"\bv?sqrt{suffix}\b", asm) and re.search(rf"\bv?div{suffix}\b", asm)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86 assembly")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_poolings_loop_is_vectorised(dtype):
+    """Max pooling compared float32 numbers and selected uint8 positions in one loop: LLVM compared a
+    vector at a time but took every lane out of its vector to store it (100 lane extractions float32,
+    32 float64), 330 µs for 6×28×28 maps of 25 images in float32; with the positions kept in int32 the
+    loop stays in vectors (0 and 4 extractions; 77 µs). test_layers_pool checks the numbers against the
+    NumPy engine's."""
+    from numba import njit
+
+    from convprop.engine.kernels import pool
+
+    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(pool.max_pool.py_func)
+    a = np.random.default_rng(0).random((2, 8, 8, 9)).astype(dtype)
+    out, arg = np.empty((2, 4, 4, 9), dtype), np.empty((2, 4, 4, 9), np.uint8)
+    fresh(a, 2, out, arg, 0, 8)
+    asm = "\n".join(fresh.inspect_asm().values())
+    assert len(re.findall(r"\b(?:vpextr\w|vmovmsk\w+|vextract\w+)\b", asm)) <= 8
