@@ -57,6 +57,17 @@ def i64_as_f64(typingctx, x):
 
 
 @intrinsic
+def f64_as_i64(typingctx, x):
+    """The int64 whose bits are the float64 ``x`` (no conversion)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
 def i32_as_f32(typingctx, x):
     """The float32 whose bits are the int32 ``x`` (no conversion)."""
     sig = types.float32(types.int32)

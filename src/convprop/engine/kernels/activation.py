@@ -17,13 +17,15 @@ import math
 
 import numpy as np
 
-from ._jit import i32_as_f32, i64_as_f64, jit
+from ._jit import f64_as_i64, i32_as_f32, i64_as_f64, jit
 
 SIGMOID, TANH, RELU, LEAKY, IDENTITY = 0, 1, 2, 3, 4
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125  # ln 2 split: n·LN2_HI is exact for |n| < 2¹⁰
 _LN2_LO = 1.4286068203094173e-06
+#: 2⁵² + 1023: n + this is exact for an integral float64 n, |n| ≤ 1022, and its low bits are n + 1023
+_BIASED = 4503599627370496.0 + 1023.0
 
 
 @jit
@@ -44,7 +46,10 @@ def _exp64(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    return p * i64_as_f64((np.int64(n) + 1023) << 52)
+    # 2ⁿ from the bits of n + 2⁵² + 1023 (n + 1023 in the low mantissa bits) shifted into the exponent:
+    # no float64 → int64 conversion, which x86 has no vector instruction for before AVX-512 (with it the
+    # loop ran one element at a time: 2.4 ns an element, 4.6× the float32 loop's time; the same bits)
+    return p * i64_as_f64(f64_as_i64(n + _BIASED) << 52)
 
 
 @jit
