@@ -162,6 +162,26 @@ def test_compiled_sigmoid(dtype, rtol):
 
 
 @numba_only
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-15), (np.float32, 5e-7)])
+def test_compiled_tanh(dtype, rtol):
+    """The compiled tanh (a Taylor series below |x| = 1/4, the sigmoid's exp above) against the long
+    double tanh, across the switch, out to where it is ±1, and at ±0, ±inf and NaN."""
+    from convprop.engine.kernels import activation
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.linspace(-1, 1, 40001), np.linspace(-40, 40, 20001), rng.standard_normal(20000) * 1e-3,
+                        [0.25, -0.25, np.nextafter(0.25, 0), 1e-30, 1e4, -1e4]]).astype(dtype)
+    got = z.copy()
+    activation.apply_(got, activation.TANH, 0.0)
+    exact = np.tanh(z.astype(np.longdouble))
+    assert np.all(np.abs(got - exact) <= rtol * np.abs(exact))
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype)
+    activation.apply_(special, activation.TANH, 0.0)
+    assert np.isnan(special[0]) and special[1] == 1 and special[2] == -1
+    assert special[3] == 0 and not np.signbit(special[3]) and np.signbit(special[4])  # tanh(−0) = −0
+
+
+@numba_only
 def test_compiled_max_pool_ties_and_nan_like_numpy():
     from convprop.engine.kernels import pool
 

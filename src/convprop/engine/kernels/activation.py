@@ -8,7 +8,9 @@ scalar libm call, 3× slower than NumPy's SIMD exp. Relative error of σ:
 float64 < 4e-16 (degree-12 Taylor on |r| ≤ ln2/2), float32 < 2.5e-7. e^−z is
 clamped to |z| ≤ 708 (float64) / 87 (float32) so that 2ⁿ stays a normal number:
 below z = −708 σ is a few times the smallest normal number (NumPy: the true tiny
-value, or 0 below −709.8) — an absolute difference under 1e-307 (1e-37).
+value, or 0 below −709.8) — an absolute difference under 1e-307 (1e-37). tanh uses
+the same exp above |x| = 1/4 and its Taylor series below (:func:`tanh_`): relative
+error < 1e-15 (float64), < 5e-7 (float32).
 """
 
 from __future__ import annotations
@@ -87,14 +89,68 @@ def sigmoid_(z):
             z[m] = 1.0 / (1.0 + _exp64(t))
 
 
+#: tanh's Taylor coefficients of x³ … x²¹ (t₃, t₅, …): below |x| = 1/4 the series' next term is
+#: under 3e-18 of x (float32 uses them to x⁹: 9e-9)
+_TANH = (-1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0, 62.0 / 2835.0, -1382.0 / 155925.0, 21844.0 / 6081075.0,
+         -929569.0 / 638512875.0, 6404582.0 / 10854718875.0, -443861162.0 / 1856156927625.0,
+         18888466084.0 / 194896477400625.0)
+
+
+@jit
+def tanh_(z):
+    """In place: z ← tanh z; z 1-D contiguous, float32 or float64.
+
+    x + x³·P(x²) (Taylor) below |x| = 1/4, else ±(1 − 2 / (e^{2|x|} + 1)) with the sigmoid's exp
+    (2|x| clamped where the result is ±1 already): both computed, one kept, so that the loop
+    vectorises (``math.tanh`` is a scalar libm call: 19 ns an element in float32, 7× NumPy's).
+    Relative error < 1e-15 (float64), < 5e-7 (float32); NaN passes through, tanh ±inf = ±1.
+    """
+    if z.itemsize == 4:
+        one, two, quarter, hi = np.float32(1.0), np.float32(2.0), np.float32(0.25), np.float32(87.0)
+        c3, c5, c7, c9 = np.float32(_TANH[0]), np.float32(_TANH[1]), np.float32(_TANH[2]), np.float32(_TANH[3])
+        for m in range(z.shape[0]):
+            x = z[m]
+            a = x if x >= 0 else -x
+            s = a * a
+            small = x + x * (s * (((c9 * s + c7) * s + c5) * s + c3))
+            small = x if small == 0 else small  # tanh(−0) = −0 (−0 + 0 would be +0)
+            t = a + a
+            t = hi if t > hi else t
+            big = one - two / (_exp32(t) + one)
+            big = big if x >= 0 else -big
+            z[m] = small if a < quarter else big
+    else:
+        c = _TANH
+        for m in range(z.shape[0]):
+            x = z[m]
+            a = x if x >= 0 else -x
+            s = a * a
+            p = c[9]
+            p = p * s + c[8]
+            p = p * s + c[7]
+            p = p * s + c[6]
+            p = p * s + c[5]
+            p = p * s + c[4]
+            p = p * s + c[3]
+            p = p * s + c[2]
+            p = p * s + c[1]
+            p = p * s + c[0]
+            small = x + x * (s * p)
+            small = x if small == 0 else small
+            t = a + a
+            t = 708.0 if t > 708.0 else t
+            big = 1.0 - 2.0 / (_exp64(t) + 1.0)
+            big = big if x >= 0 else -big
+            z[m] = small if a < 0.25 else big
+
+
 @jit
 def apply_(z, code, slope):
     """In place: z ← f(z) for activation ``code``; z 1-D contiguous."""
     if code == SIGMOID:
         sigmoid_(z)
     elif code == TANH:
-        for m in range(z.shape[0]):
-            z[m] = math.tanh(z[m])
+        tanh_(z)
     elif code == RELU:
         zero = z.dtype.type(0)
         for m in range(z.shape[0]):
