@@ -15,8 +15,6 @@ error < 1e-15 (float64), < 5e-7 (float32).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._jit import f64_as_i64, i32_as_f32, i64_as_f64, jit
