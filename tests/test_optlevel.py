@@ -49,6 +49,17 @@ def _taps_args(dtype):
     return (*outs, *rows, rng.random((5, 5)).astype(dtype), rng.random((5, 5)).astype(dtype), n, length)
 
 
+def _fresh_asm(func, *args, fastmath=True):
+    """The x86 assembly of ``func`` (a kernel's Python function) compiled afresh, without the cache, for
+    the types of ``args``: with the kernels' ``jit`` options, or ``plain``'s (no fastmath)."""
+    from numba import njit
+
+    options = {"fastmath": {"contract"}} if fastmath else {}
+    fresh = njit(cache=False, nogil=True, error_model="numpy", **options)(func)
+    fresh(*args)
+    return "\n".join(fresh.inspect_asm().values())
+
+
 def test_a_kernel_compiles_at_the_raised_level_and_other_code_at_numbas():
     from numba import njit
     from numba.core import event
@@ -81,13 +92,9 @@ def test_a_kernel_compiles_at_the_raised_level_and_other_code_at_numbas():
 def test_the_5x5_loop_is_vectorised_when_compiled_on_its_own(dtype):
     """Compiled on its own (not inlined into its caller) the 5×5 pair's loop was scalar: a process that
     compiled the kernels called that copy and trained 2-2.7x slower (benchmarks/same_code.py)."""
-    from numba import njit
-
     from convprop.engine.kernels import conv
 
-    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(conv._taps5x5_2x2.py_func)
-    fresh(*_taps_args(dtype))
-    asm = "\n".join(fresh.inspect_asm().values())
+    asm = _fresh_asm(conv._taps5x5_2x2.py_func, *_taps_args(dtype))
     suffix = "ps" if dtype == np.float32 else "pd"
     packed = re.findall(rf"\bv?(?:fmadd\d*|mul|add){suffix}\b", asm)
     assert len(packed) >= 50  # the loop's 100 multiply-adds, a vector at a time
@@ -98,17 +105,14 @@ def test_the_5x5_loop_is_vectorised_when_compiled_on_its_own(dtype):
 def test_adams_loop_is_vectorised(dtype):
     """Adam's update in one call (kernels.arrays.adam) read its flags from their array inside the loop;
     for all LLVM knew the loop's stores could change them, and it ran one element at a time (4 ns an
-    element, 260 µs a step for the LeNet-style network's 62k float32 parameters; 39 µs vectorised).
+    element, 258 µs a step for the LeNet-style network's 62k float32 parameters; 39 µs vectorised).
     Packed square roots and divisions are the vectorised loop's (test_optim checks the bits)."""
-    from numba import njit
-
     from convprop.engine.kernels import arrays
 
-    fresh = njit(cache=False, nogil=True, error_model="numpy")(arrays.adam.py_func)
     rng = np.random.default_rng(0)
     p, g, m, v = ((rng.random(100).astype(dtype),) for _ in range(4))
-    fresh(p, g, m, v, np.array([0.9, 0.1, 0.999, 0.001, 0.5, 1e-8, 1e-3, 0.0]), np.zeros(2, dtype=np.int64))
-    asm = "\n".join(fresh.inspect_asm().values())
+    asm = _fresh_asm(arrays.adam.py_func, p, g, m, v, np.array([0.9, 0.1, 0.999, 0.001, 0.5, 1e-8, 1e-3, 0.0]),
+                     np.zeros(2, dtype=np.int64), fastmath=False)
     suffix = "ps" if dtype == np.float32 else "pd"
     assert re.search(rf"\bv?sqrt{suffix}\b", asm) and re.search(rf"\bv?div{suffix}\b", asm)
 
@@ -121,15 +125,11 @@ def test_max_poolings_loop_is_vectorised(dtype):
     32 float64), 330 µs for 6×28×28 maps of 25 images in float32; with the positions kept in int32 the
     loop stays in vectors (0 and 4 extractions; 77 µs). test_layers_pool checks the numbers against the
     NumPy engine's."""
-    from numba import njit
-
     from convprop.engine.kernels import pool
 
-    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(pool.max_pool.py_func)
     a = np.random.default_rng(0).random((2, 8, 8, 9)).astype(dtype)
     out, arg = np.empty((2, 4, 4, 9), dtype), np.empty((2, 4, 4, 9), np.uint8)
-    fresh(a, 2, out, arg, 0, 8)
-    asm = "\n".join(fresh.inspect_asm().values())
+    asm = _fresh_asm(pool.max_pool.py_func, a, 2, out, arg, 0, 8)
     assert len(re.findall(r"\b(?:vpextr\w|vmovmsk\w+|vextract\w+)\b", asm)) <= 8
 
 
@@ -139,13 +139,9 @@ def test_the_float64_sigmoid_makes_no_float_to_int64_conversions():
     AVX-512, so LLVM converted one lane at a time (cvttsd2si into a 64-bit register; 2.4 ns an
     element, 413 µs for the 6×24×24 maps of 50 images). 2ⁿ now comes from the bits of n + 2⁵² + 1023,
     shifted (258 µs; the same bits)."""
-    from numba import njit
-
     from convprop.engine.kernels import activation
 
-    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(activation.sigmoid_.py_func)
-    fresh(np.linspace(-5.0, 5.0, 64))
-    asm = "\n".join(fresh.inspect_asm().values())
+    asm = _fresh_asm(activation.sigmoid_.py_func, np.linspace(-5.0, 5.0, 64))
     assert not re.search(r"\bv?cvttsd2si\w*\s+%xmm\d+,\s*%r", asm)
 
 
@@ -155,15 +151,9 @@ def test_tanh_is_vectorised_and_calls_no_libm(dtype):
     """The tanh activation called libm's tanh / tanhf for each element (19 ns an element in float32, 7×
     NumPy's np.tanh); it is now a series and the sigmoid's exp in one loop, a vector at a time.
     test_engines checks its accuracy."""
-    from numba import njit
-
     from convprop.engine.kernels import activation
 
-    fresh = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(activation.apply_.py_func)
-    fresh(np.linspace(-1.0, 1.0, 64).astype(dtype), activation.TANH, 0.0)
-    asm = "\n".join(fresh.inspect_asm().values())
-    assert not re.search(r"\$tanhf?\b", asm)
-    own = njit(cache=False, nogil=True, error_model="numpy", fastmath={"contract"})(activation.tanh_.py_func)
-    own(np.linspace(-1.0, 1.0, 64).astype(dtype))
-    asm = "\n".join(own.inspect_asm().values())
+    z = np.linspace(-1.0, 1.0, 64).astype(dtype)
+    assert not re.search(r"\$tanhf?\b", _fresh_asm(activation.apply_.py_func, z, activation.TANH, 0.0))
+    asm = _fresh_asm(activation.tanh_.py_func, z)
     assert re.search(rf"\bvdivp{'s' if dtype == np.float32 else 'd'}\b", asm)
