@@ -288,6 +288,51 @@ def test_two_row_5x5_forward_gives_the_one_row_kernels_bits(dtype, c_in, c_out, 
 
 
 @numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("c_in, c_out, h, w, n", [(6, 12, 12, 12, 25), (4, 5, 13, 14, 3), (2, 3, 10, 10, 1),
+                                                  (8, 2, 18, 6, 2)])
+def test_winograd_forward_is_the_direct_sums_however_shared(dtype, c_in, c_out, h, w, n):
+    """kernels.winograd (F(2, 5)), where kernels.conv.forward takes it: the direct sums to round-off, and the
+    same bits whatever work items a thread gets (four-row blocks cut anywhere, each item alone), with an
+    odd map count (the pair's last map alone) and row counts that are not multiples of four."""
+    from convprop.engine.kernels import conv, winograd
+
+    rng = np.random.default_rng(h)
+    x = rng.standard_normal((c_in, h, w, n)).astype(dtype)
+    k, b = rng.standard_normal((c_out, c_in, 5, 5)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    ho, wo = h - 4, w - 4
+    assert winograd.fits(k, wo) == (c_in >= (2 if dtype == "float64" else 4))
+    assert not winograd.fits(k, wo + 1) and not winograd.fits(k[:, :1], wo) and not winograd.fits(k[..., 1:], wo)
+    if not winograd.fits(k, wo):
+        return
+    items = (c_out + 1) // 2 * ho
+    whole, single, cut, direct = (np.full((c_out, ho, wo, n), np.nan, dtype=dtype) for _ in range(4))
+    winograd.forward(x, k, b, 4, 0.0, whole, 0, items)  # code 4: the identity, the raw sums
+    for t in range(items):
+        winograd.forward(x, k, b, 4, 0.0, single, t, t + 1)
+    np.testing.assert_array_equal(single, whole)
+    pairs = (c_out + 1) // 2
+    for first in range(1, min(items, 13)):  # two threads' shares, cut at every row of a block and map pair
+        cuts = (0, first, items) if first % 2 else (0, first // 2, first, items)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            winograd.forward(x, k, b, 4, 0.0, cut, lo, hi)
+        np.testing.assert_array_equal(cut, whole)
+        share, mine = np.full_like(whole, np.nan), np.zeros((c_out, ho), dtype=bool)
+        winograd.forward(x, k, b, 4, 0.0, share, 0, first)
+        for t in range(first):  # item t: row t // pairs of the maps 2q, 2q + 1 (q = t % pairs)
+            mine[2 * (t % pairs) : 2 * (t % pairs) + 2, t // pairs] = True
+        np.testing.assert_array_equal(~np.isnan(share).all(axis=(2, 3)), mine)  # its items' rows, no others
+    conv.forward(x, k, b, 1, 4, 0.0, direct, 0, items)
+    np.testing.assert_array_equal(direct, whole)  # conv.forward takes it
+    exact = nhwc.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x.astype(np.float64))), k.astype(np.float64))[0] + b
+    scale = np.abs(exact).max()  # sums of up to 200 products of normal numbers, some near zero
+    np.testing.assert_allclose(ops.to_nhwc(whole), exact, rtol=0, atol=(2e-15 if dtype == "float64" else 1e-6) * scale)
+    winograd.forward(x, k, b, 0, 0.0, whole, 0, items)  # code 0: the sigmoid, applied to each row as it is done
+    np.testing.assert_allclose(ops.to_nhwc(whole), 1 / (1 + np.exp(-exact)), rtol=0,
+                               atol=5e-16 * scale if dtype == "float64" else 3e-7 * scale)
+
+
+@numba_only
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-13, 1e-16), ("float32", 2e-5, 5e-7)])
 def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):

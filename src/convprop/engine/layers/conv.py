@@ -174,7 +174,8 @@ class Conv(Layer):
 
     # a = σ(Σ_i convn(a_prev{i}, k{i}{j}, 'valid') + b{j})
     #   compiled: each output row accumulated directly, σ applied while it is in cache;
-    #   only the kept (strided) positions are computed
+    #   5×5 kernels on several maps by Winograd's F(2, 5) (kernels/winograd.py: 15
+    #   multiply-adds an output and input map, not 25); only the kept (strided) positions are computed
     #   NumPy, as products over the batch:  z = [W | b] · [cols; 1],  a = σ(z) in place;
     #   z is filled in blocks of output rows so that each block's cols stays in cache
     # Beyond the toolbox: σ is the layer's activation f; padding zero-pads x first; a
