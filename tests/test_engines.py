@@ -333,6 +333,38 @@ def test_winograd_forward_is_the_direct_sums_however_shared(dtype, c_in, c_out, 
 
 
 @numba_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("c_in, c_out, h, w, n", [(6, 12, 12, 12, 25), (4, 5, 13, 14, 3), (2, 3, 10, 10, 1)])
+def test_winograd_weight_gradient_is_the_direct_sums_however_shared(dtype, c_in, c_out, h, w, n):
+    """kernels.winograd's weight gradient (F(5, 2)), where kernels.conv.weight_grad_into takes it: the direct
+    sums to round-off, the same bits whatever work items a thread gets, an odd map count."""
+    from convprop.engine.kernels import conv, winograd
+
+    rng = np.random.default_rng(h)
+    x = rng.standard_normal((c_in, h, w, n)).astype(dtype)
+    d = rng.standard_normal((c_out, h - 4, w - 4, n)).astype(dtype)
+    whole, cut, into = (np.full((c_out, c_in, 5, 5), np.nan, dtype=dtype) for _ in range(3))
+    if not winograd.fits(whole, w - 4):
+        assert dtype == "float32" and c_in < 4
+        return
+    scale = whole.dtype.type(1 / n)
+    vx, dt = winograd.weight_operands(x, d)
+    items = (c_out + 1) // 2 * c_in
+    winograd.weight_grad(vx, dt, scale, whole, 0, items)
+    for first in range(1, items):
+        winograd.weight_grad(vx, dt, scale, cut, 0, first)
+        winograd.weight_grad(vx, dt, scale, cut, first, items)
+        np.testing.assert_array_equal(cut, whole)
+    conv.weight_grad_into(x, d, 1, scale, into)
+    np.testing.assert_array_equal(into, whole)  # weight_grad_into takes it
+    x64, d64 = x.astype(np.float64), d.astype(np.float64)
+    _, cols = nhwc.correlate_valid(np.ascontiguousarray(ops.to_nhwc(x64)), np.zeros((c_out, c_in, 5, 5)))
+    exact = nhwc.correlate_valid_weight_grad(cols, np.ascontiguousarray(ops.to_nhwc(d64))).reshape(whole.shape) / n
+    # sums of (h − 4)·(w − 4)·n products of normal numbers, some near zero: against the largest
+    np.testing.assert_allclose(whole, exact, rtol=0, atol=(5e-15 if dtype == "float64" else 3e-6) * np.abs(exact).max())
+
+
+@numba_only
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-13, 1e-16), ("float32", 2e-5, 5e-7)])
 def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):

@@ -101,8 +101,8 @@ def compiled() -> SimpleNamespace | None:
     if engine() != "numba":
         return None
     if _kernels is None:
-        from .kernels import activation, arrays, conv, dense, output, pool, stack
+        from .kernels import activation, arrays, conv, dense, output, pool, stack, winograd
 
         _kernels = SimpleNamespace(conv=conv, pool=pool, activation=activation, dense=dense, stack=stack,
-                                   output=output, arrays=arrays)
+                                   output=output, arrays=arrays, winograd=winograd)
     return _kernels

@@ -15,6 +15,7 @@ from . import winograd
 from ._jit import ijit, jit, rjit
 from .activation import apply_, derivative
 from .copies import copy4
+from .dots import row_dots, row_dots2
 
 #: Output rows (Wo·N numbers) up to this many bytes: :func:`weight_layout` takes the weight
 #: gradient as flat runs over all rows, whose extra multiply-adds on padding cost less than
@@ -81,7 +82,8 @@ def weight_operands(x, d, kw, layout):
 
 @jit
 def weight_grad_into(x, d, stride, scale, dw):
-    """dw = Σ d ⋆ x · scale on one thread, in the layout :func:`weight_layout` picks.
+    """dw = Σ d ⋆ x · scale on one thread, in the layout :func:`weight_layout` picks, or by F(5, 2)
+    (:func:`.winograd.weight_grad`) where :func:`.winograd.fits`.
 
     Parameters
     ----------
@@ -91,7 +93,10 @@ def weight_grad_into(x, d, stride, scale, dw):
     co, ci, kh, kw = dw.shape
     layout = weight_layout(stride, kw, x.shape[2], d.shape[2], d.shape[3], d.itemsize)
     pairs = (co + 1) // 2
-    if layout != ROWS:
+    if stride == 1 and winograd.fits(dw, d.shape[2]):
+        vx, dt = winograd.weight_operands(x, d)
+        winograd.weight_grad(vx, dt, scale, dw, 0, pairs * ci)
+    elif layout != ROWS:
         xs, ds, row, step, length = weight_operands(x, d, kw, layout)
         weight_grad_flat(xs, ds, row, step, length, scale, dw, 0, pairs * ci)
     elif stride == 1:
@@ -355,89 +360,6 @@ def forward_strided(x, w, b, stride, code, slope, z, lo, hi):
 
 
 @rjit
-def _row_dots(dw, dr, xr, n, length, scale):
-    """dw[v] += scale · Σ_m dr[m]·xr[m + v·n] for every v (stride 1), five v per pass over dr.
-
-    ``n`` is the step from one tap's run to the next: N within a row of maps, H·Wo·N between
-    :func:`weight_grad_flat`'s shifted copies.
-    """
-    kw = dw.shape[0]
-    v = 0
-    while v < kw:
-        if v + 5 <= kw:
-            o = v * n
-            x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
-            x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
-            s0 = s1 = s2 = s3 = s4 = dr.dtype.type(0)
-            for m in range(length):
-                dm = dr[m]
-                s0 += dm * x0[m]
-                s1 += dm * x1[m]
-                s2 += dm * x2[m]
-                s3 += dm * x3[m]
-                s4 += dm * x4[m]
-            dw[v] += s0 * scale
-            dw[v + 1] += s1 * scale
-            dw[v + 2] += s2 * scale
-            dw[v + 3] += s3 * scale
-            dw[v + 4] += s4 * scale
-            v += 5
-        else:
-            x0 = xr[v * n : v * n + length]
-            s0 = dr.dtype.type(0)
-            for m in range(length):
-                s0 += dr[m] * x0[m]
-            dw[v] += s0 * scale
-            v += 1
-
-
-@rjit
-def _row_dots2(dwa, dwb, da, db, xr, n, length, scale):
-    """:func:`_row_dots` for two output maps at once (rows da, db of d), sharing every load of xr."""
-    kw = dwa.shape[0]
-    v = 0
-    while v < kw:
-        if v + 5 <= kw:
-            o = v * n
-            x0, x1, x2 = xr[o : o + length], xr[o + n : o + n + length], xr[o + 2 * n : o + 2 * n + length]
-            x3, x4 = xr[o + 3 * n : o + 3 * n + length], xr[o + 4 * n : o + 4 * n + length]
-            a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = da.dtype.type(0)
-            for m in range(length):
-                p, q = da[m], db[m]
-                v0, v1, v2, v3, v4 = x0[m], x1[m], x2[m], x3[m], x4[m]
-                a0 += p * v0
-                a1 += p * v1
-                a2 += p * v2
-                a3 += p * v3
-                a4 += p * v4
-                b0 += q * v0
-                b1 += q * v1
-                b2 += q * v2
-                b3 += q * v3
-                b4 += q * v4
-            dwa[v] += a0 * scale
-            dwa[v + 1] += a1 * scale
-            dwa[v + 2] += a2 * scale
-            dwa[v + 3] += a3 * scale
-            dwa[v + 4] += a4 * scale
-            dwb[v] += b0 * scale
-            dwb[v + 1] += b1 * scale
-            dwb[v + 2] += b2 * scale
-            dwb[v + 3] += b3 * scale
-            dwb[v + 4] += b4 * scale
-            v += 5
-        else:
-            x0 = xr[v * n : v * n + length]
-            a0 = b0 = da.dtype.type(0)
-            for m in range(length):
-                a0 += da[m] * x0[m]
-                b0 += db[m] * x0[m]
-            dwa[v] += a0 * scale
-            dwb[v] += b0 * scale
-            v += 1
-
-
-@rjit
 def _row_dots_strided(dw, dr, xr, n, wo, stride, scale):
     """dw[v] += scale · Σ_c Σ_k dr[c·n + k]·xr[(c·stride + v)·n + k]."""
     for v in range(dw.shape[0]):
@@ -524,11 +446,11 @@ def weight_grad(x, d, stride, scale, dw, lo, hi):
             row2 = dw[j + 1, i, u]
             row2[:] = 0
             for r in range(ho):
-                _row_dots2(row, row2, d[j, r].reshape(length), d[j + 1, r].reshape(length),
+                row_dots2(row, row2, d[j, r].reshape(length), d[j + 1, r].reshape(length),
                            x[i, r + u].reshape(width), n, length, scale)
         else:
             for r in range(ho):
-                _row_dots(row, d[j, r].reshape(length), x[i, r + u].reshape(width), n, length, scale)
+                row_dots(row, d[j, r].reshape(length), x[i, r + u].reshape(width), n, length, scale)
 
 
 @rjit
@@ -677,12 +599,12 @@ def weight_grad_flat(xs, ds, row, step, length, scale, dw, lo, hi):
                 dwa, dwb = dw[j, i, u], dw[j + 1, i, u]
                 dwa[:] = 0
                 dwb[:] = 0
-                _row_dots2(dwa, dwb, da, db, xf[u * row :], step, length, scale)
+                row_dots2(dwa, dwb, da, db, xf[u * row :], step, length, scale)
         else:
             for u in range(kh):
                 dwa = dw[j, i, u]
                 dwa[:] = 0
-                _row_dots(dwa, da, xf[u * row :], step, length, scale)
+                row_dots(dwa, da, xf[u * row :], step, length, scale)
 
 
 @jit

@@ -31,6 +31,7 @@ import numpy as np
 
 from ._jit import jit
 from .activation import apply_
+from .dots import row_dots2
 
 #: Input maps from which :func:`fits` takes F(2, 5), float64 and float32. Measured on one thread,
 #: 25 images, against :func:`.conv.forward`'s direct sums in the same process (identity; with the
@@ -191,3 +192,102 @@ def forward(x, w, b, code, slope, z, lo, hi):
                 _accumulate(acc, ring[i], u[j, i], r, rows, i == 0, length)
             for s in range(rows):
                 _finish(acc[s], z[j, r + s], b[j], code, slope, tiles, n)
+
+
+# The weight gradient, dw[j, i, u, v] = Σ_r Σ_c Σ_n d[j, r, c, n]·x[i, r + u, c + v, n]·scale, takes F(5, 2):
+# five outputs v of a 2-tap correlation (two columns 2t, 2t + 1 of d) from six inputs (columns 2t … 2t + 5
+# of x), with the same points: y = A'ᵀ[(G' d) ⊙ (Bᵀ x)], Bᵀ as above,
+#
+#     G' = [1/4 0; −1/6 −1/6; −1/6 1/6; 1/24 1/12; 1/24 −1/12; 0 1],
+#     A'ᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 0; 0 1 1 16 16 1].
+#
+# Summed over tiles, rows and images in the transformed domain, each (j, i, u, ξ) is one long dot product
+# of d's and x's transforms (:func:`.dots.row_dots2`, the direct kernels' own), and A'ᵀ is applied once:
+# 6 multiply-adds per two columns and kernel row where the direct sums take 10. G''s fractions are taken
+# out of the transform (G' = diag(1/4, 1/6, 1/6, 1/24, 1/24, 1)·integers) and divided out of the sums.
+
+
+@jit
+def _transform_grad(d, dt):
+    """dt[j, ξ, r, t·N + n] = (6·G' d's columns 2t, 2t + 1)[ξ] without G''s fractions: d (C_out, Ho, Wo, N) →
+    dt (C_out, 6, Ho, Wo/2·N)."""
+    co, ho, wo, n = d.shape
+    c2 = d.dtype.type(2)
+    for j in range(co):
+        for r in range(ho):
+            for t in range(wo // 2):
+                d0, d1, o = d[j, r, 2 * t], d[j, r, 2 * t + 1], t * n
+                e0, e1, e2 = dt[j, 0, r, o:o + n], dt[j, 1, r, o:o + n], dt[j, 2, r, o:o + n]
+                e3, e4, e5 = dt[j, 3, r, o:o + n], dt[j, 4, r, o:o + n], dt[j, 5, r, o:o + n]
+                for k in range(n):
+                    a, b = d0[k], d1[k]
+                    e0[k] = a
+                    e1[k] = -(a + b)
+                    e2[k] = b - a
+                    e3[k] = a + c2 * b
+                    e4[k] = a - c2 * b
+                    e5[k] = b
+
+
+@jit
+def weight_operands(x, d):
+    """:func:`weight_grad`'s operands: x's rows and d's column pairs transformed.
+
+    Parameters
+    ----------
+    x : (C_in, H, W, N), the padded maps of the forward pass;  d : (C_out, H − 4, W − 4, N), dℓ/dz (Wo even)
+
+    Returns
+    -------
+    vx : (C_in, 6, H, Wo/2·N), Bᵀ over x's columns 2t … 2t + 5;  dt : (C_out, 6, Ho, Wo/2·N), :func:`_transform_grad`
+    """
+    ci, h, n = x.shape[0], x.shape[1], x.shape[3]
+    co, ho, wo = d.shape[0], d.shape[1], d.shape[2]
+    tiles = wo // 2
+    vx = np.empty((ci, 6, h, tiles * n), dtype=x.dtype)
+    dt = np.empty((co, 6, ho, tiles * n), dtype=x.dtype)
+    for i in range(ci):
+        for row in range(h):
+            _transform_row(x[i, row], vx[i, :, row], tiles, n)
+    _transform_grad(d, dt)
+    return vx, dt
+
+
+@jit
+def weight_grad(vx, dt, scale, dw, lo, hi):
+    """dw[j, i, u, v] = scale · Σ_r Σ_c Σ_n d[j, r, c, n]·x[i, r + u, c + v, n] by F(5, 2) (when :func:`fits`).
+
+    Parameters
+    ----------
+    vx, dt : :func:`weight_operands`;  scale : 1/N
+    dw : (C_out, C_in, 5, 5), out; work items t = q·C_in + i, pairs of output maps (2q, 2q + 1) × input maps
+    """
+    co, ci = dw.shape[0], dw.shape[1]
+    h, ho, length = vx.shape[2], dt.shape[2], vx.shape[3]
+    one = dw.dtype.type(1)
+    parts = (dw.dtype.type(4), dw.dtype.type(6), dw.dtype.type(6), dw.dtype.type(24), dw.dtype.type(24), one)
+    m = np.empty((2, 6, 5), dtype=dw.dtype)
+    for t in range(lo, hi):
+        j, i = 2 * (t // ci), t % ci
+        k = j + 1 if j + 1 < co else j  # an odd C_out's last map: its pair's second sums are not kept
+        m[:] = 0
+        for xi in range(6):  # m[s, ξ, u] = Σ_r Σ_m dt[j_s, ξ, r, m]·vx[i, ξ, r + u, m], five u a pass
+            row_dots2(m[0, xi], m[1, xi], dt[j, xi].reshape(ho * length), dt[k, xi].reshape(ho * length),
+                      vx[i, xi].reshape(h * length), length, ho * length, one)
+        _weights_from_sums(m[0], parts, scale, dw[j, i])
+        if k != j:
+            _weights_from_sums(m[1], parts, scale, dw[k, i])
+
+
+@jit
+def _weights_from_sums(m, parts, scale, g):
+    """g[u, v] = scale · Σ_ξ A'ᵀ[v, ξ]·m[ξ, u] / parts[ξ]: m (6, 5) transformed sums → one kernel's gradient (5, 5)."""
+    c2, c4, c8, c16 = g.dtype.type(2), g.dtype.type(4), g.dtype.type(8), g.dtype.type(16)
+    for u in range(5):
+        m0, m1, m2 = m[0, u] / parts[0], m[1, u] / parts[1], m[2, u] / parts[2]
+        m3, m4, m5 = m[3, u] / parts[3], m[4, u] / parts[4], m[5, u] / parts[5]
+        g[u, 0] = scale * ((((m0 + m1) + m2) + m3) + m4)
+        g[u, 1] = scale * (((m1 - m2) + c2 * m3) - c2 * m4)
+        g[u, 2] = scale * (((m1 + m2) + c4 * m3) + c4 * m4)
+        g[u, 3] = scale * (((m1 - m2) + c8 * m3) - c8 * m4)
+        g[u, 4] = scale * ((((m1 + m2) + c16 * m3) + c16 * m4) + m5)

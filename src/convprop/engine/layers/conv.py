@@ -298,12 +298,15 @@ class Conv(Layer):
         return self._crop(dx)
 
     def _weight_grad(self, kernels, x: np.ndarray, d: np.ndarray, scale, share: dict) -> None:
-        """``grads["weight"]`` shared over threads, in :func:`kernels.conv.weight_layout`'s layout
-        (:func:`kernels.conv.weight_grad_into`'s work, the same numbers)."""
+        """``grads["weight"]`` shared over threads, by F(5, 2) or in :func:`kernels.conv.weight_layout`'s
+        layout (:func:`kernels.conv.weight_grad_into`'s work, the same numbers)."""
         conv, dw = kernels.conv, self.grads["weight"]
         co, ci, kh, kw = dw.shape
         layout = conv.weight_layout(self.stride, kw, x.shape[2], d.shape[2], d.shape[3], d.itemsize)
-        if layout != conv.ROWS:  # work items: pairs of output maps × C_in
+        if self.stride == 1 and kernels.winograd.fits(dw, d.shape[2]):  # work items: pairs of output maps × C_in
+            parallel.run_rows(kernels.winograd.weight_grad, (co + 1) // 2 * ci, *kernels.winograd.weight_operands(x, d),
+                              scale, dw, **share)
+        elif layout != conv.ROWS:  # work items: pairs of output maps × C_in
             parallel.run_rows(conv.weight_grad_flat, (co + 1) // 2 * ci, *conv.weight_operands(x, d, kw, layout), scale,
                               dw, **share)
         elif self.stride == 1:  # work items: pairs of output maps × kernel rows
