@@ -365,6 +365,33 @@ def test_winograd_weight_gradient_is_the_direct_sums_however_shared(dtype, c_in,
 
 
 @numba_only
+@pytest.mark.parametrize("c_in, c_out, h, w, n", [(6, 12, 12, 12, 25), (5, 4, 13, 14, 3), (2, 3, 10, 10, 1),
+                                                  (3, 2, 15, 6, 2)])
+def test_winograd_input_gradient_is_the_full_correlation_however_shared(c_in, c_out, h, w, n):
+    """kernels.winograd's input gradient (the adjoint of F(2, 5)), where kernels.conv.backward_into takes it
+    (float64): the 'full' correlation to round-off, the same bits whatever work items a thread gets, an odd
+    map count, rows of d taken four at a time and one at a time (h − 4 = 9, 11)."""
+    from convprop.engine.kernels import conv, winograd
+
+    rng = np.random.default_rng(h)
+    x, k = rng.standard_normal((c_in, h, w, n)), rng.standard_normal((c_out, c_in, 5, 5))
+    d = rng.standard_normal((c_out, h - 4, w - 4, n))
+    assert winograd.fits_input(k, w - 4) and not winograd.fits_input(k.astype(np.float32), w - 4)
+    assert not winograd.fits_input(k, w - 3) and not winograd.fits_input(k[:1], w - 4)
+    whole, cut = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    ad, items = winograd.input_operands(d), (c_in + 1) // 2
+    winograd.input_grad(ad, k, whole, 0, items)
+    for first in range(1, items):
+        winograd.input_grad(ad, k, cut, 0, first)
+        winograd.input_grad(ad, k, cut, first, items)
+        np.testing.assert_array_equal(cut, whole)
+    _, _, _, dx = conv.backward(d, np.full_like(d, 0.5), x, k, 4, 0.0, 1, True)  # code 4: identity, d = δ
+    np.testing.assert_array_equal(dx, whole)  # backward_into takes it
+    exact = nhwc.correlate_valid_input_grad(np.ascontiguousarray(ops.to_nhwc(d)), k)
+    np.testing.assert_allclose(ops.to_nhwc(whole), exact, rtol=0, atol=4e-15 * np.abs(exact).max())
+
+
+@numba_only
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-13, 1e-16), ("float32", 2e-5, 5e-7)])
 def test_compiled_output_layer_and_loss_match_numpy(output, dtype, rtol, atol):

@@ -502,7 +502,8 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     """A whole layer's backward pass on one thread, in one call: the kernels above in sequence.
 
     d = δ·f'(z);  dw = Σ d ⋆ x / N;  db = Σ d / N;  dx = the 'full' correlation of d with w
-    (as :func:`input_grad`: on d zero-padded by kw − 1 columns and placed on the stride's grid).
+    (as :func:`input_grad`: on d zero-padded by kw − 1 columns and placed on the stride's grid; by the
+    adjoint of F(2, 5), :func:`.winograd.input_grad`, where :func:`.winograd.fits_input`).
     One call instead of one per kernel: a batch slice's thread then takes the GIL back once per
     layer, where each hand-back can wait for the other slice's Python (tens of µs each). The
     weight gradient of rows of at most :data:`FLAT_ROW_BYTES` (:func:`weight_grad_flat`) and the
@@ -523,6 +524,9 @@ def backward_into(delta, a, x, w, code, slope, stride, d, dw, db, dx):
     weight_grad_into(x, d, stride, scale, dw)
     bias_grad(d, scale, db, 0, co)
     if dx.size == 0:
+        return
+    if stride == 1 and winograd.fits_input(w, d.shape[2]):
+        winograd.input_grad(winograd.input_operands(d), w, dx, 0, (ci + 1) // 2)
         return
     flat, flipped, placed = input_operands(d, w, stride, x.shape[1], x.shape[2])
     if flat:

@@ -290,6 +290,10 @@ class Conv(Layer):
         if not need_input_delta:
             return None
         dx = np.empty_like(x)
+        if s == 1 and kernels.winograd.fits_input(weight, d.shape[2]):  # work items: pairs of input maps
+            parallel.run_rows(kernels.winograd.input_grad, (ci + 1) // 2, kernels.winograd.input_operands(d), weight,
+                              dx, **share)
+            return self._crop(dx)
         flat, flipped, placed = kernels.conv.input_operands(d, weight, s, x.shape[1], x.shape[2])
         if flat:  # work items: pairs of input maps
             parallel.run_rows(kernels.conv.input_grad_flat, (ci + 1) // 2, placed, flipped, dx, **share)
