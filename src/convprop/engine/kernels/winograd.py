@@ -45,7 +45,8 @@ MIN_INPUT_MAPS_F64, MIN_INPUT_MAPS_F32 = 2, 4
 @jit
 def fits(w, wo):
     """Whether a stride-1 convolution with kernels ``w`` (C_out, C_in, kh, kw) and ``wo`` output columns
-    takes :func:`forward`: 5×5 kernels, enough input maps (:data:`MIN_INPUT_MAPS_F64`), Wo even."""
+    takes :func:`forward` and :func:`weight_grad`: 5×5 kernels, Wo even, at least :data:`MIN_INPUT_MAPS_F64`
+    input maps in float64, ``MIN_INPUT_MAPS_F32`` in float32."""
     least = MIN_INPUT_MAPS_F64 if w.itemsize == 8 else MIN_INPUT_MAPS_F32
     return w.shape[2] == 5 and w.shape[3] == 5 and w.shape[1] >= least and wo % 2 == 0
 
