@@ -35,7 +35,7 @@ def begin(args, config: dict, dtype, comm) -> subprocess.Popen | None:
         return None
     backend.set_engine("numpy")
     say(args, "note: first run of these layers on this machine: their compiled kernels are being built "
-              "in the background (once: 15 s to 2 min, by machine); the NumPy engine trains until they are ready "
+              "in the background (once: 15 s to 3 min, by machine); the NumPy engine trains until they are ready "
               "(same results to round-off; CONVPROP_COMPILE=foreground waits for them instead)")
     return child
 

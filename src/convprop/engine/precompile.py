@@ -1,6 +1,6 @@
 """The compiled engine's first run on a machine: its kernels compile in a background process.
 
-Compiling the kernels takes 15 s to 2 minutes the first time, by machine (then Numba's disk cache
+Compiling the kernels takes 15 s to 3 minutes the first time, by machine (then Numba's disk cache
 loads them in under a second). ``convprop train`` does not make a first run
 wait for that: when the kernels a run needs have not been compiled on this
 machine yet (no *marker* for them, :func:`is_warm`), it starts a child process
