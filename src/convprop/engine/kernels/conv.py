@@ -273,9 +273,9 @@ def forward(x, w, b, stride, code, slope, z, lo, hi):
 
     Output maps are taken in pairs (2q, 2q + 1) that share every load of x; the work
     items t = q·Ho + r, lo ≤ t < hi, run over pairs (the last map alone when C_out is odd).
-    Where :func:`.winograd.fits` (float64 5×5 kernels on several maps), :func:`.winograd.forward`
-    computes the same sums with 15 multiply-adds an output and input map instead of 25, over the
-    same number of work items (its own order of them).
+    Where :func:`.winograd.fits` (5×5 kernels on 2+ input maps in float64, 4+ in float32, Wo even),
+    :func:`.winograd.forward` computes the same sums with 15 multiply-adds an output and input map
+    instead of 25, over the same number of work items (its own order of them).
 
     Parameters
     ----------
